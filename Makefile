@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: MIT
+# kvmfault: `make` builds the library, tools and tests; `make check` runs
+# every test; `make run` runs the demo; `make install PREFIX=...` installs.
+#
+# VARIANT selects a build tree: (none) build/, asan build/asan/ (ASan and
+# UBSan), static build/static/ (static programs for the QEMU rig).
+
+VERSION := 0.1.0
+CC ?= gcc
+PREFIX ?= /usr/local
+ARCH := x86
+
+BUILD := build$(if $(VARIANT),/$(VARIANT))
+
+CFLAGS ?= -O2 -g
+KF_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	-D_GNU_SOURCE -Iinclude -pthread -fPIC -MMD -MP \
+	-fno-tree-loop-distribute-patterns
+# Guest code is this program's own code at its link addresses.
+KF_LDFLAGS := -no-pie -pthread
+KF_LIBS :=
+
+ifeq ($(VARIANT),asan)
+KF_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+KF_LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(VARIANT),static)
+KF_LDFLAGS += -static
+else ifneq ($(VARIANT),)
+$(error unknown VARIANT '$(VARIANT)': use asan or static)
+endif
+
+LIB_SRCS := $(wildcard lib/*.c lib/$(ARCH)/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard tests/*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(wildcard tools/*.c)
+TOOLS := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/kvmfault-%)
+STATIC_LIB := $(BUILD)/libkvmfault.a
+SHARED_LIB := $(BUILD)/libkvmfault.so
+
+.PHONY: all lib tests tools check run deps install clean
+all: lib tools tests
+
+lib: $(STATIC_LIB) $(if $(VARIANT),,$(SHARED_LIB))
+tests: $(TESTS)
+tools: $(TOOLS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KF_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tests/%.o $(BUILD)/obj/tools/%.o: KF_CFLAGS += -fno-PIC
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -pthread -o $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
+
+$(BUILD)/bin/kvmfault-%: $(BUILD)/obj/tools/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
+
+# Every test; ends with one line "N passed, N failed, N skipped".
+check:
+	@scripts/check.sh
+
+run: deps all
+	@scripts/run.sh
+
+deps:
+	@scripts/deps.sh
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include/kvmfault/$(ARCH) \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/kvmfault/*.h $(DESTDIR)$(PREFIX)/include/kvmfault/
+	install -m 644 include/kvmfault/$(ARCH)/*.h $(DESTDIR)$(PREFIX)/include/kvmfault/$(ARCH)/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.$(VERSION)
+	ln -sf libkvmfault.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.0
+	ln -sf libkvmfault.so.0 $(DESTDIR)$(PREFIX)/lib/libkvmfault.so
+	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+		kvmfault.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvmfault.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The page checksum that guests and hosts both compute: the guest checks the
+ * bytes it sees against what the host installed.  64-bit FNV-1a over words.
+ */
+#ifndef KVMFAULT_HASH_H
+#define KVMFAULT_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kvmfault/compiler.h>
+
+#define KF_HASH_SEED 0xcbf29ce484222325ULL
+
+KF_GUEST_INLINE uint64_t kf_hash_continue(uint64_t h, const void *buf,
+					  size_t len)
+{
+	const volatile uint64_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* len is a multiple of 8. */
+KF_GUEST_INLINE uint64_t kf_hash(const void *buf, size_t len)
+{
+	return kf_hash_continue(KF_HASH_SEED, buf, len);
+}
+
+#endif

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <kvmfault/compiler.h>
+#include <kvmfault/error.h>
+#include <kvmfault/vcpu.h>
+
+#include "internal.h"
+
+int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
+		uint64_t arg, struct kf_vcpu **vcpup)
+{
+	struct kf_vcpu *vcpu;
+	int ret;
+
+	*vcpup = NULL;
+	if (id >= vm->max_vcpus)
+		return kf_fail(EINVAL, "vCPU id %u: this VM takes at most %u vCPUs",
+			       id, vm->max_vcpus);
+	if (vm->vcpus[id])
+		return kf_fail(EEXIST, "vCPU %u exists already", id);
+	if (!guest_fn)
+		return kf_fail(EINVAL, "vCPU %u needs a guest function", id);
+
+	vcpu = calloc(1, sizeof(*vcpu));
+	if (!vcpu)
+		return kf_fail(ENOMEM, "out of memory for a vCPU");
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->max_repeated_faults = KF_DEFAULT_MAX_REPEATED_FAULTS;
+	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0) {
+		ret = kf_fail_errno(errno, "KVM_CREATE_VCPU %u", id);
+		free(vcpu);
+		return ret;
+	}
+	vcpu->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		ret = kf_fail_errno(errno, "mmap kvm_run of vCPU %u", id);
+		close(vcpu->fd);
+		free(vcpu);
+		return ret;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus[id] = vcpu;
+	vm->nr_vcpus++;
+	pthread_mutex_unlock(&vm->lock);
+
+	ret = kf_arch_vcpu_init(vcpu, guest_fn, arg);
+	if (ret)
+		return ret;	/* kf_vm_destroy() frees it */
+	*vcpup = vcpu;
+	return 0;
+}
+
+void kf_vcpu_run_once(struct kf_vcpu *vcpu, struct kf_exit *exit)
+{
+	int ret = ioctl(vcpu->fd, KVM_RUN, NULL);
+
+	kf_exit_decode(ret, ret < 0 ? errno : 0, vcpu->run, exit);
+	vcpu->nr_exits++;
+}
+
+static int kf_vcpu_fail(struct kf_vcpu *vcpu, int err, const char *fmt, ...)
+	KF_PRINTF(3, 4);
+
+static int kf_vcpu_fail(struct kf_vcpu *vcpu, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(vcpu->errmsg, sizeof(vcpu->errmsg), "vCPU %u: ", vcpu->id);
+	va_start(ap, fmt);
+	vsnprintf(vcpu->errmsg + n, sizeof(vcpu->errmsg) - n, fmt, ap);
+	va_end(ap);
+	return kf_fail(err, "%s", vcpu->errmsg);
+}
+
+static const char *kf_guest_str(const char *s)
+{
+	return s && kf_image_contains(s, 1) && memchr(s, 0, 4096) ? s : "?";
+}
+
+static int kf_guest_abort_fail(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	const char *file = kf_guest_str(uc->file);
+	const char *expr = kf_guest_str(uc->expr);
+	unsigned long long a0 = uc->args[0], a1 = uc->args[1];
+
+	switch (uc->assert_kind) {
+	case KF_ASSERT_EQ:
+		return kf_vcpu_fail(vcpu, EPROTO,
+				    "guest assertion failed at %s:%llu: %s\n  seen     0x%llx (%lld)\n  expected 0x%llx (%lld)",
+				    file, (unsigned long long)uc->line, expr,
+				    a0, (long long)a0, a1, (long long)a1);
+	case KF_ASSERT_NE:
+		return kf_vcpu_fail(vcpu, EPROTO,
+				    "guest assertion failed at %s:%llu: %s\n  both are 0x%llx",
+				    file, (unsigned long long)uc->line, expr, a0);
+	default:
+		return kf_vcpu_fail(vcpu, EPROTO,
+				    "guest assertion failed at %s:%llu: %s",
+				    file, (unsigned long long)uc->line, expr);
+	}
+}
+
+static void kf_guest_print(const struct kf_ucall *uc)
+{
+	const char *fmt = kf_guest_str(uc->expr);
+
+	/* The format is the program's own string literal. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	printf(fmt, (unsigned long long)uc->args[0],
+	       (unsigned long long)uc->args[1],
+	       (unsigned long long)uc->args[2],
+	       (unsigned long long)uc->args[3]);
+#pragma GCC diagnostic pop
+	fflush(stdout);
+}
+
+/* 1: the guest is done; 0: re-enter; < 0: stop. */
+static int kf_vcpu_ucall(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	vcpu->nr_ucalls++;
+	switch (uc->cmd) {
+	case KF_UCALL_DONE:
+		return 1;
+	case KF_UCALL_SYNC:
+		return vcpu->ops && vcpu->ops->sync ? vcpu->ops->sync(vcpu, uc) : 0;
+	case KF_UCALL_PRINT:
+		kf_guest_print(uc);
+		return 0;
+	case KF_UCALL_ABORT:
+		return kf_guest_abort_fail(vcpu, uc);
+	default:
+		return kf_vcpu_fail(vcpu, EPROTO, "unknown ucall %llu",
+				    (unsigned long long)uc->cmd);
+	}
+}
+
+static bool kf_same_fault(const struct kf_memory_fault *a,
+			  const struct kf_memory_fault *b)
+{
+	return a->gpa == b->gpa && a->size == b->size &&
+	       a->raw_flags == b->raw_flags && a->poison == b->poison;
+}
+
+static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit)
+{
+	const struct kf_memory_fault *f = &exit->fault;
+	char desc[160];
+	int ret;
+
+	vcpu->nr_memory_faults++;
+	if (vcpu->last_exit_was_fault && kf_same_fault(f, &vcpu->last_fault))
+		vcpu->repeated_faults++;
+	else
+		vcpu->repeated_faults = 1;
+	vcpu->last_fault = *f;
+	vcpu->last_exit_was_fault = true;
+
+	kf_exit_str(exit, desc, sizeof(desc));
+	if (vcpu->repeated_faults > vcpu->max_repeated_faults)
+		return kf_vcpu_fail(vcpu, ELOOP,
+				    "%s repeated %u times without progress: the handler does not map the page",
+				    desc, vcpu->repeated_faults);
+	if (!vcpu->ops || !vcpu->ops->memory_fault)
+		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s", desc);
+	ret = vcpu->ops->memory_fault(vcpu, f);
+	if (ret < 0)
+		return kf_vcpu_fail(vcpu, -ret, "%s: %s", desc, kf_error());
+	return 0;
+}
+
+/* 1: done; 0: re-enter; < 0: stop. */
+static int kf_vcpu_dispatch(struct kf_vcpu *vcpu, const struct kf_exit *exit)
+{
+	const struct kf_vcpu_ops *ops = vcpu->ops;
+	struct kf_ucall *uc;
+	char desc[160], regs[256];
+	int ret;
+
+	if (exit->kind == KF_EXIT_MEMORY_FAULT)
+		return kf_vcpu_memory_fault(vcpu, exit);
+	vcpu->last_exit_was_fault = false;
+
+	switch (exit->kind) {
+	case KF_EXIT_INTERRUPTED:
+		if (ops && ops->interrupted)
+			return ops->interrupted(vcpu);
+		if (vcpu->stop)
+			return kf_vcpu_fail(vcpu, EINTR, "stopped");
+		return 0;
+	case KF_EXIT_ERROR:
+		kf_arch_describe(vcpu, regs, sizeof(regs));
+		return kf_vcpu_fail(vcpu, exit->err, "%s (%s)",
+				    kf_exit_str(exit, desc, sizeof(desc)), regs);
+	default:
+		break;
+	}
+
+	uc = kf_arch_ucall(vcpu, exit);
+	if (uc)
+		return kf_vcpu_ucall(vcpu, uc);
+	if (ops && ops->exit) {
+		ret = ops->exit(vcpu, exit);
+		if (ret < 0 && !vcpu->errmsg[0])
+			kf_vcpu_fail(vcpu, -ret, "%s", kf_error());
+		return ret;
+	}
+	kf_arch_describe(vcpu, regs, sizeof(regs));
+	return kf_vcpu_fail(vcpu, EPROTO, "unexpected %s (%s)",
+			    kf_exit_str(exit, desc, sizeof(desc)), regs);
+}
+
+int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
+{
+	struct kf_exit exit;
+	int ret;
+
+	vcpu->ops = ops;
+	vcpu->errmsg[0] = '\0';
+	do {
+		kf_vcpu_run_once(vcpu, &exit);
+		ret = kf_vcpu_dispatch(vcpu, &exit);
+	} while (ret == 0);
+
+	vcpu->run->immediate_exit = 0;
+	vcpu->stop = 0;
+	vcpu->result = ret > 0 ? 0 : ret;
+	if (ret < 0 && !vcpu->errmsg[0])
+		snprintf(vcpu->errmsg, sizeof(vcpu->errmsg), "vCPU %u: %s",
+			 vcpu->id, kf_error());
+	return vcpu->result;
+}
+
+static void kf_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static int kf_kick_signal(void)
+{
+	return SIGRTMIN + 3;
+}
+
+static pthread_once_t kf_kick_once = PTHREAD_ONCE_INIT;
+
+static void kf_kick_install(void)
+{
+	struct sigaction sa = { .sa_handler = kf_kick_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(kf_kick_signal(), &sa, NULL);
+}
+
+static void *kf_vcpu_thread(void *arg)
+{
+	struct kf_vcpu *vcpu = arg;
+
+	kf_vcpu_run(vcpu, vcpu->ops);
+	return NULL;
+}
+
+int kf_vcpu_start(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
+{
+	int ret;
+
+	if (vcpu->thread_started)
+		return kf_fail(EBUSY, "vCPU %u is running already", vcpu->id);
+	pthread_once(&kf_kick_once, kf_kick_install);
+	vcpu->ops = ops;
+	ret = pthread_create(&vcpu->thread, NULL, kf_vcpu_thread, vcpu);
+	if (ret)
+		return kf_fail(ret, "cannot start the thread of vCPU %u", vcpu->id);
+	vcpu->thread_started = true;
+	return 0;
+}
+
+int kf_vcpu_join(struct kf_vcpu *vcpu)
+{
+	if (!vcpu->thread_started)
+		return kf_fail(EINVAL, "vCPU %u was not started", vcpu->id);
+	pthread_join(vcpu->thread, NULL);
+	vcpu->thread_started = false;
+	if (vcpu->result)
+		kf_fail(-vcpu->result, "%s", vcpu->errmsg);
+	return vcpu->result;
+}
+
+void kf_vcpu_stop(struct kf_vcpu *vcpu)
+{
+	vcpu->stop = 1;
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (vcpu->thread_started)
+		pthread_kill(vcpu->thread, kf_kick_signal());
+}
+
+int kf_vm_run_all(struct kf_vm *vm, const struct kf_vcpu_ops *ops)
+{
+	unsigned int i;
+	int ret = 0, first = 0;
+	char msg[512] = "";
+
+	for (i = 0; i < KF_MAX_VCPUS; i++) {
+		if (!vm->vcpus[i])
+			continue;
+		ret = kf_vcpu_start(vm->vcpus[i], ops);
+		if (ret)
+			break;
+	}
+	if (ret) {
+		first = ret;
+		snprintf(msg, sizeof(msg), "%s", kf_error());
+		for (i = 0; i < KF_MAX_VCPUS; i++)
+			if (vm->vcpus[i] && vm->vcpus[i]->thread_started)
+				kf_vcpu_stop(vm->vcpus[i]);
+	}
+	/* Join in completion order would be nicer; a failure stops the rest. */
+	for (;;) {
+		bool any = false;
+
+		for (i = 0; i < KF_MAX_VCPUS; i++) {
+			struct kf_vcpu *vcpu = vm->vcpus[i];
+
+			if (!vcpu || !vcpu->thread_started)
+				continue;
+			any = true;
+			if (pthread_tryjoin_np(vcpu->thread, NULL))
+				continue;
+			vcpu->thread_started = false;
+			if (vcpu->result && !first) {
+				first = vcpu->result;
+				snprintf(msg, sizeof(msg), "%s", vcpu->errmsg);
+				for (unsigned int j = 0; j < KF_MAX_VCPUS; j++)
+					if (vm->vcpus[j] && vm->vcpus[j]->thread_started)
+						kf_vcpu_stop(vm->vcpus[j]);
+			}
+		}
+		if (!any)
+			break;
+		usleep(1000);
+	}
+	if (first)
+		kf_fail(-first, "%s", msg);
+	return first;
+}

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: MIT
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <kvmfault/compiler.h>
+#include <kvmfault/error.h>
+#include <kvmfault/kvm.h>
+#include <kvmfault/vcpu.h>
+#include <kvmfault/vm.h>
+
+#include "internal.h"
+
+#define KF_KNOWN_SLOT_FLAGS \
+	(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD | \
+	 KVM_MEM_EXIT_ON_MISSING)
+
+int kf_vm_create(struct kf_vm **vmp)
+{
+	struct kf_vm *vm;
+	long max;
+	int ret;
+
+	*vmp = NULL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return kf_fail(ENOMEM, "out of memory for a VM");
+	vm->fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+
+	vm->kvm_fd = kf_kvm_open();
+	if (vm->kvm_fd < 0) {
+		ret = vm->kvm_fd;
+		free(vm);
+		return ret;
+	}
+	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0) {
+		ret = kf_fail_errno(errno, "KVM_CREATE_VM");
+		goto fail;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size < (int)sizeof(struct kvm_run)) {
+		ret = kf_fail_errno(errno, "KVM_GET_VCPU_MMAP_SIZE");
+		goto fail;
+	}
+	max = kf_check_cap(vm->fd, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = kf_check_cap(vm->kvm_fd, KVM_CAP_NR_VCPUS);
+	vm->max_vcpus = KF_MIN(max > 0 ? (unsigned long)max : 1UL,
+			       (unsigned long)KF_MAX_VCPUS);
+
+	ret = kf_arch_vm_init(vm);
+	if (ret)
+		goto fail;
+	*vmp = vm;
+	return 0;
+fail:
+	kf_vm_destroy(vm);
+	return ret;
+}
+
+static void kf_memslot_release(struct kf_memslot *ms)
+{
+	if (ms->owned && ms->hva)
+		munmap(ms->hva, ms->size);
+	if (ms->memfd >= 0)
+		close(ms->memfd);
+	memset(ms, 0, sizeof(*ms));
+	ms->memfd = -1;
+}
+
+void kf_vm_destroy(struct kf_vm *vm)
+{
+	unsigned int i;
+
+	if (!vm)
+		return;
+	for (i = 0; i < KF_MAX_VCPUS; i++) {
+		struct kf_vcpu *vcpu = vm->vcpus[i];
+
+		if (!vcpu)
+			continue;
+		kf_arch_vcpu_free(vcpu);
+		if (vcpu->run)
+			munmap(vcpu->run, vm->run_size);
+		close(vcpu->fd);
+		free(vcpu);
+	}
+	if (vm->fd >= 0)
+		close(vm->fd);
+	for (i = 0; i < KF_MAX_SLOTS; i++)
+		if (vm->slots[i].used)
+			kf_memslot_release(&vm->slots[i]);
+	kf_arch_vm_free(vm);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
+
+static int kf_set_memslot(struct kf_vm *vm, const struct kf_memslot *ms,
+			  uint32_t flags, uint64_t size)
+{
+	struct kvm_userspace_memory_region2 r2 = {
+		.slot = ms->slot,
+		.flags = flags,
+		.guest_phys_addr = ms->gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)ms->hva,
+		.guest_memfd_offset = ms->guest_memfd_offset,
+		.guest_memfd = ms->guest_memfd,
+	};
+	struct kvm_userspace_memory_region r1 = {
+		.slot = ms->slot,
+		.flags = flags,
+		.guest_phys_addr = ms->gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)ms->hva,
+	};
+
+	if (flags & KVM_MEM_GUEST_MEMFD)
+		return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &r2);
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r1);
+}
+
+static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
+{
+	uint64_t max = kf_arch_max_gpa(vm);
+	unsigned int i;
+
+	if (!r->size || !KF_IS_ALIGNED(r->gpa, KF_PAGE_SIZE) ||
+	    !KF_IS_ALIGNED(r->size, KF_PAGE_SIZE))
+		return kf_fail(EINVAL, "region gpa 0x%llx size 0x%llx: both must be non-zero multiples of the page size",
+			       (unsigned long long)r->gpa,
+			       (unsigned long long)r->size);
+	if (r->gpa >= max || r->size > max - r->gpa)
+		return kf_fail(EINVAL, "region [0x%llx, +0x%llx) ends above the guest's physical limit 0x%llx",
+			       (unsigned long long)r->gpa,
+			       (unsigned long long)r->size,
+			       (unsigned long long)max);
+	if (r->flags & ~KF_KNOWN_SLOT_FLAGS)
+		return kf_fail(EINVAL, "unknown memslot flags 0x%x", r->flags);
+	if (r->backing == KF_BACKING_USER &&
+	    (!r->hva || !KF_IS_ALIGNED((uintptr_t)r->hva, KF_PAGE_SIZE)))
+		return kf_fail(EINVAL, "a user-backed region needs a page-aligned host address");
+	if (r->backing > KF_BACKING_USER)
+		return kf_fail(EINVAL, "unknown backing %d", r->backing);
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		const struct kf_memslot *ms = &vm->slots[i];
+
+		if (ms->used && r->gpa < ms->gpa + ms->size &&
+		    ms->gpa < r->gpa + r->size)
+			return kf_fail(EEXIST, "region [0x%llx, +0x%llx) overlaps slot %u [0x%llx, +0x%llx)",
+				       (unsigned long long)r->gpa,
+				       (unsigned long long)r->size, ms->slot,
+				       (unsigned long long)ms->gpa,
+				       (unsigned long long)ms->size);
+	}
+	return 0;
+}
+
+static int kf_region_map(const struct kf_region *r, struct kf_memslot *ms)
+{
+	int prot = PROT_READ | PROT_WRITE;
+	void *p;
+
+	ms->memfd = -1;
+	switch (r->backing) {
+	case KF_BACKING_USER:
+		ms->hva = r->hva;
+		return 0;
+	case KF_BACKING_ANON:
+		p = mmap(NULL, r->size, prot,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		break;
+	case KF_BACKING_MEMFD:
+		ms->memfd = memfd_create("kvmfault-guest", MFD_CLOEXEC);
+		if (ms->memfd < 0)
+			return kf_fail_errno(errno, "memfd_create");
+		if (ftruncate(ms->memfd, r->size)) {
+			int err = errno;
+
+			close(ms->memfd);
+			ms->memfd = -1;
+			return kf_fail_errno(err, "ftruncate memfd to 0x%llx",
+					     (unsigned long long)r->size);
+		}
+		p = mmap(NULL, r->size, prot, MAP_SHARED, ms->memfd, 0);
+		break;
+	default:
+		return kf_fail(EINVAL, "unknown backing");
+	}
+	if (p == MAP_FAILED) {
+		int err = errno;
+
+		if (ms->memfd >= 0)
+			close(ms->memfd);
+		ms->memfd = -1;
+		return kf_fail_errno(err, "mmap 0x%llx bytes of guest memory",
+				     (unsigned long long)r->size);
+	}
+	ms->hva = p;
+	ms->owned = true;
+	return 0;
+}
+
+int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
+		     struct kf_memslot **slotp)
+{
+	struct kf_memslot *ms = NULL;
+	unsigned int i;
+	int ret;
+
+	if (slotp)
+		*slotp = NULL;
+	pthread_mutex_lock(&vm->lock);
+	ret = kf_region_check(vm, r);
+	if (ret)
+		goto out;
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		if (!vm->slots[i].used) {
+			ms = &vm->slots[i];
+			break;
+		}
+	}
+	if (!ms) {
+		ret = kf_fail(ENOSPC, "all %d memslots are in use", KF_MAX_SLOTS);
+		goto out;
+	}
+	ret = kf_region_map(r, ms);
+	if (ret)
+		goto out;
+	ms->slot = i;
+	ms->flags = r->flags;
+	ms->gpa = r->gpa;
+	ms->size = r->size;
+	ms->guest_memfd = (r->flags & KVM_MEM_GUEST_MEMFD) ? r->guest_memfd : -1;
+	ms->guest_memfd_offset = r->guest_memfd_offset;
+	if (kf_set_memslot(vm, ms, ms->flags, ms->size)) {
+		ret = kf_fail_errno(errno, "set memslot %u [0x%llx, +0x%llx) flags 0x%x",
+				    ms->slot, (unsigned long long)ms->gpa,
+				    (unsigned long long)ms->size, ms->flags);
+		kf_memslot_release(ms);
+		goto out;
+	}
+	ms->used = true;
+	ret = kf_arch_map_region(vm, ms->gpa, ms->size);
+	if (ret)
+		goto out;
+	if (slotp)
+		*slotp = ms;
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
+{
+	if (slot >= KF_MAX_SLOTS || !vm->slots[slot].used) {
+		kf_fail(ENOENT, "no memslot %u", slot);
+		return NULL;
+	}
+	return &vm->slots[slot];
+}
+
+int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
+{
+	struct kf_memslot *ms;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	ms = kf_vm_slot(vm, slot);
+	if (!ms)
+		ret = -ENOENT;
+	else if (slot == KF_SYSTEM_SLOT)
+		ret = kf_fail(EBUSY, "slot 0 holds the guest's code and page tables");
+	else if (kf_set_memslot(vm, ms, ms->flags, 0))
+		ret = kf_fail_errno(errno, "delete memslot %u", slot);
+	else
+		kf_memslot_release(ms);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int kf_vm_set_region_flags(struct kf_vm *vm, uint32_t slot, uint32_t flags)
+{
+	struct kf_memslot *ms;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	ms = kf_vm_slot(vm, slot);
+	if (!ms)
+		ret = -ENOENT;
+	else if (kf_set_memslot(vm, ms, flags, ms->size))
+		ret = kf_fail_errno(errno, "change flags of memslot %u from 0x%x to 0x%x",
+				    slot, ms->flags, flags);
+	else
+		ms->flags = flags;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+struct kf_memslot *kf_vm_find_slot(struct kf_vm *vm, uint64_t gpa)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		struct kf_memslot *ms = &vm->slots[i];
+
+		if (ms->used && gpa >= ms->gpa && gpa - ms->gpa < ms->size)
+			return ms;
+	}
+	return NULL;
+}
+
+void *kf_vm_gpa_to_hva(struct kf_vm *vm, uint64_t gpa)
+{
+	struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+
+	return ms ? (char *)ms->hva + (gpa - ms->gpa) : NULL;
+}
+
+static void *kf_vm_range(struct kf_vm *vm, const void *addr, size_t size)
+{
+	uint64_t gpa = (uintptr_t)addr;
+	struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+
+	if (!ms || size > ms->size - (gpa - ms->gpa)) {
+		kf_fail(EFAULT, "[%p, +0x%zx) is not guest memory", addr, size);
+		return NULL;
+	}
+	return (char *)ms->hva + (gpa - ms->gpa);
+}
+
+int kf_vm_sync_to_guest(struct kf_vm *vm, const void *addr, size_t size)
+{
+	void *dst = kf_vm_range(vm, addr, size);
+
+	if (!dst)
+		return -EFAULT;
+	memcpy(dst, addr, size);
+	return 0;
+}
+
+int kf_vm_sync_from_guest(struct kf_vm *vm, void *addr, size_t size)
+{
+	void *src = kf_vm_range(vm, addr, size);
+
+	if (!src)
+		return -EFAULT;
+	memcpy(addr, src, size);
+	return 0;
+}
+
+int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };
+
+	if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log))
+		return kf_fail_errno(errno, "KVM_GET_DIRTY_LOG slot %u", slot);
+	return 0;
+}
+
+uint64_t kf_vm_free_gpa(struct kf_vm *vm)
+{
+	return kf_arch_free_gpa(vm);
+}

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: MIT
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include <kvmfault/compiler.h>
+#include <kvmfault/error.h>
+#include <kvmfault/ucall.h>
+#include <kvmfault/x86/processor.h>
+
+#include "../internal.h"
+
+/*
+ * System slot (slot 0) layout, guest physical:
+ *   [0, image end)          the program image, at its link addresses
+ *   sys (2 MiB aligned):    GDT page, return trampoline page, TSS with
+ *                           its I/O bitmap, page-table pool, one area a vCPU
+ */
+#define KF_X86_TSS_IOMAP 0x68
+#define KF_X86_TSS_SIZE (KF_X86_TSS_IOMAP + 65536 / 8 + 1)
+#define KF_X86_TSS_LIMIT (KF_X86_TSS_SIZE - 1)
+
+struct kf_x86_vm {
+	uint64_t sys_gpa;
+	uint64_t gdt_gpa;
+	uint64_t tss_gpa;
+	uint64_t tramp_gpa;
+	uint64_t pt_gpa;	/* pool start; the PML4 is its first page */
+	unsigned int pt_used;
+	uint64_t vcpu_gpa;
+	uint64_t sys_end;
+	uint64_t max_gpa;
+	struct kvm_cpuid2 *cpuid;
+};
+
+/*
+ * When a guest function returns it lands here: a DONE ucall, forever.
+ * Position independent, copied into the system slot (the library itself
+ * may be a shared object, which the guest does not map).
+ */
+_Static_assert(offsetof(struct kf_guest_vcpu, ucall) == 32, "trampoline offset");
+_Static_assert(offsetof(struct kf_ucall, cmd) == 0, "trampoline offset");
+__asm__(".pushsection .rodata\n"
+	".globl kf_x86_return_code\n"
+	"kf_x86_return_code:\n"
+	"1: mov %gs:0, %rax\n"
+	"   movq $2, 32(%rax)\n"	/* KF_UCALL_DONE */
+	"   mov $0x4b46, %dx\n"	/* KF_UCALL_PORT */
+	"   out %al, %dx\n"
+	"   jmp 1b\n"
+	".globl kf_x86_return_end\n"
+	"kf_x86_return_end:\n"
+	".popsection\n");
+extern const char kf_x86_return_code[], kf_x86_return_end[];
+_Static_assert(KF_UCALL_DONE == 2 && KF_UCALL_PORT == 0x4b46, "trampoline");
+
+static struct kf_x86_vm *kf_x86(struct kf_vm *vm)
+{
+	return vm->arch;
+}
+
+static void *kf_x86_hva(struct kf_vm *vm, uint64_t gpa)
+{
+	return kf_vm_gpa_to_hva(vm, gpa);
+}
+
+static int kf_x86_get_cpuid(struct kf_vm *vm, struct kf_x86_vm *x)
+{
+	int nent = 64;
+
+	for (;;) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) +
+					      nent * sizeof(c->entries[0]));
+
+		if (!c)
+			return kf_fail(ENOMEM, "out of memory for CPUID");
+		c->nent = nent;
+		if (!ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
+			x->cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG || nent >= 4096)
+			return kf_fail_errno(errno, "KVM_GET_SUPPORTED_CPUID");
+		nent *= 2;
+	}
+}
+
+static uint64_t kf_x86_phys_limit(const struct kvm_cpuid2 *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 0x80000008)
+			return KF_MIN(1ULL << (c->entries[i].eax & 0xff),
+				      KF_X86_MAX_GPA);
+	return 1ULL << 36;
+}
+
+static uint64_t kf_x86_pt_alloc(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+	uint64_t gpa;
+
+	if (x->pt_used >= KF_X86_PT_POOL_PAGES)
+		return 0;
+	gpa = x->pt_gpa + x->pt_used++ * KF_PAGE_SIZE;
+	memset(kf_x86_hva(vm, gpa), 0, KF_PAGE_SIZE);
+	return gpa;
+}
+
+/* The next-level table behind entry *e, made when absent; 0 when full. */
+static uint64_t *kf_x86_next_table(struct kf_vm *vm, uint64_t *e)
+{
+	if (!(*e & KF_X86_PTE_PRESENT)) {
+		uint64_t gpa = kf_x86_pt_alloc(vm);
+
+		if (!gpa)
+			return NULL;
+		*e = gpa | KF_X86_PTE_PRESENT | KF_X86_PTE_WRITE | KF_X86_PTE_USER;
+	}
+	return kf_x86_hva(vm, *e & KF_X86_PTE_ADDR);
+}
+
+static uint64_t *kf_x86_pd_entry(struct kf_vm *vm, uint64_t gpa)
+{
+	uint64_t *pml4 = kf_x86_hva(vm, kf_x86(vm)->pt_gpa);
+	uint64_t *pdpt, *pd;
+
+	pdpt = kf_x86_next_table(vm, &pml4[(gpa >> 39) & 511]);
+	pd = pdpt ? kf_x86_next_table(vm, &pdpt[(gpa >> 30) & 511]) : NULL;
+	return pd ? &pd[(gpa >> 21) & 511] : NULL;
+}
+
+/* The first 2 MiB through 4 KiB pages, leaving page 0 unmapped. */
+static int kf_x86_map_low(struct kf_vm *vm, uint64_t *pde)
+{
+	uint64_t pt_gpa = kf_x86_pt_alloc(vm);
+	uint64_t *pt;
+	int i;
+
+	if (!pt_gpa)
+		return kf_fail(ENOSPC, "guest page-table pool is full");
+	pt = kf_x86_hva(vm, pt_gpa);
+	for (i = 1; i < 512; i++)
+		pt[i] = (uint64_t)i * KF_PAGE_SIZE | KF_X86_PTE_PRESENT |
+			KF_X86_PTE_WRITE | KF_X86_PTE_USER;
+	*pde = pt_gpa | KF_X86_PTE_PRESENT | KF_X86_PTE_WRITE | KF_X86_PTE_USER;
+	return 0;
+}
+
+int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
+{
+	uint64_t a = KF_ALIGN_DOWN(gpa, KF_X86_LARGE_PAGE);
+	uint64_t end = KF_ALIGN_UP(gpa + size, KF_X86_LARGE_PAGE);
+
+	for (; a < end; a += KF_X86_LARGE_PAGE) {
+		uint64_t *pde = kf_x86_pd_entry(vm, a);
+
+		if (!pde)
+			return kf_fail(ENOSPC, "guest page-table pool is full mapping 0x%llx",
+				       (unsigned long long)a);
+		if (*pde & KF_X86_PTE_PRESENT)
+			continue;
+		if (a == 0) {
+			int ret = kf_x86_map_low(vm, pde);
+
+			if (ret)
+				return ret;
+			continue;
+		}
+		*pde = a | KF_X86_PTE_PRESENT | KF_X86_PTE_WRITE |
+		       KF_X86_PTE_USER | KF_X86_PTE_LARGE;
+	}
+	return 0;
+}
+
+static uint64_t kf_x86_gdt_entry(uint32_t base, uint32_t limit, uint8_t access,
+				 uint8_t flags)
+{
+	return (limit & 0xffffULL) | ((base & 0xffffffULL) << 16) |
+	       ((uint64_t)access << 40) | (((limit >> 16) & 0xfULL) << 48) |
+	       ((uint64_t)(flags & 0xf) << 52) | ((uint64_t)(base >> 24) << 56);
+}
+
+static void kf_x86_setup_gdt(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+	uint64_t *gdt = kf_x86_hva(vm, x->gdt_gpa);
+	uint8_t *tss = kf_x86_hva(vm, x->tss_gpa);
+
+	gdt[0] = 0;
+	gdt[1] = kf_x86_gdt_entry(0, 0xfffff, 0x9b, 0xa);	/* kernel code, L */
+	gdt[2] = kf_x86_gdt_entry(0, 0xfffff, 0x93, 0xc);	/* kernel data */
+	gdt[3] = kf_x86_gdt_entry(0, 0xfffff, 0xfb, 0xa);	/* user code, L */
+	gdt[4] = kf_x86_gdt_entry(0, 0xfffff, 0xf3, 0xc);	/* user data */
+	gdt[5] = kf_x86_gdt_entry((uint32_t)x->tss_gpa, KF_X86_TSS_LIMIT, 0x89, 0);
+	gdt[6] = x->tss_gpa >> 32;
+	/*
+	 * An I/O bitmap that allows every port, besides IOPL=3: some KVMs
+	 * (pagetable-based ones among them) run user mode with IOPL=0.
+	 */
+	memset(tss, 0, KF_X86_TSS_SIZE);
+	tss[0x66] = KF_X86_TSS_IOMAP;
+	tss[KF_X86_TSS_SIZE - 1] = 0xff;	/* the bitmap's terminator */
+}
+
+int kf_arch_vm_init(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x;
+	struct kf_region sys = { .backing = KF_BACKING_ANON };
+	uint64_t start, end;
+	int ret;
+
+	ret = kf_image_extent(&start, &end);
+	if (ret)
+		return ret;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return kf_fail(ENOMEM, "out of memory");
+	vm->arch = x;
+	ret = kf_x86_get_cpuid(vm, x);
+	if (ret)
+		return ret;
+	x->max_gpa = kf_x86_phys_limit(x->cpuid);
+
+	x->sys_gpa = KF_ALIGN_UP(end, KF_X86_LARGE_PAGE);
+	x->gdt_gpa = x->sys_gpa;
+	x->tramp_gpa = x->gdt_gpa + KF_PAGE_SIZE;
+	x->tss_gpa = x->tramp_gpa + KF_PAGE_SIZE;
+	x->pt_gpa = x->tss_gpa + KF_ALIGN_UP(KF_X86_TSS_SIZE, KF_PAGE_SIZE);
+	x->vcpu_gpa = x->pt_gpa + KF_X86_PT_POOL_PAGES * KF_PAGE_SIZE;
+	x->sys_end = KF_ALIGN_UP(x->vcpu_gpa + vm->max_vcpus * KF_X86_VCPU_AREA,
+				 KF_X86_LARGE_PAGE);
+
+	sys.size = x->sys_end;
+	x->pt_used = 1;		/* the PML4; fresh anonymous memory is zero */
+	ret = kf_vm_add_region(vm, &sys, NULL);
+	if (ret)
+		return ret;
+	ret = kf_image_copy(vm);
+	if (ret)
+		return ret;
+	kf_x86_setup_gdt(vm);
+	memcpy(kf_x86_hva(vm, x->tramp_gpa), kf_x86_return_code,
+	       kf_x86_return_end - kf_x86_return_code);
+	return 0;
+}
+
+void kf_arch_vm_free(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = vm->arch;
+
+	if (!x)
+		return;
+	free(x->cpuid);
+	free(x);
+	vm->arch = NULL;
+}
+
+uint64_t kf_arch_max_gpa(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = vm->arch;
+
+	return x ? x->max_gpa : KF_X86_MAX_GPA;
+}
+
+uint64_t kf_arch_free_gpa(struct kf_vm *vm)
+{
+	/* Test memory starts at 1 GiB, clear of the system slot. */
+	return KF_MAX(1ULL << 30, KF_ALIGN_UP(kf_x86(vm)->sys_end, 1ULL << 30));
+}
+
+static void kf_x86_seg(struct kvm_segment *s, uint16_t sel, uint8_t type,
+		       bool code)
+{
+	memset(s, 0, sizeof(*s));
+	s->limit = 0xffffffff;
+	s->selector = sel;
+	s->type = type;
+	s->present = 1;
+	s->dpl = sel & 3;
+	s->s = 1;
+	s->g = 1;
+	s->l = code;
+	s->db = !code;
+}
+
+static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
+{
+	struct kf_x86_vm *x = kf_x86(vcpu->vm);
+	struct kvm_sregs sr;
+
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sr))
+		return kf_fail_errno(errno, "KVM_GET_SREGS");
+	sr.cr0 = KF_X86_CR0_PE | KF_X86_CR0_MP | KF_X86_CR0_ET | KF_X86_CR0_NE |
+		 KF_X86_CR0_WP | KF_X86_CR0_PG;
+	sr.cr3 = x->pt_gpa;
+	sr.cr4 = KF_X86_CR4_PAE | KF_X86_CR4_OSFXSR | KF_X86_CR4_OSXMMEXCPT;
+	sr.efer = KF_X86_EFER_LME | KF_X86_EFER_LMA;
+
+	kf_x86_seg(&sr.cs, KF_X86_SEL_USER_CS, 11, true);
+	kf_x86_seg(&sr.ss, KF_X86_SEL_USER_DS, 3, false);
+	kf_x86_seg(&sr.ds, KF_X86_SEL_USER_DS, 3, false);
+	kf_x86_seg(&sr.es, KF_X86_SEL_USER_DS, 3, false);
+	kf_x86_seg(&sr.fs, KF_X86_SEL_USER_DS, 3, false);
+	kf_x86_seg(&sr.gs, KF_X86_SEL_USER_DS, 3, false);
+	sr.gs.base = area_gpa;
+
+	memset(&sr.tr, 0, sizeof(sr.tr));
+	sr.tr.base = x->tss_gpa;
+	sr.tr.limit = KF_X86_TSS_LIMIT;
+	sr.tr.selector = KF_X86_SEL_TSS;
+	sr.tr.type = 11;
+	sr.tr.present = 1;
+
+	memset(&sr.ldt, 0, sizeof(sr.ldt));
+	sr.ldt.type = 2;
+	sr.ldt.present = 1;
+	sr.ldt.unusable = 1;
+
+	sr.gdt.base = x->gdt_gpa;
+	sr.gdt.limit = 7 * 8 - 1;
+	sr.idt.base = 0;
+	sr.idt.limit = 0;
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr))
+		return kf_fail_errno(errno, "KVM_SET_SREGS (long mode, CPL3)");
+	return 0;
+}
+
+int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
+		      uint64_t arg)
+{
+	struct kf_vm *vm = vcpu->vm;
+	struct kf_x86_vm *x = kf_x86(vm);
+	uint64_t base = x->vcpu_gpa + vcpu->id * KF_X86_VCPU_AREA;
+	uint64_t area_gpa = base + KF_X86_VCPU_STACK;
+	uint64_t stack_top = area_gpa;
+	struct kf_guest_vcpu *area = kf_x86_hva(vm, area_gpa);
+	struct kvm_regs regs = { 0 };
+	int ret;
+
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, x->cpuid))
+		return kf_fail_errno(errno, "KVM_SET_CPUID2");
+	ret = kf_x86_setup_sregs(vcpu, area_gpa);
+	if (ret)
+		return ret;
+
+	memset(area, 0, sizeof(*area));
+	area->self = (struct kf_guest_vcpu *)(uintptr_t)area_gpa;
+	area->id = vcpu->id;
+	vcpu->arch = area;
+
+	/* A return from guest_fn lands on the DONE trampoline. */
+	*(uint64_t *)kf_x86_hva(vm, stack_top - 8) = x->tramp_gpa;
+	regs.rsp = stack_top - 8;
+	regs.rip = (uintptr_t)guest_fn;
+	regs.rdi = arg;
+	regs.rflags = KF_X86_RFLAGS_FIXED | KF_X86_RFLAGS_IOPL3;
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs))
+		return kf_fail_errno(errno, "KVM_SET_REGS");
+	return 0;
+}
+
+void kf_arch_vcpu_free(struct kf_vcpu *vcpu)
+{
+	vcpu->arch = NULL;
+}
+
+struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit)
+{
+	struct kf_guest_vcpu *area = vcpu->arch;
+	const struct kvm_run *run = vcpu->run;
+
+	if (exit->kind != KF_EXIT_REASON || exit->reason != KVM_EXIT_IO ||
+	    run->io.port != KF_UCALL_PORT || run->io.direction != KVM_EXIT_IO_OUT)
+		return NULL;
+	area->nr_vcpus = vcpu->vm->nr_vcpus;
+	return &area->ucall;
+}
+
+void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs)) {
+		snprintf(buf, len, "registers unreadable");
+		return;
+	}
+	snprintf(buf, len, "rip 0x%llx rsp 0x%llx",
+		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp);
+}
