@@ -39,6 +39,7 @@ STATIC_LIB := $(BUILD)/libkvmfault.a
 SHARED_LIB := $(BUILD)/libkvmfault.so
 
 .PHONY: all lib tests tools check run deps install clean
+.SECONDARY:
 all: lib tools tests
 
 lib: $(STATIC_LIB) $(if $(VARIANT),,$(SHARED_LIB))

@@ -20,6 +20,8 @@ int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 	struct kf_vcpu *vcpu;
 	int ret;
 
+	if (!vm || !vcpup)
+		return kf_fail(EINVAL, "no VM or nowhere to return the vCPU");
 	*vcpup = NULL;
 	if (id >= vm->max_vcpus)
 		return kf_fail(EINVAL, "vCPU id %u: this VM takes at most %u vCPUs",
@@ -84,9 +86,17 @@ static int kf_vcpu_fail(struct kf_vcpu *vcpu, int err, const char *fmt, ...)
 	return kf_fail(err, "%s", vcpu->errmsg);
 }
 
+/* A string the guest named: only one inside the program image, NUL-ended. */
 static const char *kf_guest_str(const char *s)
 {
-	return s && kf_image_contains(s, 1) && memchr(s, 0, 4096) ? s : "?";
+	size_t i;
+
+	if (!s || !kf_image_contains(s, 1))
+		return "?";
+	for (i = 0; kf_image_contains(s + i, 1); i++)
+		if (!s[i])
+			return s;
+	return "?";
 }
 
 static int kf_guest_abort_fail(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
@@ -227,6 +237,8 @@ int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 	struct kf_exit exit;
 	int ret;
 
+	if (!vcpu)
+		return kf_fail(EINVAL, "no vCPU");
 	vcpu->ops = ops;
 	vcpu->errmsg[0] = '\0';
 	do {
@@ -275,6 +287,8 @@ int kf_vcpu_start(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 {
 	int ret;
 
+	if (!vcpu)
+		return kf_fail(EINVAL, "no vCPU");
 	if (vcpu->thread_started)
 		return kf_fail(EBUSY, "vCPU %u is running already", vcpu->id);
 	pthread_once(&kf_kick_once, kf_kick_install);
@@ -288,6 +302,8 @@ int kf_vcpu_start(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 
 int kf_vcpu_join(struct kf_vcpu *vcpu)
 {
+	if (!vcpu)
+		return kf_fail(EINVAL, "no vCPU");
 	if (!vcpu->thread_started)
 		return kf_fail(EINVAL, "vCPU %u was not started", vcpu->id);
 	pthread_join(vcpu->thread, NULL);

@@ -216,6 +216,8 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 
 	if (slotp)
 		*slotp = NULL;
+	if (!vm || !r)
+		return kf_fail(EINVAL, "no VM or no region");
 	pthread_mutex_lock(&vm->lock);
 	ret = kf_region_check(vm, r);
 	if (ret)

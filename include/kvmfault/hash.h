@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The page checksum that guests and hosts both compute: the guest checks the
- * bytes it sees against what the host installed.  64-bit FNV-1a over words.
+ * bytes it sees against what the host installed.  64-bit FNV-1a over words,
+ * with a xor-shift in each round so that high bits reach the low ones.
  */
 #ifndef KVMFAULT_HASH_H
 #define KVMFAULT_HASH_H
@@ -22,6 +23,7 @@ KF_GUEST_INLINE uint64_t kf_hash_continue(uint64_t h, const void *buf,
 	for (i = 0; i < len / 8; i++) {
 		h ^= p[i];
 		h *= 0x100000001b3ULL;
+		h ^= h >> 29;
 	}
 	return h;
 }

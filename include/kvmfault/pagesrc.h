@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page sources: where the contents of missing guest pages come from (zero
+ * pages, an image in memory, a snapshot or raw file, a remote migration
+ * source).  The fault engine asks a source for pages; a source that can
+ * push pages unasked (a migration source sending the rest in the
+ * background) hands them to the sink the engine registered.
+ *
+ * Addresses are guest physical.  A source covers [base, base + size).
+ * Every operation may be called from several threads at once.  Errors are
+ * a negative errno with a message from kf_fail(): a short read, a lost
+ * connection, a bad checksum or a page outside the source must be reported,
+ * never turned into a wrong page.
+ */
+#ifndef KVMFAULT_PAGESRC_H
+#define KVMFAULT_PAGESRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kf_pagesrc;
+
+/* Called by a source for pages it pushes unasked; returns 0 or -errno. */
+typedef int (*kf_pagesrc_sink_fn)(void *opaque, uint64_t gpa,
+				  const void *data, size_t len);
+
+struct kf_pagesrc_ops {
+	/* Read len bytes (whole pages) at gpa into buf, blocking. */
+	int (*read)(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t len);
+	/* Optional: ask for pages early, without waiting (a prefetch hint). */
+	int (*prefetch)(struct kf_pagesrc *src, uint64_t gpa, size_t len);
+	/* Optional: start pushing pages to sink in the background. */
+	int (*start_push)(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
+			  void *opaque);
+	void (*destroy)(struct kf_pagesrc *src);
+};
+
+struct kf_pagesrc {
+	const struct kf_pagesrc_ops *ops;
+	const char *kind;	/* "zero", "memory", "file", "remote", ... */
+	uint64_t base;		/* first guest physical address covered */
+	uint64_t size;		/* bytes covered */
+	void *priv;
+};
+
+static inline int kf_pagesrc_read(struct kf_pagesrc *src, uint64_t gpa,
+				  void *buf, size_t len)
+{
+	return src->ops->read(src, gpa, buf, len);
+}
+
+static inline void kf_pagesrc_destroy(struct kf_pagesrc *src)
+{
+	if (src)
+		src->ops->destroy(src);
+}
+
+#endif

@@ -1,0 +1,159 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the rig kernel: linux-source-6.1 + kernel/patches/series, configured
+# from tinyconfig + kernel/rig.config (+ optional extra fragments).
+#
+# Layout under $KVMFAULT_CACHE (outside the repository checkout):
+#   src/        pristine source as a git tree (tag "base"), reused forever;
+#               for each build it is reset to "base" and the series applied
+#               (git only rewrites the files that differ, so the object
+#               directory rebuilds incrementally)
+#   obj-$FLAVOR/  kbuild object directory (O=), incremental across builds
+#   kernel-$KEY/  finished build: bzImage, config, headers/ (headers_install),
+#               KEY is a hash of every input (tarball, patches, fragments)
+#   current-$FLAVOR -> kernel-$KEY
+#
+# A build whose key already exists is reused as is.
+#
+# usage: build.sh [--print-dir] [--apply-only DIR]
+#   env: KVMFAULT_CACHE, LINUX_TARBALL, KFLAVOR (name of the build flavour),
+#        KFRAGMENTS (space separated fragment files), JOBS
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
+TARBALL=${LINUX_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+FLAVOR=${KFLAVOR:-rig}
+FRAGMENTS=${KFRAGMENTS:-$here/rig.config}
+JOBS=${JOBS:-$(nproc)}
+SERIES_DIR=$here/patches
+
+log() { echo "kernel: $*" >&2; }
+die() { echo "kernel: error: $*" >&2; exit 1; }
+
+[ -r "$TARBALL" ] || die "$TARBALL missing: run 'make -C kernel deps' (apt-get install linux-source-6.1)"
+[ -r "$SERIES_DIR/series" ] || die "$SERIES_DIR/series missing"
+
+mkdir -p "$CACHE"
+# One build at a time per cache (CI jobs or engineers sharing the machine).
+exec 9>"$CACHE/.lock"
+flock 9
+
+patches=()
+while read -r p; do
+	case "$p" in ''|'#'*) continue ;; esac
+	[ -r "$SERIES_DIR/$p" ] || die "series lists $p, but $SERIES_DIR/$p does not exist"
+	patches+=("$SERIES_DIR/$p")
+done <"$SERIES_DIR/series"
+
+# The key covers everything the kernel image depends on.
+key=$( {
+	stat -c '%n %s %Y' "$TARBALL"
+	echo "flavor $FLAVOR"
+	for f in "${patches[@]}" $FRAGMENTS "$here/build.sh"; do
+		echo "== $(basename "$f")"; cat "$f"
+	done
+} | sha256sum | cut -c1-16)
+out=$CACHE/kernel-$FLAVOR-$key
+
+if [ "${1:-}" = --print-dir ]; then
+	echo "$out"
+	exit 0
+fi
+
+if [ -f "$out/.done" ]; then
+	log "reusing cached build $out (inputs unchanged)"
+	ln -sfn "$(basename "$out")" "$CACHE/current-$FLAVOR"
+	echo "$out"
+	exit 0
+fi
+
+# --- pristine source tree, extracted once -------------------------------
+src=$CACHE/src
+srcid=$(stat -c '%s %Y' "$TARBALL")
+if [ ! -f "$src/.kvmfault-base" ] || [ "$(cat "$src/.kvmfault-base")" != "$srcid" ]; then
+	log "extracting $TARBALL into $src"
+	rm -rf "$src" "$CACHE/src.tmp"
+	mkdir -p "$CACHE/src.tmp"
+	tar -C "$CACHE/src.tmp" -xf "$TARBALL"
+	top=$(find "$CACHE/src.tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
+	mv "$top" "$src"
+	rmdir "$CACHE/src.tmp"
+	log "recording the pristine tree (git, tag base)"
+	(
+		cd "$src"
+		git init -q .
+		git config user.name "kvmfault developers"
+		git config user.email developers@kvmfault.invalid
+		git config gc.auto 0
+		# Debian's top-level .gitignore ignores everything: force.
+		git add -f -A .
+		git commit -q -m "pristine $(basename "$TARBALL")"
+		git tag base
+	)
+	echo "$srcid" >"$src/.kvmfault-base"
+fi
+
+# --- apply the series -----------------------------------------------------
+cd "$src"
+git reset -q --hard base
+git clean -q -fdx -e .kvmfault-base
+n=0
+for p in "${patches[@]}"; do
+	n=$((n + 1))
+	if ! git apply --index --whitespace=nowarn "$p" 2>"$CACHE/apply.err"; then
+		cat "$CACHE/apply.err" >&2
+		die "patch $n ($(basename "$p")) does not apply to $(basename "$TARBALL"); the tree is left at $src"
+	fi
+	log "applied $(basename "$p")"
+done
+if [ "${1:-}" = --apply-only ]; then
+	exit 0
+fi
+
+# --- configure and build --------------------------------------------------
+obj=$CACHE/obj-$FLAVOR
+mkdir -p "$obj"
+log "configuring: tinyconfig + $(for f in $FRAGMENTS; do basename "$f"; done | tr '\n' ' ')"
+make -s O="$obj" tinyconfig >/dev/null
+# shellcheck disable=SC2086
+scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" $FRAGMENTS >"$CACHE/merge.log" 2>&1 ||
+	{ cat "$CACHE/merge.log" >&2; die "merge_config failed"; }
+make -s O="$obj" olddefconfig
+# Every option the fragments ask for must have survived olddefconfig.
+missing=0
+for f in $FRAGMENTS; do
+	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*=n) opt=${line%%=*}
+			if grep -q "^$opt=" "$obj/.config"; then log "config: $opt should be off"; missing=1; fi ;;
+		CONFIG_*=*) grep -qx "$line" "$obj/.config" || { log "config: $line did not stick"; missing=1; } ;;
+		"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *}
+			if grep -q "^$opt=" "$obj/.config"; then log "config: $opt should be off"; missing=1; fi ;;
+		esac
+	done <"$f"
+done
+[ $missing -eq 0 ] || die "the config fragment does not apply cleanly (see above)"
+
+log "building bzImage (-j$JOBS) in $obj"
+start=$(date +%s)
+if ! make -s -j"$JOBS" O="$obj" bzImage >"$CACHE/build.log" 2>&1; then
+	tail -n 40 "$CACHE/build.log" >&2
+	die "kernel build failed (full log: $CACHE/build.log)"
+fi
+grep -E 'warning:' "$CACHE/build.log" >&2 || true
+log "built in $(( $(date +%s) - start ))s"
+
+rm -rf "$out.tmp"
+mkdir -p "$out.tmp"
+cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
+make -s O="$obj" INSTALL_HDR_PATH="$out.tmp/headers" headers_install >/dev/null
+git -C "$src" rev-parse HEAD >/dev/null
+printf '%s\n' "${patches[@]##*/}" >"$out.tmp/series"
+touch "$out.tmp/.done"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+ln -sfn "$(basename "$out")" "$CACHE/current-$FLAVOR"
+log "kernel ready: $out/bzImage"
+echo "$out"

@@ -1,0 +1,130 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# QEMU rig: boot the patched kernel (kernel/build.sh) under
+# qemu-system-x86_64 -accel tcg -cpu max (AMD SVM with nested paging, so KVM
+# runs inside) and run tests there.
+#
+#   rig.sh tests DIR   pack the static executables of DIR into a busybox
+#                      initramfs, boot once per vCPU count in $RIG_SMP, run
+#                      them with tests/run-tests.sh; the last line is
+#                      "rig: N passed, N failed, N skipped" (sums over all
+#                      boots) and the exit status is non-zero if a test
+#                      failed, a guest hung or died, or a serial log shows a
+#                      kernel warning, BUG, lockdep or KASAN report.
+#
+# Serial logs stay in $KVMFAULT_CACHE/rig/ for reading.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
+RIG_TIMEOUT=${RIG_TIMEOUT:-900}
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+RIG_SMP=${RIG_SMP:-2 4}
+RIG_MEM=${RIG_MEM:-2G}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+die() { echo "rig: error: $*" >&2; exit 2; }
+
+kdir=$("$here/build.sh" --print-dir) || exit 2
+[ -f "$kdir/.done" ] || die "no kernel built for the current inputs: run 'make -C kernel' first"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: make -C kernel deps"
+[ -x "$BUSYBOX" ] || die "$BUSYBOX missing: make -C kernel deps (busybox-static)"
+file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' &&
+	die "$BUSYBOX is dynamically linked: install busybox-static"
+
+# Kernel messages that fail a run: printk lines (they carry a [time] prefix
+# with PRINTK_TIME) announcing a warning, BUG, oops, lockdep, KASAN, UBSAN,
+# RCU stall or hung task.
+SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep|KASAN|UBSAN|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
+
+check_splat() {
+	local log=$1
+	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+		echo "rig: kernel splat in $log:" >&2
+		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 60 | sed 's/^/  ! /' >&2
+		return 1
+	fi
+	return 0
+}
+
+# make_initrd STAGING OUT: busybox + /init + whatever STAGING holds.
+make_initrd() {
+	local st=$1 out=$2
+	mkdir -p "$st/bin" "$st/dev" "$st/proc" "$st/sys" "$st/tmp" "$st/sbin"
+	cp "$BUSYBOX" "$st/bin/busybox"
+	ln -sf busybox "$st/bin/sh"
+	cp "$here/initramfs/init" "$st/init"
+	cp "$here/../tests/run-tests.sh" "$st/bin/run-tests.sh"
+	chmod +x "$st/init" "$st/bin/run-tests.sh"
+	(cd "$st" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$out"
+}
+
+# boot SMP INITRD LOG APPEND...: one QEMU boot under a time limit.
+# Returns 0 if QEMU exited by itself, 124 on timeout.
+boot() {
+	local smp=$1 initrd=$2 log=$3
+	shift 3
+	timeout --foreground -k 10 "$RIG_TIMEOUT" qemu-system-x86_64 \
+		-accel tcg -cpu max -m "$RIG_MEM" -smp "$smp" \
+		-nographic -no-reboot -nodefaults -serial stdio -display none \
+		-kernel "$kdir/bzImage" -initrd "$initrd" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=7 $*" \
+		</dev/null >"$log" 2>&1
+}
+
+cmd_tests() {
+	local dir=$1
+	[ -d "$dir" ] || die "TESTS_DIR $dir is not a directory"
+	local rigdir=$CACHE/rig
+	mkdir -p "$rigdir"
+	local st=$rigdir/initramfs
+	rm -rf "$st"
+	mkdir -p "$st/tests"
+	local n=0 f
+	for f in "$dir"/*; do
+		[ -f "$f" ] && [ -x "$f" ] || continue
+		if file -L "$f" | grep -q 'dynamically linked'; then
+			die "$f is dynamically linked; the rig needs static executables (VARIANT=static)"
+		fi
+		cp "$f" "$st/tests/"
+		n=$((n + 1))
+	done
+	[ $n -gt 0 ] || die "no executables in $dir"
+	make_initrd "$st" "$rigdir/initrd.gz"
+	echo "rig: kernel $kdir/bzImage, $n test programs from $dir"
+
+	local tp=0 tf=0 ts=0 bad=0 smp log counts rc start secs
+	for smp in $RIG_SMP; do
+		log=$rigdir/serial-smp$smp.log
+		start=$(date +%s)
+		boot "$smp" "$rigdir/initrd.gz" "$log" "kf.mode=tests kf.timeout=$TEST_TIMEOUT"
+		rc=$?
+		secs=$(( $(date +%s) - start ))
+		sed -n '/^KF-BEGIN/,/^KF-END/p' "$log" | grep -a -v '^KF-' | sed "s/^/[smp$smp] /"
+		counts=$(grep -a '^KF-COUNTS' "$log" | tail -n 1)
+		if [ $rc -eq 124 ]; then
+			echo "rig: smp$smp: guest timed out after ${RIG_TIMEOUT}s (serial log $log)"
+			tail -n 20 "$log" | sed 's/^/  | /'
+			bad=1
+		elif [ -z "$counts" ]; then
+			echo "rig: smp$smp: guest died before reporting results (qemu exit $rc, serial log $log)"
+			tail -n 30 "$log" | sed 's/^/  | /'
+			bad=1
+		else
+			# "KF-COUNTS guest: 5 passed, 0 failed, 1 skipped"
+			set -- $(echo "$counts" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')
+			tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
+			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
+		fi
+		check_splat "$log" || bad=1
+	done
+	echo "rig: serial logs: $(ls "$rigdir"/serial-smp*.log | tr '\n' ' ')"
+	echo "rig: $tp passed, $tf failed, $ts skipped"
+	[ $tf -eq 0 ] && [ $bad -eq 0 ]
+}
+
+case "${1:-}" in
+tests) shift; cmd_tests "${1:?usage: rig.sh tests DIR}" ;;
+*) echo "usage: rig.sh tests DIR" >&2; exit 2 ;;
+esac

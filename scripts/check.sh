@@ -1,0 +1,84 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Every test of kvmfault, in phases; the last line sums them all:
+#   host    the tests on this machine's own KVM
+#   asan    the same tests built with AddressSanitizer and UBSan
+#   fuzz    the stream and snapshot parsers under libFuzzer, bounded
+#   rig     the patched kernel under QEMU with the tests inside
+# KVMFAULT_PHASES="host asan" limits the phases; KVMFAULT_FUZZ_SECONDS sets
+# the fuzzing time a harness.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+phases=${KVMFAULT_PHASES:-host asan fuzz rig}
+jobs=$(nproc 2>/dev/null || echo 2)
+log=$(mktemp /tmp/kf-check.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+note() { printf '\n=== %s\n' "$*"; }
+
+# A phase's summary line is "LABEL: N passed, N failed, N skipped".
+run_phase() {
+	label=$1
+	shift
+	"$@" 2>&1 | tee -a "$log.$label"
+	if ! grep -q "^$label: [0-9]* passed, [0-9]* failed, [0-9]* skipped" "$log.$label"; then
+		echo "$label: 0 passed, 1 failed, 0 skipped" | tee -a "$log.$label"
+		echo "  ($label ended without its summary line)"
+	fi
+	grep "^$label: [0-9]* passed" "$log.$label" | tail -n 1 >>"$log"
+	rm -f "$log.$label"
+}
+
+skip_phase() {
+	echo "SKIP $1: $2"
+	echo "$1: 0 passed, 0 failed, 1 skipped" >>"$log"
+}
+
+deps_flag=""
+case " $phases " in *" rig "*|*" fuzz "*) deps_flag=--all ;; esac
+scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
+
+for phase in $phases; do
+	case $phase in
+	host)
+		note "host: tests on this machine's KVM"
+		make -s -j"$jobs" all || { echo "host: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+		run_phase host tests/run-tests.sh -l host build/tests ;;
+	asan)
+		note "asan: the tests with AddressSanitizer and UBSan"
+		make -s -j"$jobs" VARIANT=asan tests || { echo "asan: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
+			run_phase asan tests/run-tests.sh -l asan build/asan/tests ;;
+	fuzz)
+		note "fuzz: parsers under libFuzzer"
+		if [ ! -x fuzz/run.sh ]; then
+			skip_phase fuzz "no fuzz harnesses in this tree"
+		elif ! command -v clang >/dev/null; then
+			skip_phase fuzz "clang is not installed (apt-get install clang libclang-rt-14-dev)"
+		else
+			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
+		fi ;;
+	rig)
+		note "rig: the patched kernel under QEMU"
+		if [ ! -f kernel/Makefile ]; then
+			skip_phase rig "kernel/Makefile is missing"
+		elif ! command -v qemu-system-x86_64 >/dev/null; then
+			skip_phase rig "qemu-system-x86_64 is not installed (run as root so that make check installs qemu-system-x86)"
+		else
+			make -s -j"$jobs" VARIANT=static tests tools ||
+				{ echo "rig: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+			run_phase rig make -s -C kernel rig \
+				TESTS_DIR="$(pwd)/build/static/tests" \
+				TOOLS_DIR="$(pwd)/build/static/bin"
+		fi ;;
+	*)
+		echo "unknown phase '$phase'" >&2
+		exit 2 ;;
+	esac
+done
+
+note "summary"
+cat "$log"
+awk '{ p += $2; f += $4; s += $6 } END {
+	printf "%d passed, %d failed, %d skipped\n", p, f, s; exit f > 0 }' "$log"

@@ -1,0 +1,45 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install the Debian packages kvmfault needs, and say what is missing.
+#   deps.sh         build and host tests
+#   deps.sh --rig   also the QEMU rig (kernel source, QEMU, busybox)
+#   deps.sh --all   also the fuzzers and plots
+set -u
+
+base="gcc make libc6-dev"
+rig="linux-source-6.1 qemu-system-x86 busybox-static rsync bc flex bison libelf-dev libssl-dev cpio xz-utils"
+extra="clang libclang-rt-14-dev gnuplot-nox"
+
+want=$base
+case "${1:-}" in
+--rig) want="$base $rig" ;;
+--all) want="$base $rig $extra" ;;
+esac
+
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "kvmfault: missing packages:$missing" >&2
+		echo "kvmfault: not root, cannot install them: run as root, or: apt-get install$missing" >&2
+		exit 1
+	fi
+	echo "kvmfault: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null &&
+		apt-get install -y -q --no-install-recommends $missing >/dev/null || {
+		echo "kvmfault: apt-get install$missing failed" >&2
+		exit 1
+	}
+fi
+
+if [ ! -e /dev/kvm ]; then
+	echo "kvmfault: /dev/kvm is missing: this machine has no KVM; tests that need it will SKIP" >&2
+elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+	echo "kvmfault: /dev/kvm is not accessible to $(id -un): run as root; tests that need it will SKIP" >&2
+fi
+exit 0
