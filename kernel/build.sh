@@ -35,11 +35,6 @@ die() { echo "kernel: error: $*" >&2; exit 1; }
 [ -r "$TARBALL" ] || die "$TARBALL missing: run 'make -C kernel deps' (apt-get install linux-source-6.1)"
 [ -r "$SERIES_DIR/series" ] || die "$SERIES_DIR/series missing"
 
-mkdir -p "$CACHE"
-# One build at a time per cache (CI jobs or engineers sharing the machine).
-exec 9>"$CACHE/.lock"
-flock 9
-
 patches=()
 while read -r p; do
 	case "$p" in ''|'#'*) continue ;; esac
@@ -61,6 +56,12 @@ if [ "${1:-}" = --print-dir ]; then
 	echo "$out"
 	exit 0
 fi
+
+mkdir -p "$CACHE"
+# One build at a time per cache (CI jobs or engineers sharing the machine).
+exec 9>"$CACHE/.lock"
+flock 9
+
 
 if [ -f "$out/.done" ]; then
 	log "reusing cached build $out (inputs unchanged)"
@@ -120,7 +121,7 @@ make -s O="$obj" tinyconfig >/dev/null
 # shellcheck disable=SC2086
 scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" $FRAGMENTS >"$CACHE/merge.log" 2>&1 ||
 	{ cat "$CACHE/merge.log" >&2; die "merge_config failed"; }
-make -s O="$obj" olddefconfig
+make -s O="$obj" olddefconfig 2>>"$CACHE/merge.log"
 # Every option the fragments ask for must have survived olddefconfig.
 missing=0
 for f in $FRAGMENTS; do

@@ -26,7 +26,8 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 die() { echo "rig: error: $*" >&2; exit 2; }
 
-kdir=$("$here/build.sh" --print-dir) || exit 2
+# RIG_KERNEL_DIR: boot that bzImage instead (check-series.sh uses it).
+kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)} || exit 2
 [ -f "$kdir/.done" ] || die "no kernel built for the current inputs: run 'make -C kernel' first"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: make -C kernel deps"
 [ -x "$BUSYBOX" ] || die "$BUSYBOX missing: make -C kernel deps (busybox-static)"
@@ -76,10 +77,10 @@ boot() {
 cmd_tests() {
 	local dir=$1
 	[ -d "$dir" ] || die "TESTS_DIR $dir is not a directory"
-	local rigdir=$CACHE/rig
+	local rigdir=${RIG_LOG_DIR:-$CACHE/rig}
 	mkdir -p "$rigdir"
 	local st=$rigdir/initramfs
-	rm -rf "$st"
+	rm -rf "$st" "$rigdir"/serial-smp*.log
 	mkdir -p "$st/tests"
 	local n=0 f
 	for f in "$dir"/*; do

@@ -241,6 +241,8 @@ int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 		return kf_fail(EINVAL, "no vCPU");
 	vcpu->ops = ops;
 	vcpu->errmsg[0] = '\0';
+	/* Lets userfaultfd handlers tell which vCPU faulted (uffd ptid). */
+	__atomic_store_n(&vcpu->tid, gettid(), __ATOMIC_RELEASE);
 	do {
 		kf_vcpu_run_once(vcpu, &exit);
 		ret = kf_vcpu_dispatch(vcpu, &exit);

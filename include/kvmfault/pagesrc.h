@@ -41,7 +41,14 @@ struct kf_pagesrc {
 	uint64_t base;		/* first guest physical address covered */
 	uint64_t size;		/* bytes covered */
 	void *priv;
+	uint32_t flags;		/* KF_PAGESRC_* */
 };
+
+/*
+ * Every page reads as zeros: the engine may install zero pages without
+ * reading (UFFDIO_ZEROPAGE).  Flags are hints; read() must still work.
+ */
+#define KF_PAGESRC_ZERO (1u << 0)
 
 static inline int kf_pagesrc_read(struct kf_pagesrc *src, uint64_t gpa,
 				  void *buf, size_t len)

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <kvmfault/exit.h>
 #include <kvmfault/ucall.h>
@@ -55,6 +56,7 @@ struct kf_vcpu {
 
 	/* thread state */
 	pthread_t thread;
+	pid_t tid;		/* the thread in kf_vcpu_run(), 0 before */
 	bool thread_started;
 	volatile int stop;
 	int result;

@@ -1,0 +1,26 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Run kvmfault-bench inside the QEMU rig (patched kernel, exit backend).
+# usage: bench/rig-bench.sh [kvmfault-bench options]
+# The rig runs every executable it is given as a test, without arguments,
+# so the static bench travels inside a small self-extracting script that
+# passes the options.  Needs: make VARIANT=static tools; a rig kernel
+# (make -C kernel, or RIG_KERNEL_DIR=...).  RIG_SMP picks the guest CPUs.
+set -e
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$here/../build/static/bin/kvmfault-bench
+[ -x "$bin" ] || { echo "build it first: make VARIANT=static tools" >&2; exit 2; }
+dir=$(mktemp -d /tmp/kf-rig-bench.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+args="${*:--v 1,2,4 -b 4M -m exit,uffd-missing,uffd-minor -r 3}"
+{
+	echo '#!/bin/sh'
+	echo 'n=$(grep -an "^__BIN__$" "$0" | cut -d: -f1)'
+	echo 'tail -n +$((n + 1)) "$0" > /tmp/kvmfault-bench && chmod +x /tmp/kvmfault-bench'
+	echo "exec /tmp/kvmfault-bench $args"
+	echo '__BIN__'
+	cat "$bin"
+} > "$dir/bench"
+chmod +x "$dir/bench"
+RIG_SMP=${RIG_SMP:-4} RIG_TIMEOUT=${RIG_TIMEOUT:-1800} "$here/../kernel/rig.sh" tests "$dir" |
+	grep -v '^\[smp[0-9]*\] \[ '

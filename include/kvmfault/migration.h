@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration: the wire protocol and the migration test workload.
+ *
+ * Wire protocol (version KF_MIG_VERSION), over TCP, little endian.  Every
+ * message is a 16-byte header (magic "KFMG", type, flags, payload length,
+ * sequence number) and a payload whose layout the type fixes.  A session
+ * uses two connections, both opened by the destination to the source:
+ *
+ *   main:   HELLO(main) SETUP, [PAGES...]* (pre-copy rounds), DISCARD*,
+ *           VCPU*, SWITCHOVER; then during post-copy the background PAGES
+ *           push, PUSH_DONE; the destination answers RESUMED and, once it
+ *           holds every page, COMPLETE, which lets the source let go.
+ *   demand: HELLO(demand); the destination sends REQ (a batch of page
+ *           addresses), the source answers each with PAGES, ahead of and
+ *           never queued behind the push (postcopy-preempt).
+ *
+ * Recovery: after a connection drops during post-copy, the destination
+ * reconnects both channels with HELLO flag RECOVER and the same session id,
+ * sends RECEIVED (its bitmap of pages held, per region) and RECOVER_DONE;
+ * the source pushes only what is missing.
+ *
+ * Every page carries a 64-bit checksum bound to its address; a page whose
+ * checksum does not match is a protocol error and is never installed.
+ * The parser (kf_mig_parse_frame, kf_mig_parse_payload) accepts arbitrary
+ * bytes and returns an error for anything malformed; it is fuzzed
+ * (fuzz/mig_fuzz.c).
+ */
+#ifndef KVMFAULT_MIGRATION_H
+#define KVMFAULT_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kvmfault/compiler.h>
+#include <kvmfault/hash.h>
+#include <kvmfault/vm.h>
+
+#define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
+#define KF_MIG_VERSION 1
+#define KF_MIG_MAX_PAYLOAD (4U << 20)
+#define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
+#define KF_MIG_MAX_REQ 256		/* addresses in one REQ */
+#define KF_MIG_MAX_REGIONS 16
+#define KF_MIG_MAX_TEXT 1024
+
+enum kf_mig_type {
+	KF_MIG_HELLO = 1,
+	KF_MIG_SETUP,
+	KF_MIG_PAGES,
+	KF_MIG_DISCARD,
+	KF_MIG_VCPU,
+	KF_MIG_SWITCHOVER,
+	KF_MIG_REQ,
+	KF_MIG_PUSH_DONE,
+	KF_MIG_RESUMED,
+	KF_MIG_COMPLETE,
+	KF_MIG_RECEIVED,
+	KF_MIG_RECOVER_DONE,
+	KF_MIG_ERROR,
+	KF_MIG_STATS,
+	KF_MIG_TYPE_MAX,
+};
+
+enum kf_mig_channel {
+	KF_MIG_CH_MAIN = 1,
+	KF_MIG_CH_DEMAND = 2,
+};
+
+#define KF_MIG_HELLO_RECOVER (1U << 0)
+
+/* Why a page was sent (PAGES flags), for the statistics. */
+enum kf_mig_page_cause {
+	KF_MIG_CAUSE_PRECOPY = 0,
+	KF_MIG_CAUSE_DEMAND = 1,
+	KF_MIG_CAUSE_PUSH = 2,
+	KF_MIG_CAUSE_STOPCOPY = 3,
+	KF_MIG_CAUSE_MAX,
+};
+
+struct kf_mig_hdr {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t flags;
+	uint32_t len;
+	uint32_t seq;
+};
+
+struct kf_mig_hello {
+	uint32_t version;
+	uint32_t channel;
+	uint64_t session;
+	uint64_t image_id;	/* kf_mig_image_id(): both ends run one program */
+	uint32_t flags;		/* KF_MIG_HELLO_* */
+	uint32_t reserved;
+};
+
+struct kf_mig_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint32_t slot_flags;
+	uint32_t id;
+};
+
+struct kf_mig_setup {
+	uint32_t nr_vcpus;
+	uint32_t nr_regions;
+	uint64_t page_size;
+	struct kf_mig_region regions[];
+};
+
+/* PAGES: a run of count pages from gpa; entries then the DATA pages. */
+#define KF_MIG_PAGE_DATA 0
+#define KF_MIG_PAGE_ZERO 1
+struct kf_mig_page_entry {
+	uint64_t hash;		/* kf_mig_page_hash() */
+	uint32_t kind;		/* KF_MIG_PAGE_* */
+	uint32_t reserved;
+};
+
+struct kf_mig_pages_hdr {
+	uint64_t gpa;
+	uint32_t count;
+	uint32_t cause;		/* enum kf_mig_page_cause */
+};
+
+struct kf_mig_range {
+	uint64_t gpa;
+	uint64_t npages;
+};
+
+struct kf_mig_vcpu_hdr {
+	uint32_t id;
+	uint32_t len;
+};
+
+struct kf_mig_switchover {
+	uint64_t stop_realtime_ns;	/* CLOCK_REALTIME when vCPUs stopped */
+	uint64_t total_pages;
+	uint64_t precopy_pages;
+	uint32_t precopy_rounds;
+	uint32_t reserved;
+};
+
+struct kf_mig_req_hdr {
+	uint32_t count;
+	uint32_t reserved;
+};
+
+struct kf_mig_received_hdr {
+	uint32_t region;	/* index in SETUP */
+	uint32_t reserved;
+	uint64_t nbits;		/* pages of the region; bitmap follows */
+};
+
+struct kf_mig_stats {
+	uint64_t pages_by_cause[KF_MIG_CAUSE_MAX];
+	uint64_t downtime_ns;	/* source: stop to RESUMED */
+	uint64_t reconnects;
+};
+
+/* A parsed message: pointers into the payload buffer. */
+struct kf_mig_msg {
+	struct kf_mig_hdr hdr;
+	const void *payload;
+	union {
+		struct kf_mig_hello hello;
+		struct {
+			const struct kf_mig_setup *setup;
+		} setup;
+		struct {
+			struct kf_mig_pages_hdr h;
+			const struct kf_mig_page_entry *entries;
+			const uint8_t *data;	/* DATA pages, in order */
+		} pages;
+		struct {
+			const struct kf_mig_range *ranges;
+			uint32_t count;
+		} discard;
+		struct {
+			uint32_t id;
+			const void *blob;
+			uint32_t len;
+		} vcpu;
+		struct kf_mig_switchover switchover;
+		struct {
+			const uint64_t *gpas;
+			uint32_t count;
+		} req;
+		struct {
+			struct kf_mig_received_hdr h;
+			const uint64_t *bitmap;
+		} received;
+		struct kf_mig_stats stats;
+		char text[KF_MIG_MAX_TEXT];
+	} u;
+};
+
+/* The checksum of one page, bound to its address. */
+static inline uint64_t kf_mig_page_hash(uint64_t gpa, const void *page)
+{
+	return kf_hash_continue(KF_HASH_SEED ^ (gpa * 0x9e3779b97f4a7c15ULL),
+				page, KF_PAGE_SIZE);
+}
+
+/* An identity of this program's image (guest code comes from it). */
+uint64_t kf_mig_image_id(void);
+
+const char *kf_mig_type_name(uint32_t type);
+
+/*
+ * Parse one frame at the start of buf: 0 with *used and *msg set,
+ * -EAGAIN when buf holds only part of a frame, -EPROTO (message set) when
+ * the bytes are no valid frame.
+ */
+int kf_mig_parse_frame(const void *buf, size_t len, size_t *used,
+		       struct kf_mig_msg *msg);
+
+/* Check a header and parse the payload that followed it. */
+int kf_mig_check_hdr(const struct kf_mig_hdr *hdr);
+int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
+			 struct kf_mig_msg *msg);
+
+/*
+ * A connection: blocking reads of whole messages into its own buffer, and
+ * writes serialised by a lock so that several threads may send.
+ */
+struct kf_mig_conn;
+
+int kf_mig_conn_new(int fd, struct kf_mig_conn **connp);
+void kf_mig_conn_free(struct kf_mig_conn *conn);	/* closes fd */
+int kf_mig_conn_fd(struct kf_mig_conn *conn);
+/* shutdown() both directions: wakes readers and writers; fd stays. */
+void kf_mig_conn_shutdown(struct kf_mig_conn *conn);
+
+/* Read the next message; msg points into conn's buffer until the next
+ * read.  -ECONNRESET (message set) at end of stream. */
+int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg);
+
+/* Send one message made of a header and up to three payload pieces. */
+int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
+		size_t l1, const void *p2, size_t l2, const void *p3, size_t l3);
+int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text);
+
+/*
+ * Send a run of pages [gpa, gpa + count pages) read from src (host memory),
+ * zero pages without data, in messages of at most KF_MIG_MAX_BATCH pages.
+ */
+int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
+		      uint64_t count, enum kf_mig_page_cause cause);
+
+/* Verify the pages of a PAGES message; i-th page into out (4096 bytes,
+ * zero-filled for ZERO).  -EBADMSG (message set) on a checksum mismatch. */
+int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out);
+
+/* TCP helpers: "host:port" (numeric or resolvable; port may be 0). */
+int kf_mig_listen(const char *addr, int *portp);
+int kf_mig_accept(int lfd, int timeout_ms);
+int kf_mig_connect(const char *addr, int timeout_ms);
+
+uint64_t kf_mig_now_ns(void);		/* CLOCK_MONOTONIC */
+uint64_t kf_mig_realtime_ns(void);	/* CLOCK_REALTIME */
+
+/* ----------------------------------------------------------------------
+ * The migration workload: each vCPU writes pages of its own part of a data
+ * region and keeps a checksum of every page (in the region's first pages),
+ * until the host sets the stop flag; then it re-checks every page against
+ * its checksum inside the guest (GUEST_ASSERT_EQ) and reports
+ * KF_WL_STAGE_VERIFIED before returning.
+ */
+#define KF_WL_STAGE_FILLED 1	/* args: pages written once */
+#define KF_WL_STAGE_VERIFIED 2	/* args: pages checked, iterations */
+
+struct kf_workload_cfg {
+	unsigned int nr_vcpus;
+	uint64_t pages_per_vcpu;	/* working set of each vCPU */
+	uint64_t gpa;			/* region start; 0: kf_vm_free_gpa() */
+};
+
+struct kf_workload_ctl {
+	volatile uint64_t stop;
+	uint64_t gpa;
+	uint64_t pages_per_vcpu;
+	uint64_t csum_pages;		/* checksum pages before each span */
+	uint64_t nr_vcpus;
+	volatile uint64_t iterations[KF_MAX_VCPUS];
+};
+
+/* The guest entry point of every workload vCPU. */
+void kf_workload_guest(uint64_t arg);
+
+/* Bytes of the data region for cfg. */
+uint64_t kf_workload_region_size(const struct kf_workload_cfg *cfg);
+
+/*
+ * Add the data region (backing, slot_flags) and the vCPUs of the workload
+ * to vm, and write the guest's parameters into its memory.  vcpus[] gets
+ * the vCPUs (nr_vcpus of them).
+ */
+int kf_workload_setup(struct kf_vm *vm, const struct kf_workload_cfg *cfg,
+		      enum kf_backing backing, uint32_t slot_flags,
+		      struct kf_memslot **slotp, struct kf_vcpu **vcpus);
+
+/* Create the vCPUs only (a VM whose memory and state come from elsewhere). */
+int kf_workload_add_vcpus(struct kf_vm *vm, unsigned int nr_vcpus,
+			  struct kf_vcpu **vcpus);
+
+/* The guest's control block as this VM holds it (slot 0), or NULL. */
+struct kf_workload_ctl *kf_workload_ctl(struct kf_vm *vm);
+
+/* Tell every vCPU to stop writing, verify and finish. */
+void kf_workload_stop(struct kf_vm *vm);
+
+/* ----------------------------------------------------------------------
+ * Whole migrations (lib/migration_run.c): the source and destination
+ * sides of a post-copy live migration of a workload VM.
+ */
+#include <stdio.h>
+
+#include <kvmfault/stats.h>
+#include <kvmfault/vcpu.h>
+
+struct kf_mig_report {
+	bool ok;			/* every vCPU verified every page */
+	char error[1024];
+	const char *backend;
+	unsigned int nr_vcpus;
+	uint64_t guest_bytes;		/* post-copy regions */
+	uint32_t precopy_rounds;
+	uint64_t pages_by_cause[KF_MIG_CAUSE_MAX];
+	uint64_t downtime_ns;		/* vCPUs stopped -> running again */
+	uint64_t postcopy_ns;		/* resume -> every page here */
+	uint64_t total_ns;		/* connect -> verified */
+	uint64_t reconnects;
+	uint64_t requests, req_messages;
+	uint64_t verified_pages;	/* pages the guest re-checked */
+	struct kf_engine_stats engine;	/* faults and latency per vCPU */
+};
+
+struct kf_mig_source_config {
+	int listen_fd;
+	unsigned int precopy_rounds;	/* 0: pure post-copy */
+	int accept_timeout_ms;
+	int recover_timeout_ms;
+	uint64_t drop_after_pages;	/* test hook, see kf_page_server_config */
+	bool no_push;
+	bool quiet;
+};
+
+/*
+ * Migrate the running workload VM (vcpus started with kf_vcpu_start()) to
+ * the destination that connects to listen_fd.  Data regions need
+ * KVM_MEM_LOG_DIRTY_PAGES for pre-copy rounds.  Returns when the
+ * destination has every page; the vCPUs are stopped and joined.
+ */
+int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
+		      unsigned int nr_vcpus,
+		      const struct kf_mig_source_config *cfg,
+		      struct kf_mig_report *rep);
+
+struct kf_mig_dest_config {
+	const char *addr;
+	int backend;			/* enum kf_backend */
+	int connect_timeout_ms;
+	int recover_timeout_ms;
+	int run_ms;			/* let the guest run at least this long */
+	int drop_after_ms;		/* test hook: drop the connections once */
+	bool progress;			/* a progress bar on stderr */
+	bool quiet;
+	/* Called once the guest runs at the destination (may be NULL). */
+	void (*on_resumed)(void *opaque);
+	void *opaque;
+};
+
+/* Receive a migration, run the guest, have it verify every page. */
+int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
+		    struct kf_mig_report *rep);
+
+void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep);
+void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep);
+
+#endif

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Remote pages: the page server (the migration source's side) and the
+ * remote page source (the destination's), speaking the protocol of
+ * include/kvmfault/migration.h over two TCP connections.
+ *
+ * Page server:
+ *   kf_page_server_create(&cfg, listen_fd, &srv);
+ *   kf_page_server_accept(srv, timeout);   destination connects: HELLO, SETUP
+ *   ... kf_page_server_main(srv) carries pre-copy, vCPU state, SWITCHOVER
+ *   kf_page_server_postcopy(srv);           demand + push until COMPLETE,
+ *                                           reconnects after a drop
+ * or kf_page_server_serve(srv): SWITCHOVER at once, then post-copy (a plain
+ * remote memory image, for benchmarks).
+ *
+ * Remote page source:
+ *   kf_remote_connect(&cfg, &r);            HELLO both channels, SETUP
+ *   kf_remote_set_eager(r, i, hva);         a region that arrives in full
+ *   kf_remote_wait_switchover(r, &sw);      pre-copy pages, vCPU states
+ *   kf_remote_pagesrc(r, i, &src);          a struct kf_pagesrc per region
+ *   kf_remote_start(r);                     receivers: demand and push
+ *   kf_remote_wait_complete(r);             every page here: COMPLETE
+ *
+ * The remote source's read() asks for pages on the demand channel (several
+ * requests in flight, batched into REQ messages by one sender) and waits;
+ * pages the source pushes go to the engine's sink.  When a connection
+ * drops, reads stall (only those that need a missing page), the source
+ * reconnects every reconnect_ms with the session id, reports what it holds
+ * and re-asks what it still waits for; after recover_timeout_ms without a
+ * source it gives up: every waiting read fails with ENOTCONN and a message
+ * that says the source is gone.
+ */
+#ifndef KVMFAULT_REMOTE_H
+#define KVMFAULT_REMOTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <kvmfault/migration.h>
+#include <kvmfault/pagesrc.h>
+
+/* SETUP region flag: the region arrives whole before SWITCHOVER. */
+#define KF_MIG_REGION_EAGER (1U << 31)
+
+/* ----------------------------------------------------------- page server */
+
+struct kf_page_server_region {
+	uint64_t gpa;
+	uint64_t size;
+	const void *hva;	/* the memory served; stays until destroy */
+	uint32_t slot_flags;
+	bool eager;		/* sent whole before SWITCHOVER by the caller */
+};
+
+struct kf_page_server_config {
+	const struct kf_page_server_region *regions;
+	unsigned int nr_regions;
+	unsigned int nr_vcpus;
+	bool no_push;			/* demand only, no background push */
+	int recover_timeout_ms;		/* wait this long for a reconnect */
+	uint64_t drop_after_pages;	/* test hook: cut both connections once
+					 * after this many post-copy pages */
+};
+
+struct kf_page_server;
+
+int kf_page_server_create(const struct kf_page_server_config *cfg,
+			  int listen_fd, struct kf_page_server **srvp);
+/* Accept the destination's two connections and send SETUP. */
+int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms);
+struct kf_mig_conn *kf_page_server_main(struct kf_page_server *srv);
+/* Mark pages as held by the destination already (sent eagerly). */
+void kf_page_server_mark_sent(struct kf_page_server *srv, uint64_t gpa,
+			      uint64_t npages);
+/* The guest stopped now: downtime runs from here to RESUMED. */
+void kf_page_server_mark_stopped(struct kf_page_server *srv);
+/* Serve demand faults and push the rest until the destination has every
+ * page (COMPLETE): 0, or -errno when the destination is gone for good. */
+int kf_page_server_postcopy(struct kf_page_server *srv);
+/* SWITCHOVER with nothing before it, then kf_page_server_postcopy(). */
+int kf_page_server_serve(struct kf_page_server *srv);
+void kf_page_server_stats(struct kf_page_server *srv, struct kf_mig_stats *st);
+/* Count pages the caller sent itself (pre-copy, stop-and-copy). */
+void kf_page_server_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
+			  uint64_t n);
+void kf_page_server_destroy(struct kf_page_server *srv);
+
+/* ---------------------------------------------------------- remote source */
+
+struct kf_remote_config {
+	const char *addr;		/* the page server, host:port */
+	int connect_timeout_ms;		/* first connection */
+	int reconnect_ms;		/* pause between reconnect attempts */
+	int recover_timeout_ms;		/* give up after this long */
+	bool quiet;			/* no reconnect messages on stderr */
+};
+
+struct kf_remote_stats {
+	uint64_t pages_by_cause[KF_MIG_CAUSE_MAX];	/* pages received */
+	uint64_t requests;		/* pages asked for on demand */
+	uint64_t req_messages;		/* REQ messages sent */
+	uint64_t reconnects;
+	uint64_t total_pages;		/* post-copy regions */
+	uint64_t held_pages;		/* of which here */
+	uint64_t source_downtime_ns;	/* the source's STATS, if sent */
+};
+
+struct kf_remote;
+
+int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp);
+unsigned int kf_remote_nr_regions(struct kf_remote *r);
+const struct kf_mig_region *kf_remote_region(struct kf_remote *r, unsigned int i);
+unsigned int kf_remote_nr_vcpus(struct kf_remote *r);
+int kf_remote_set_eager(struct kf_remote *r, unsigned int i, void *hva);
+/* Receive until SWITCHOVER (pre-copy pages, discards, vCPU states). */
+int kf_remote_wait_switchover(struct kf_remote *r, struct kf_mig_switchover *sw);
+int kf_remote_vcpu_state(struct kf_remote *r, unsigned int id,
+			 const void **blobp, size_t *lenp);
+int kf_remote_pagesrc(struct kf_remote *r, unsigned int i,
+		      struct kf_pagesrc **srcp);
+int kf_remote_start(struct kf_remote *r);
+/* Tell the source the destination runs (it measures downtime by it). */
+int kf_remote_resumed(struct kf_remote *r);
+/* Wait until every page is here (or a failure), then send COMPLETE. */
+int kf_remote_wait_complete(struct kf_remote *r);
+/* Pages held / post-copy pages in all, without waiting. */
+void kf_remote_progress(struct kf_remote *r, uint64_t *held, uint64_t *total);
+void kf_remote_stats(struct kf_remote *r, struct kf_remote_stats *st);
+/* The failure that ended the session, or NULL. */
+const char *kf_remote_error(struct kf_remote *r);
+/* Test hook: cut both connections as if the network dropped. */
+void kf_remote_drop(struct kf_remote *r);
+void kf_remote_destroy(struct kf_remote *r);
+
+#endif

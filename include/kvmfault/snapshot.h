@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshot files: a guest's vCPU state and memory, restorable eagerly or
+ * lazily (a page source that reads pages on demand).
+ *
+ * Format version KF_SNAP_VERSION, little endian:
+ *
+ *   offset 0      header (struct kf_snap_header, padded to 4096), with a
+ *                 checksum of itself and one of all the metadata below
+ *   region_off    nr_regions x struct kf_snap_region
+ *   vcpu_off      per vCPU: struct kf_snap_vcpu, then the state blob
+ *                 (include/kvmfault/vcpu_state.h), padded to 8
+ *   index_off     total_pages x struct kf_snap_page: checksum and kind
+ *   data_off      page i of the index at data_off + i * 4096 (zero pages
+ *                 are holes and are never read)
+ *
+ * Opening checks the header, its checksum, the file size (a truncated file
+ * is refused) and the metadata checksum.  Every page is checked against its
+ * own checksum when it is read: a corrupted page is reported (EBADMSG,
+ * naming the page) and never handed out.
+ */
+#ifndef KVMFAULT_SNAPSHOT_H
+#define KVMFAULT_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kvmfault/pagesrc.h>
+#include <kvmfault/vcpu.h>
+#include <kvmfault/vm.h>
+
+#define KF_SNAP_MAGIC "KVMFSNAP"
+#define KF_SNAP_VERSION 1
+#define KF_SNAP_MAX_REGIONS 64
+#define KF_SNAP_PAGE_DATA 0
+#define KF_SNAP_PAGE_ZERO 1
+
+struct kf_snap_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t page_size;
+	uint32_t nr_vcpus;
+	uint32_t nr_regions;
+	uint32_t flags;
+	uint64_t image_id;	/* kf_mig_image_id() of the saving program */
+	uint64_t created_realtime_ns;
+	uint64_t region_off;
+	uint64_t vcpu_off;
+	uint64_t vcpu_len;
+	uint64_t index_off;
+	uint64_t total_pages;
+	uint64_t data_off;
+	uint64_t file_size;
+	uint64_t meta_hash;	/* regions, vCPU states, page index */
+	uint64_t app_data[8];	/* free for the saving program */
+	uint64_t header_hash;	/* this header with header_hash = 0 */
+};
+
+struct kf_snap_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint32_t slot_flags;
+	uint32_t reserved;
+	uint64_t first_page;	/* index of its first page */
+};
+
+struct kf_snap_vcpu {
+	uint32_t id;
+	uint32_t len;
+};
+
+struct kf_snap_page {
+	uint64_t hash;		/* kf_mig_page_hash(gpa, page) */
+	uint32_t kind;		/* KF_SNAP_PAGE_* */
+	uint32_t reserved;
+};
+
+struct kf_snapshot;
+
+/*
+ * Save every memslot of vm and the state of vcpus[0..nr_vcpus) (stopped,
+ * ids 0..nr_vcpus-1) to path.  app_data (8 words, may be NULL) is stored
+ * in the header.  *bytes gets the file's size (may be NULL).
+ */
+int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
+		     unsigned int nr_vcpus, const uint64_t *app_data,
+		     const char *path, uint64_t *bytes);
+
+/* Open and check a snapshot file / a snapshot held in memory (borrowed). */
+int kf_snapshot_open(const char *path, struct kf_snapshot **snapp);
+int kf_snapshot_open_mem(const void *buf, size_t len,
+			 struct kf_snapshot **snapp);
+void kf_snapshot_close(struct kf_snapshot *snap);
+
+const struct kf_snap_header *kf_snapshot_header(const struct kf_snapshot *snap);
+const struct kf_snap_region *kf_snapshot_region(const struct kf_snapshot *snap,
+						unsigned int i);
+/* The saved state of vCPU id (pointer into the snapshot). */
+int kf_snapshot_vcpu_state(const struct kf_snapshot *snap, unsigned int id,
+			   const void **blobp, size_t *lenp);
+
+/* Read and verify the page at gpa into buf (4096 bytes). */
+int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf);
+
+/* A page source over region i (borrows snap: close it after the source). */
+int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
+			struct kf_pagesrc **srcp);
+
+/* Copy region i into host memory at hva, verifying every page. */
+int kf_snapshot_load_region(struct kf_snapshot *snap, unsigned int i,
+			    void *hva);
+
+/* ----------------------------------------------------------------------
+ * Restoring a whole VM (lib/snapshot_restore.c).
+ */
+struct kf_engine;
+
+struct kf_snapshot_restore {
+	bool lazy;			/* demand-page data regions from the file */
+	int backend;			/* enum kf_backend, for lazy */
+	void (*entry)(uint64_t);	/* placeholder vCPU entry (state is
+					 * overwritten); NULL: the workload's */
+	/* results */
+	struct kf_vm *vm;
+	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
+	unsigned int nr_vcpus;
+	struct kf_engine *engine;	/* lazy only; started */
+	struct kf_pagesrc *srcs[KF_SNAP_MAX_REGIONS];
+	uint64_t eager_pages;		/* pages copied before the guest ran */
+};
+
+/*
+ * Build a VM from snap: the system slot and (eager) every region copied and
+ * verified, or (lazy) data regions served by the fault engine from the
+ * file; vCPU states loaded.  The vCPUs are not started.  A snapshot taken
+ * by another program image is refused (guest code lives in the image).
+ */
+int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs);
+/* Tear down what kf_snapshot_restore_vm() built (vCPUs must be joined). */
+void kf_snapshot_restore_free(struct kf_snapshot_restore *rs);
+
+#endif

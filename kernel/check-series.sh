@@ -1,0 +1,113 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Prove the series bisectable: starting from the pristine source, apply one
+# patch at a time and after each
+#   - check the patch's From:/Signed-off-by: (the team identity),
+#   - run scripts/checkpatch.pl --strict on it (no error, warning or check),
+#   - build bzImage with the rig config (no compiler warning),
+#   - install the UAPI headers and compile <linux/kvm.h> on its own,
+#   - if TESTS_DIR is set: boot that kernel in the rig (2 vCPUs) and run
+#     the series' tests (TESTS_DIR/kernel_*), which must not fail (they
+#     skip what the kernel lacks).
+# After the last patch, compare include/kvmfault/uapi.h with the headers.
+#
+# usage: check-series.sh        env: KVMFAULT_CACHE, TESTS_DIR, JOBS
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
+JOBS=${JOBS:-$(nproc)}
+IDENTITY='kvmfault developers <developers@kvmfault.invalid>'
+
+die() { echo "check-series: FAIL: $*" >&2; exit 1; }
+say() { echo "check-series: $*"; }
+
+# Make sure the pristine tree exists (build.sh extracts it) and take the
+# same lock as build.sh: both use $CACHE/src.
+"$here/build.sh" --apply-only >/dev/null
+exec 9>"$CACHE/.lock"
+flock 9
+
+src=$CACHE/src
+obj=$CACHE/obj-series
+work=$CACHE/series-check
+rm -rf "$work"
+mkdir -p "$obj" "$work"
+
+patches=()
+while read -r p; do
+	case "$p" in ''|'#'*) continue ;; esac
+	patches+=("$here/patches/$p")
+done <"$here/patches/series"
+
+cd "$src"
+git reset -q --hard base
+git clean -q -fdx -e .kvmfault-base
+make -s O="$obj" tinyconfig >/dev/null
+scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" "$here/rig.config" >/dev/null 2>&1
+make -s O="$obj" olddefconfig 2>/dev/null
+
+n=0
+total_start=$(date +%s)
+for p in "${patches[@]}"; do
+	n=$((n + 1))
+	name=$(basename "$p")
+	say "[$n/${#patches[@]}] $name"
+
+	grep -qx "From: $IDENTITY" "$p" || die "$name: From: is not '$IDENTITY'"
+	grep -qx "Signed-off-by: $IDENTITY" "$p" || die "$name: no 'Signed-off-by: $IDENTITY'"
+
+	git apply --index "$p" 2>"$work/apply.err" ||
+		{ cat "$work/apply.err" >&2; die "$name does not apply on top of patches 1..$((n - 1))"; }
+
+	if ! scripts/checkpatch.pl --strict --no-tree -q "$p" >"$work/checkpatch-$n.txt" 2>&1; then
+		cat "$work/checkpatch-$n.txt" >&2
+		die "$name: checkpatch.pl --strict is not clean"
+	fi
+	if [ -s "$work/checkpatch-$n.txt" ]; then
+		cat "$work/checkpatch-$n.txt" >&2
+		die "$name: checkpatch.pl --strict reported something"
+	fi
+	say "  checkpatch --strict: clean"
+
+	start=$(date +%s)
+	if ! make -j"$JOBS" O="$obj" bzImage >"$work/build-$n.log" 2>&1; then
+		grep -E 'error|Error' "$work/build-$n.log" | head -n 30 >&2
+		die "$name: the kernel does not build with patches 1..$n (log $work/build-$n.log)"
+	fi
+	if grep -E ': warning:' "$work/build-$n.log" >&2; then
+		die "$name: compiler warnings with patches 1..$n"
+	fi
+	say "  build: ok ($(( $(date +%s) - start ))s)"
+
+	rm -rf "$work/hdr"
+	make -s O="$obj" INSTALL_HDR_PATH="$work/hdr" headers_install >/dev/null
+	printf '#include <linux/kvm.h>\nint main(void) { return sizeof(struct kvm_run) > 0 ? 0 : 1; }\n' >"$work/hdr.c"
+	gcc -std=gnu11 -Wall -Werror -I"$work/hdr/include" -fsyntax-only "$work/hdr.c" ||
+		die "$name: the installed <linux/kvm.h> does not compile"
+	say "  headers_install + <linux/kvm.h>: ok"
+
+	if [ -n "${TESTS_DIR:-}" ]; then
+		# The series' own tests (tests/kernel_*); the full suite runs
+		# on the final kernel in "make -C kernel rig".
+		if [ ! -d "$work/tests" ]; then
+			mkdir -p "$work/tests"
+			cp "$TESTS_DIR"/kernel_* "$work/tests/" 2>/dev/null ||
+				die "no kernel_* tests in $TESTS_DIR"
+		fi
+		kdir=$work/kernel-$n
+		mkdir -p "$kdir"
+		cp "$obj/arch/x86/boot/bzImage" "$kdir/"
+		touch "$kdir/.done"
+		if ! RIG_KERNEL_DIR="$kdir" RIG_SMP=2 RIG_LOG_DIR="$work/rig-$n" \
+			"$here/rig.sh" tests "$work/tests" >"$work/rig-$n.txt" 2>&1; then
+			cat "$work/rig-$n.txt" >&2
+			die "$name: the rig tests fail with patches 1..$n"
+		fi
+		say "  rig (2 vCPUs): $(tail -n 1 "$work/rig-$n.txt")"
+	fi
+done
+
+"$here/uapi-check.sh" "$work/hdr/include" "$here/../include/kvmfault/uapi.h"
+say "OK: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"

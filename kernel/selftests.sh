@@ -1,0 +1,184 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Regression run: build the KVM selftests that ship in the same source
+# (tools/testing/selftests/kvm, static, against the patched kernel's
+# headers), run them in the QEMU rig on the patched kernel, and compare with
+# kernel/selftests-baseline.txt (the unpatched kernel).  A test that passes
+# in the baseline and does not pass here is a regression: exit status 1.
+#
+# The guest runs the tests in the baseline's order, one line per result on
+# the serial console.  If the guest dies or stops making progress (a hard
+# lockup), the test that was running is recorded as "hang" and the run
+# resumes with the next test in a fresh boot.
+#
+# env: KVMFAULT_CACHE, ST_TIMEOUT (per test, 120), ST_STALL (seconds without
+#      serial output before the guest counts as dead, 300), ST_SMP (2),
+#      ST_ONLY (space separated test names, for a partial run)
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
+ST_TIMEOUT=${ST_TIMEOUT:-120}
+ST_STALL=${ST_STALL:-300}
+ST_SMP=${ST_SMP:-2}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+baseline=$here/selftests-baseline.txt
+
+die() { echo "selftests: error: $*" >&2; exit 2; }
+
+kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)}
+[ -f "$kdir/.done" ] || die "no kernel built for the current inputs: make -C kernel"
+src=$CACHE/src
+[ -d "$src/tools/testing/selftests/kvm" ] || die "$src missing: make -C kernel"
+
+work=$CACHE/selftests
+out=$work/build
+mkdir -p "$work" "$out"
+
+# --- build (the selftests are not touched by the series) -----------------
+echo "selftests: building tools/testing/selftests/kvm (static) against $kdir/headers"
+start=$(date +%s)
+make -k -j"$(nproc)" -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" \
+	INSTALL_HDR_PATH="$kdir/headers" KHDR_INCLUDES="-isystem $kdir/headers/include" \
+	EXTRA_CFLAGS=-static >"$work/build.log" 2>&1
+echo "selftests: build took $(( $(date +%s) - start ))s (log $work/build.log)"
+
+# --- the list, in baseline order ----------------------------------------
+tests=()
+while read -r name _; do
+	case "$name" in ''|'#'*|TEST) continue ;; esac
+	if [ -n "${ST_ONLY:-}" ] && ! echo " $ST_ONLY " | grep -q " $name "; then
+		continue
+	fi
+	tests+=("$name")
+done <"$baseline"
+
+st=$work/initramfs
+rm -rf "$st"
+mkdir -p "$st/selftests/x86_64" "$st/bin"
+: >"$st/selftests/list"
+notbuilt=()
+for t in "${tests[@]}"; do
+	if [ -x "$out/$t" ]; then
+		cp "$out/$t" "$st/selftests/$t"
+	elif [ -x "$src/tools/testing/selftests/kvm/$t" ] && [ "${t%.sh}" != "$t" ]; then
+		cp "$src/tools/testing/selftests/kvm/$t" "$st/selftests/$t"
+	else
+		notbuilt+=("$t")
+		continue
+	fi
+	echo "$t" >>"$st/selftests/list"
+done
+ln -sf busybox "$st/bin/bash"
+# shellcheck source=/dev/null
+. <(sed -n '/^make_initrd()/,/^}/p' "$here/rig.sh")
+make_initrd "$st" "$work/initrd.gz"
+nlist=$(wc -l <"$st/selftests/list")
+echo "selftests: ${#tests[@]} tests in the baseline, $nlist built, ${#notbuilt[@]} did not build: ${notbuilt[*]:-none}"
+
+# --- run, resuming after a dead guest ----------------------------------------
+SPLAT_RE=$(sed -n "s/^SPLAT_RE='\(.*\)'$/\1/p" "$here/rig.sh")
+results=$work/results.txt
+: >"$results"
+rm -f "$work"/serial-*.log
+start_idx=0
+boot=0
+run_start=$(date +%s)
+while [ "$start_idx" -lt "$nlist" ]; do
+	boot=$((boot + 1))
+	log=$work/serial-$boot.log
+	timeout --foreground -k 10 $(( nlist * (ST_TIMEOUT + 30) + 120 )) \
+		qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp "$ST_SMP" \
+		-nographic -no-reboot -nodefaults -serial stdio -display none \
+		-kernel "$kdir/bzImage" -initrd "$work/initrd.gz" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT" \
+		</dev/null >"$log" 2>&1 &
+	qpid=$!
+	last=0
+	stalled=0
+	while kill -0 "$qpid" 2>/dev/null; do
+		sleep 5
+		size=$(stat -c %s "$log")
+		if [ "$size" != "$last" ]; then
+			last=$size
+			stalled=0
+		else
+			stalled=$((stalled + 5))
+			if [ "$stalled" -ge "$ST_STALL" ]; then
+				echo "selftests: boot $boot: no serial output for ${ST_STALL}s, killing the guest"
+				kill "$qpid" 2>/dev/null
+				sleep 2
+				kill -9 "$qpid" 2>/dev/null
+				break
+			fi
+		fi
+	done
+	wait "$qpid" 2>/dev/null
+	# Results of this boot.
+	grep -a '^KF-ST-END ' "$log" | while read -r _ idx name rc secs note; do
+		rc=${rc#rc=}
+		secs=${secs#secs=}
+		note=${note#note=}
+		case "$rc" in
+		0) res=pass ;;
+		4) res=skip ;;
+		124|143) res=timeout ;;
+		*) res=fail ;;
+		esac
+		printf '%-46s %-8s %4s %6s  %s\n' "$name" "$res" "$rc" "$secs" "$note" >>"$results"
+		echo "selftests: $(printf '%-46s %-8s %6ss' "$name" "$res" "$secs") $note"
+	done
+	done_idx=$(grep -a '^KF-ST-END ' "$log" | tail -n 1 | awk '{print $2}')
+	done_idx=${done_idx:-$start_idx}
+	if grep -aq '^KF-ST-DONE' "$log"; then
+		start_idx=$nlist
+	else
+		# The guest died in the test that began last (or, if none began
+		# after the last result, in the next one: never loop).
+		began=$(grep -a '^KF-ST-BEGIN ' "$log" | tail -n 1 | awk '{print $2}')
+		hung_idx=$((done_idx + 1))
+		if [ -n "$began" ] && [ "$began" -gt "$done_idx" ]; then
+			hung_idx=$began
+		fi
+		hung=$(sed -n "${hung_idx}p" "$st/selftests/list")
+		lastk=$(grep -a -E '^\[ *[0-9.]+\]' "$log" | tail -n 1 | cut -c1-100)
+		printf '%-46s %-8s %4s %6s  %s\n' "$hung" hang -1 - "guest died; last kernel line: $lastk" >>"$results"
+		echo "selftests: $hung: guest died or hung (serial log $log); resuming after it"
+		start_idx=$hung_idx
+	fi
+done
+echo "selftests: $boot boot(s), $(( $(date +%s) - run_start ))s"
+
+# --- kernel splats, per test -----------------------------------------------
+splats=0
+for log in "$work"/serial-*.log; do
+	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+		splats=1
+		echo "selftests: kernel splat in $log:"
+		awk '/^KF-ST-BEGIN/ {t=$3} /^\[ *[0-9.]+\]/ {print t ": " $0}' "$log" |
+			grep -a -E -A 8 "\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection|Kernel panic|cut here|lockdep|KASAN|UBSAN|circular locking|recursive locking|inconsistent lock|suspicious RCU|stall|blocked for more|lockup|LOCKUP))" |
+			head -n 40 | sed 's/^/  ! /'
+	fi
+done
+
+# --- compare with the baseline -----------------------------------------------
+regressions=0
+fixed=""
+echo "selftests: comparison with $(basename "$baseline") (unpatched kernel):"
+for t in "${tests[@]}"; do
+	base=$(awk -v t="$t" '$1 == t {print $2}' "$baseline")
+	ours=$(awk -v t="$t" '$1 == t {print $2}' "$results")
+	ours=${ours:-notbuilt}
+	if [ "$base" = pass ] && [ "$ours" != pass ]; then
+		regressions=$((regressions + 1))
+		echo "  REGRESSION $t: baseline pass, here $ours: $(awk -v t="$t" '$1 == t {$1=$2=$3=$4=""; print}' "$results" | sed 's/^ *//')"
+	elif [ "$base" != pass ] && [ "$ours" = pass ]; then
+		fixed="$fixed $t($base)"
+	fi
+done
+[ -n "$fixed" ] && echo "  pass here, not in the baseline (rig config, e.g. THP/HUGETLBFS/RSEQ):$fixed"
+counts=$(awk '{print $2}' "$results" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
+echo "selftests: results in $results"
+echo "selftests: total $(wc -l <"$results"); ${counts%, }; not built ${#notbuilt[@]}; regressions $regressions"
+[ "$regressions" -eq 0 ] && [ "$splats" -eq 0 ]

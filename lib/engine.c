@@ -1,0 +1,978 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fault engine.  See include/kvmfault/engine.h for the model.
+ *
+ * Hot path, per fault: one compare-and-swap on the page's state byte, a
+ * source read into a per-thread bounce buffer (or straight into the page
+ * cache for memfd slots), one UFFDIO_* ioctl, and relaxed atomic adds on
+ * the faulting vCPU's own counters.  No locks, no allocation.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kvmfault/compiler.h>
+#include <kvmfault/engine.h>
+#include <kvmfault/error.h>
+#include <kvmfault/kvm.h>
+#include <kvmfault/uffd.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define KF_MAX_UFFDS KF_MAX_VCPUS
+#define KF_MAX_REGIONS KF_MAX_SLOTS
+#define KF_MSG_BATCH 16
+
+enum { KF_PG_MISSING, KF_PG_BUSY, KF_PG_INSTALLED, KF_PG_FAILED };
+
+struct kf_engine;
+
+struct kf_engine_region {
+	struct kf_engine *e;
+	uint32_t slot;
+	uint32_t old_flags;	/* slot flags before the engine came */
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t pages;
+	char *hva;
+	char *alias;		/* memfd slots: the page-cache view */
+	int memfd;
+	enum kf_backend backend;
+	struct kf_pagesrc *src;
+	bool zero;		/* the source is all zeros */
+	uint8_t *state;		/* KF_PG_* per page */
+};
+
+struct kf_engine_handler {
+	struct kf_engine *e;
+	unsigned int uffd;	/* index into e->uffd[] */
+	pthread_t thread;
+	bool started;
+};
+
+struct kf_engine {
+	struct kf_vm *vm;
+	struct kf_engine_config cfg;
+	unsigned int nr_uffds;
+	int uffd[KF_MAX_UFFDS];
+	uint64_t uffd_features;
+	int stopfd;
+	bool started;
+
+	unsigned int nr_regions;
+	struct kf_engine_region regions[KF_MAX_REGIONS];
+
+	unsigned int nr_handlers;
+	struct kf_engine_handler *handlers;
+
+	/* statistics, each vCPU's on its own lines */
+	struct kf_fault_stats vcpu_stats[KF_MAX_VCPUS];
+	struct kf_fault_stats other;
+	uint64_t installed;
+	uint64_t pushed;
+	uint64_t push_races;
+	uint64_t exit_faults;
+	uint64_t uffd_faults;
+
+	/* the first failure */
+	int error;
+	char errmsg[512];
+};
+
+static const uint8_t kf_zero_page[KF_PAGE_SIZE] __attribute__((aligned(4096)));
+static __thread uint8_t kf_bounce[KF_PAGE_SIZE] __attribute__((aligned(64)));
+
+/* --- which engine serves a VM --- */
+
+static struct {
+	struct kf_vm *vm;
+	struct kf_engine *e;
+} kf_engines[16];
+static pthread_mutex_t kf_engines_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int kf_engine_register(struct kf_engine *e)
+{
+	unsigned int i;
+	int ret = kf_fail(ENOSPC, "too many fault engines");
+
+	pthread_mutex_lock(&kf_engines_lock);
+	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
+		if (kf_engines[i].vm == e->vm) {
+			ret = kf_fail(EBUSY, "this VM has a fault engine already");
+			break;
+		}
+	}
+	for (i = 0; ret == -ENOSPC && i < KF_ARRAY_SIZE(kf_engines); i++) {
+		if (!kf_engines[i].vm) {
+			__atomic_store_n(&kf_engines[i].e, e, __ATOMIC_RELEASE);
+			__atomic_store_n(&kf_engines[i].vm, e->vm, __ATOMIC_RELEASE);
+			ret = 0;
+		}
+	}
+	pthread_mutex_unlock(&kf_engines_lock);
+	return ret;
+}
+
+static void kf_engine_unregister(struct kf_engine *e)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&kf_engines_lock);
+	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
+		if (kf_engines[i].e == e) {
+			__atomic_store_n(&kf_engines[i].vm, NULL, __ATOMIC_RELEASE);
+			__atomic_store_n(&kf_engines[i].e, NULL, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&kf_engines_lock);
+}
+
+static struct kf_engine *kf_engine_of(struct kf_vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++)
+		if (__atomic_load_n(&kf_engines[i].vm, __ATOMIC_ACQUIRE) == vm)
+			return __atomic_load_n(&kf_engines[i].e, __ATOMIC_ACQUIRE);
+	return NULL;
+}
+
+/* --- backends --- */
+
+static const char *const kf_backend_names[] = {
+	[KF_BACKEND_AUTO] = "auto",
+	[KF_BACKEND_EXIT] = "exit",
+	[KF_BACKEND_UFFD_MISSING] = "uffd-missing",
+	[KF_BACKEND_UFFD_MINOR] = "uffd-minor",
+};
+
+const char *kf_backend_name(enum kf_backend b)
+{
+	return (unsigned int)b < KF_ARRAY_SIZE(kf_backend_names) ?
+	       kf_backend_names[b] : "?";
+}
+
+int kf_backend_parse(const char *name, enum kf_backend *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_ARRAY_SIZE(kf_backend_names); i++) {
+		if (!strcmp(name, kf_backend_names[i])) {
+			*b = i;
+			return 0;
+		}
+	}
+	return kf_fail(EINVAL, "unknown backend '%s': use auto, exit, uffd-missing or uffd-minor",
+		       name);
+}
+
+static uint64_t kf_backend_features(enum kf_backend b, bool memfd)
+{
+	if (!memfd)
+		return 0;
+	if (b == KF_BACKEND_UFFD_MISSING)
+		return UFFD_FEATURE_MISSING_SHMEM;
+	return UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
+}
+
+int kf_backend_available(enum kf_backend b, bool memfd)
+{
+	uint64_t need = kf_backend_features(b, memfd), have;
+	const char *why = kf_kvm_unavailable_reason();
+
+	if (why)
+		return kf_fail(ENODEV, "%s", why);
+	have = kf_uffd_features();
+	if (!have)
+		return kf_fail(EOPNOTSUPP, "userfaultfd is not available here");
+	switch (b) {
+	case KF_BACKEND_AUTO:
+		return 0;
+	case KF_BACKEND_EXIT:
+		if (!kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
+			return kf_fail(EOPNOTSUPP, "backend exit needs KVM_CAP_EXIT_ON_MISSING (%d), which this kernel lacks (the kvmfault kernel series adds it)",
+				       KVM_CAP_EXIT_ON_MISSING);
+		break;
+	case KF_BACKEND_UFFD_MINOR:
+		if (!memfd)
+			return kf_fail(EINVAL, "backend uffd-minor needs a memfd (shmem) slot, not anonymous memory");
+		break;
+	case KF_BACKEND_UFFD_MISSING:
+		break;
+	default:
+		return kf_fail(EINVAL, "unknown backend %d", b);
+	}
+	if (need & ~have)
+		return kf_fail(EOPNOTSUPP, "backend %s on %s memory needs userfaultfd features 0x%llx; the kernel offers 0x%llx",
+			       kf_backend_name(b), memfd ? "memfd" : "anonymous",
+			       (unsigned long long)need, (unsigned long long)have);
+	return 0;
+}
+
+/* --- failures --- */
+
+static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
+{
+	unsigned int i;
+	int zero = 0;
+
+	if (!__atomic_compare_exchange_n(&e->error, &zero, err, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return;
+	snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Stop the VM: every vCPU running on a library thread leaves KVM_RUN. */
+	for (i = 0; i < KF_MAX_VCPUS; i++) {
+		struct kf_vcpu *vcpu = e->vm->vcpus[i];
+
+		if (vcpu && vcpu->thread_started)
+			kf_vcpu_stop(vcpu);
+	}
+}
+
+const char *kf_engine_error(struct kf_engine *e)
+{
+	return __atomic_load_n(&e->error, __ATOMIC_ACQUIRE) ? e->errmsg : NULL;
+}
+
+/* --- installing pages --- */
+
+static uint64_t kf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static struct kf_engine_region *kf_region_by_gpa(struct kf_engine *e,
+						 uint64_t gpa)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_engine_region *r = &e->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+static struct kf_engine_region *kf_region_by_hva(struct kf_engine *e,
+						 uint64_t hva)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_engine_region *r = &e->regions[i];
+
+		if (hva >= (uintptr_t)r->hva && hva - (uintptr_t)r->hva < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+/* The uffd whose part of region r holds page idx. */
+static int kf_region_uffd(struct kf_engine_region *r, uint64_t idx)
+{
+	struct kf_engine *e = r->e;
+	unsigned int n = e->nr_uffds, i = idx * n / r->pages;
+
+	while (i + 1 < n && r->pages * (i + 1) / n <= idx)
+		i++;
+	while (i > 0 && r->pages * i / n > idx)
+		i--;
+	return e->uffd[i];
+}
+
+static uint8_t kf_pg_load(struct kf_engine_region *r, uint64_t idx)
+{
+	return __atomic_load_n(&r->state[idx], __ATOMIC_ACQUIRE);
+}
+
+static bool kf_pg_claim(struct kf_engine_region *r, uint64_t idx)
+{
+	uint8_t missing = KF_PG_MISSING;
+
+	return __atomic_compare_exchange_n(&r->state[idx], &missing, KF_PG_BUSY,
+					   false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Put the page's bytes in place and map it, for a page this thread claimed.
+ * data: the bytes (a push), or NULL to read the source.
+ */
+static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
+		      const void *data, bool *zero)
+{
+	uint64_t off = idx * KF_PAGE_SIZE, gpa = r->gpa + off;
+	char *dst = r->hva + off;
+	int uffd = kf_region_uffd(r, idx), ret;
+
+	*zero = false;
+	if (r->alias) {
+		/* memfd, minor faults: write the page cache once, map it. */
+		if (data) {
+			memcpy(r->alias + off, data, KF_PAGE_SIZE);
+		} else if (r->zero) {
+			*zero = true;
+			if (fallocate(r->memfd, 0, off, KF_PAGE_SIZE))
+				memset(r->alias + off, 0, KF_PAGE_SIZE);
+		} else {
+			ret = kf_pagesrc_read(r->src, gpa, r->alias + off,
+					      KF_PAGE_SIZE);
+			if (ret)
+				return ret;
+		}
+		ret = kf_uffd_continue(uffd, dst, KF_PAGE_SIZE);
+	} else if (data) {
+		ret = kf_uffd_copy(uffd, dst, data, KF_PAGE_SIZE);
+	} else if (r->zero) {
+		*zero = true;
+		/* The exit backend's KVM treats the shared zero page as not
+		 * mapped (it exits for it): give it a page of its own. */
+		if (write || r->e->cfg.no_zeropage || r->backend == KF_BACKEND_EXIT)
+			ret = kf_uffd_copy(uffd, dst, kf_zero_page, KF_PAGE_SIZE);
+		else
+			ret = kf_uffd_zeropage(uffd, dst, KF_PAGE_SIZE);
+	} else {
+		ret = kf_pagesrc_read(r->src, gpa, kf_bounce, KF_PAGE_SIZE);
+		if (ret)
+			return ret;
+		ret = kf_uffd_copy(uffd, dst, kf_bounce, KF_PAGE_SIZE);
+	}
+	/* EEXIST: mapped already, by nobody the engine knows; keep it. */
+	return ret == -EEXIST ? 0 : ret;
+}
+
+/* A page whose source failed: make it inaccessible and wake its waiters,
+ * who then leave KVM_RUN with EFAULT instead of seeing wrong bytes. */
+static void kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
+{
+	struct kf_engine *e = r->e;
+	char *dst = r->hva + idx * KF_PAGE_SIZE;
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "page source %s failed for gpa 0x%llx (slot %u): %s",
+		 r->src->kind,
+		 (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE), r->slot,
+		 kf_error());
+	__atomic_store_n(&r->state[idx], KF_PG_FAILED, __ATOMIC_RELEASE);
+	kf_engine_fail(e, err, msg);
+	mprotect(dst, KF_PAGE_SIZE, PROT_NONE);
+	kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+}
+
+static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
+{
+	struct kf_engine *e = r->e;
+
+	return kf_fail(e->error ? e->error : EIO, "gpa 0x%llx: %s",
+		       (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE),
+		       e->error ? e->errmsg : "the page source failed");
+}
+
+enum kf_who {
+	KF_WHO_UFFD,	/* a handler thread: never waits */
+	KF_WHO_VCPU,	/* the faulting vCPU: waits, then makes it mapped */
+	KF_WHO_HOST,	/* a host-side fetch: waits for a busy page */
+};
+
+/* A page fault was seen: install the page if nobody has. */
+static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
+		      struct kf_fault_stats *st, uint64_t t0, enum kf_who who)
+{
+	struct kf_engine *e = r->e;
+	char *dst = r->hva + idx * KF_PAGE_SIZE;
+	bool zero;
+	int ret;
+
+	for (;;) {
+		uint8_t s = kf_pg_load(r, idx);
+
+		if (s == KF_PG_MISSING && kf_pg_claim(r, idx)) {
+			ret = kf_install(r, idx, write, NULL, &zero);
+			if (ret) {
+				__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
+				kf_fail_page(r, idx, -ret);
+				return kf_page_failed(r, idx);
+			}
+			__atomic_store_n(&r->state[idx], KF_PG_INSTALLED,
+					 __ATOMIC_RELEASE);
+			__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&st->bytes, KF_PAGE_SIZE, __ATOMIC_RELAXED);
+			if (zero)
+				__atomic_fetch_add(&st->zero_pages, 1, __ATOMIC_RELAXED);
+			if (t0)
+				kf_hist_add(&st->latency, kf_now_ns() - t0);
+			return 0;
+		}
+		if (s == KF_PG_MISSING)
+			continue;	/* lost the race: look again */
+		if (s == KF_PG_FAILED)
+			return kf_page_failed(r, idx);
+		if (s == KF_PG_BUSY) {
+			/* Someone else installs it; their UFFDIO_* wakes
+			 * userfaultfd waiters, a vCPU waits and re-enters. */
+			if (who == KF_WHO_UFFD) {
+				__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
+				return 0;
+			}
+			sched_yield();
+			continue;
+		}
+		/* Installed: a fault that raced the install, or a write to a
+		 * page mapped read-only (a zero page). */
+		if (who == KF_WHO_HOST)
+			return 0;
+		__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
+		if (who == KF_WHO_UFFD)
+			return kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+		if (r->alias) {
+			ret = kf_uffd_continue(kf_region_uffd(r, idx), dst,
+					       KF_PAGE_SIZE);
+			if (ret && ret != -EEXIST)
+				return ret;
+		}
+		/*
+		 * The fault raced the install, or hit a page mapped read-only
+		 * (a zero page), which KVM's exit-on-missing treats as not
+		 * mapped: make it mapped and writable in this process.
+		 * Kernels without madvise (tiny configs) get a write that
+		 * keeps the value (atomic, so a racing guest write survives).
+		 */
+		(void)write;
+		if (madvise(dst, KF_PAGE_SIZE, MADV_POPULATE_WRITE))
+			__atomic_fetch_add((uint64_t *)dst, 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+}
+
+static struct kf_fault_stats *kf_stats_of_tid(struct kf_engine *e, pid_t tid)
+{
+	unsigned int i;
+
+	if (tid) {
+		for (i = 0; i < KF_MAX_VCPUS; i++) {
+			struct kf_vcpu *v = e->vm->vcpus[i];
+
+			if (v && __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE) == tid)
+				return &e->vcpu_stats[i];
+		}
+	}
+	return &e->other;
+}
+
+/* --- the exit backend: the vCPU thread resolves its own fault --- */
+
+int kf_engine_memory_fault(struct kf_vcpu *vcpu,
+			   const struct kf_memory_fault *f)
+{
+	struct kf_engine *e = kf_engine_of(vcpu->vm);
+	uint64_t t0, gpa, end;
+	struct kf_fault_stats *st;
+	int ret;
+
+	if (!e)
+		return kf_fail(EFAULT, "memory fault at gpa 0x%llx: no fault engine serves this VM",
+			       (unsigned long long)f->gpa);
+	if (e->error)
+		return kf_fail(e->error, "%s", e->errmsg);
+	t0 = e->cfg.no_latency ? 0 : kf_now_ns();
+	st = vcpu->id < KF_MAX_VCPUS ? &e->vcpu_stats[vcpu->id] : &e->other;
+	__atomic_fetch_add(&e->exit_faults, 1, __ATOMIC_RELAXED);
+	gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE);
+	end = KF_ALIGN_UP(f->gpa + (f->size ? f->size : 1), KF_PAGE_SIZE);
+	for (; gpa < end; gpa += KF_PAGE_SIZE) {
+		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+
+		if (!r)
+			return kf_fail(EFAULT, "memory fault at gpa 0x%llx: not in any region the engine serves",
+				       (unsigned long long)gpa);
+		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE,
+				 f->access & KF_ACCESS_WRITE, st, t0, KF_WHO_VCPU);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int kf_engine_interrupted(struct kf_vcpu *vcpu)
+{
+	struct kf_engine *e = kf_engine_of(vcpu->vm);
+
+	if (e && __atomic_load_n(&e->error, __ATOMIC_ACQUIRE))
+		return kf_fail(e->error, "stopped: %s", e->errmsg);
+	if (vcpu->stop)
+		return kf_fail(EINTR, "stopped");
+	return 0;
+}
+
+static const struct kf_vcpu_ops kf_engine_ops = {
+	.memory_fault = kf_engine_memory_fault,
+	.interrupted = kf_engine_interrupted,
+};
+
+const struct kf_vcpu_ops *kf_engine_vcpu_ops(void)
+{
+	return &kf_engine_ops;
+}
+
+/* --- userfaultfd handler threads --- */
+
+static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
+{
+	uint64_t t0 = e->cfg.no_latency ? 0 : kf_now_ns();
+	uint64_t addr = m->arg.pagefault.address;
+	struct kf_engine_region *r = kf_region_by_hva(e, addr);
+	struct kf_fault_stats *st;
+
+	__atomic_fetch_add(&e->uffd_faults, 1, __ATOMIC_RELAXED);
+	st = kf_stats_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	if (!r) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "userfault at %p outside every engine region",
+			 (void *)(uintptr_t)addr);
+		kf_engine_fail(e, EFAULT, msg);
+		return;
+	}
+	kf_resolve(r, (addr - (uintptr_t)r->hva) / KF_PAGE_SIZE,
+		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, st, t0,
+		   KF_WHO_UFFD);
+}
+
+static void *kf_engine_handler(void *arg)
+{
+	struct kf_engine_handler *h = arg;
+	struct kf_engine *e = h->e;
+	int uffd = e->uffd[h->uffd];
+	struct pollfd pfd[2] = {
+		{ .fd = uffd, .events = POLLIN },
+		{ .fd = e->stopfd, .events = POLLIN },
+	};
+	struct uffd_msg msgs[KF_MSG_BATCH];
+
+	for (;;) {
+		ssize_t n, i;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kf_engine_fail(e, errno, "poll on userfaultfd failed");
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLHUP)) {
+			kf_engine_fail(e, EIO, "userfaultfd reported an error");
+			break;
+		}
+		n = read(uffd, msgs, sizeof(msgs));
+		if (n <= 0)
+			continue;	/* EAGAIN: another handler took them */
+		for (i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				kf_handle_uffd_msg(e, &msgs[i]);
+	}
+	return NULL;
+}
+
+/* --- pushed pages --- */
+
+static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
+			  size_t len)
+{
+	struct kf_engine *e = opaque;
+	uint64_t end = gpa + len;
+	bool zero;
+	int ret;
+
+	if (gpa % KF_PAGE_SIZE || len % KF_PAGE_SIZE)
+		return kf_fail(EINVAL, "pushed range [0x%llx, +0x%zx) is not page aligned",
+			       (unsigned long long)gpa, len);
+	for (; gpa < end; gpa += KF_PAGE_SIZE, data = (const char *)data + KF_PAGE_SIZE) {
+		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+		uint64_t idx;
+
+		if (!r)
+			return kf_fail(ERANGE, "pushed page 0x%llx is in no engine region",
+				       (unsigned long long)gpa);
+		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
+		if (!kf_pg_claim(r, idx)) {
+			__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		ret = kf_install(r, idx, true, data, &zero);
+		if (ret) {
+			kf_fail_page(r, idx, -ret);
+			return kf_page_failed(r, idx);
+		}
+		__atomic_store_n(&r->state[idx], KF_PG_INSTALLED, __ATOMIC_RELEASE);
+		__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&e->pushed, 1, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+/* --- lifecycle --- */
+
+int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
+		     struct kf_engine **ep)
+{
+	static const struct kf_engine_config defaults;
+	struct kf_engine *e;
+	uint64_t want;
+	unsigned int i;
+	int ret;
+
+	*ep = NULL;
+	if (!vm)
+		return kf_fail(EINVAL, "fault engine: no VM");
+	if (!cfg)
+		cfg = &defaults;
+	if (cfg->nr_uffds > KF_MAX_UFFDS)
+		return kf_fail(EINVAL, "fault engine: at most %d userfaultfds, not %u",
+			       KF_MAX_UFFDS, cfg->nr_uffds);
+	if (cfg->handler_threads > 64)
+		return kf_fail(EINVAL, "fault engine: at most 64 handler threads per userfaultfd, not %u",
+			       cfg->handler_threads);
+	if ((unsigned int)cfg->backend > KF_BACKEND_UFFD_MINOR)
+		return kf_fail(EINVAL, "fault engine: unknown backend %d", cfg->backend);
+	if (cfg->backend != KF_BACKEND_AUTO &&
+	    cfg->backend != KF_BACKEND_UFFD_MINOR) {
+		ret = kf_backend_available(cfg->backend, false);
+		if (ret)
+			return ret;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return kf_fail(ENOMEM, "out of memory for a fault engine");
+	e->vm = vm;
+	e->cfg = *cfg;
+	e->nr_uffds = cfg->nr_uffds ? cfg->nr_uffds : 1;
+	e->stopfd = -1;
+	for (i = 0; i < KF_MAX_UFFDS; i++)
+		e->uffd[i] = -1;
+
+	/* Everything the backends might use, among what the kernel offers. */
+	want = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
+	       UFFD_FEATURE_MINOR_SHMEM;
+	e->uffd_features = kf_uffd_features() & want;
+	for (i = 0; i < e->nr_uffds; i++) {
+		e->uffd[i] = kf_uffd_open(e->uffd_features, NULL);
+		if (e->uffd[i] < 0) {
+			ret = e->uffd[i];
+			goto fail;
+		}
+	}
+	e->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (e->stopfd < 0) {
+		ret = kf_fail_errno(errno, "fault engine: eventfd");
+		goto fail;
+	}
+	ret = kf_engine_register(e);
+	if (ret)
+		goto fail;
+	*ep = e;
+	return 0;
+fail:
+	for (i = 0; i < KF_MAX_UFFDS; i++)
+		if (e->uffd[i] >= 0)
+			close(e->uffd[i]);
+	if (e->stopfd >= 0)
+		close(e->stopfd);
+	free(e);
+	return ret;
+}
+
+static enum kf_backend kf_pick_backend(bool memfd)
+{
+	if (kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
+		return KF_BACKEND_EXIT;
+	return memfd ? KF_BACKEND_UFFD_MINOR : KF_BACKEND_UFFD_MISSING;
+}
+
+int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
+			 struct kf_pagesrc *src)
+{
+	struct kf_engine_region *r;
+	struct kf_memslot *ms;
+	uint64_t mode, need;
+	unsigned int i;
+	bool memfd;
+	int ret;
+
+	if (!e || !src)
+		return kf_fail(EINVAL, "fault engine: add a region needs an engine and a source");
+	if (e->started)
+		return kf_fail(EBUSY, "fault engine: add regions before kf_engine_start()");
+	if (slot >= KF_MAX_SLOTS || !e->vm->slots[slot].used)
+		return kf_fail(ENOENT, "fault engine: no memslot %u", slot);
+	if (slot == KF_SYSTEM_SLOT)
+		return kf_fail(EINVAL, "fault engine: slot 0 holds the guest's code; it cannot be demand paged");
+	for (i = 0; i < e->nr_regions; i++)
+		if (e->regions[i].slot == slot)
+			return kf_fail(EEXIST, "fault engine: slot %u is served already", slot);
+	ms = &e->vm->slots[slot];
+	if (ms->flags & KVM_MEM_GUEST_MEMFD)
+		return kf_fail(EOPNOTSUPP, "fault engine: slot %u is a guest_memfd slot; userfaultfd cannot register guest_memfd",
+			       slot);
+	if (src->base > ms->gpa || src->size < ms->size ||
+	    ms->gpa - src->base > src->size - ms->size)
+		return kf_fail(EINVAL, "fault engine: the %s source covers [0x%llx, +0x%llx), smaller than slot %u [0x%llx, +0x%llx)",
+			       src->kind, (unsigned long long)src->base,
+			       (unsigned long long)src->size, slot,
+			       (unsigned long long)ms->gpa,
+			       (unsigned long long)ms->size);
+	if (ms->size / KF_PAGE_SIZE < e->nr_uffds)
+		return kf_fail(EINVAL, "fault engine: slot %u has fewer pages than userfaultfds (%u)",
+			       slot, e->nr_uffds);
+
+	memfd = ms->memfd >= 0;
+	r = &e->regions[e->nr_regions];
+	memset(r, 0, sizeof(*r));
+	r->e = e;
+	r->slot = slot;
+	r->old_flags = ms->flags;
+	r->gpa = ms->gpa;
+	r->size = ms->size;
+	r->pages = ms->size / KF_PAGE_SIZE;
+	r->hva = ms->hva;
+	r->memfd = ms->memfd;
+	r->src = src;
+	r->zero = src->flags & KF_PAGESRC_ZERO;
+	r->backend = e->cfg.backend == KF_BACKEND_AUTO ?
+		     kf_pick_backend(memfd) : e->cfg.backend;
+	ret = kf_backend_available(r->backend, memfd);
+	if (ret)
+		return ret;
+	need = kf_backend_features(r->backend, memfd);
+	if (need & ~e->uffd_features)
+		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
+			       (unsigned long long)(need & ~e->uffd_features));
+
+	r->state = calloc(r->pages, 1);
+	if (!r->state)
+		return kf_fail(ENOMEM, "fault engine: page states of slot %u", slot);
+	r->alias = NULL;
+	if (memfd && r->backend != KF_BACKEND_UFFD_MISSING) {
+		void *p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       r->memfd, 0);
+
+		if (p == MAP_FAILED) {
+			ret = kf_fail_errno(errno, "fault engine: second mapping of slot %u's memfd",
+					    slot);
+			goto fail;
+		}
+		r->alias = p;
+	}
+	mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (memfd && r->backend != KF_BACKEND_UFFD_MISSING)
+		mode |= UFFDIO_REGISTER_MODE_MINOR;
+	for (i = 0; i < e->nr_uffds; i++) {
+		uint64_t first = r->pages * i / e->nr_uffds;
+		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
+
+		ret = kf_uffd_register(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
+				       (last - first) * KF_PAGE_SIZE, mode);
+		if (ret)
+			goto fail_unregister;
+	}
+	if (r->backend == KF_BACKEND_EXIT &&
+	    !(ms->flags & KVM_MEM_EXIT_ON_MISSING)) {
+		ret = kf_vm_set_region_flags(e->vm, slot,
+					     ms->flags | KVM_MEM_EXIT_ON_MISSING);
+		if (ret)
+			goto fail_unregister;
+	}
+	e->nr_regions++;
+	return 0;
+fail_unregister:
+	while (i-- > 0) {
+		uint64_t first = r->pages * i / e->nr_uffds;
+		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
+
+		kf_uffd_unregister(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
+				   (last - first) * KF_PAGE_SIZE);
+	}
+fail:
+	if (r->alias)
+		munmap(r->alias, r->size);
+	free(r->state);
+	memset(r, 0, sizeof(*r));
+	return ret;
+}
+
+enum kf_backend kf_engine_region_backend(struct kf_engine *e, uint32_t slot)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++)
+		if (e->regions[i].slot == slot)
+			return e->regions[i].backend;
+	return KF_BACKEND_AUTO;
+}
+
+int kf_engine_start(struct kf_engine *e)
+{
+	unsigned int per = e->cfg.handler_threads ? e->cfg.handler_threads : 1;
+	unsigned int i, t;
+	int ret;
+
+	if (e->started)
+		return kf_fail(EBUSY, "fault engine: started already");
+	e->handlers = calloc((size_t)e->nr_uffds * per, sizeof(*e->handlers));
+	if (!e->handlers)
+		return kf_fail(ENOMEM, "fault engine: handler threads");
+	e->started = true;
+	for (i = 0; i < e->nr_uffds; i++) {
+		for (t = 0; t < per; t++) {
+			struct kf_engine_handler *h = &e->handlers[e->nr_handlers];
+
+			h->e = e;
+			h->uffd = i;
+			ret = pthread_create(&h->thread, NULL, kf_engine_handler, h);
+			if (ret) {
+				kf_engine_stop(e);
+				return kf_fail(ret, "fault engine: cannot start a handler thread");
+			}
+			h->started = true;
+			e->nr_handlers++;
+		}
+	}
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_pagesrc *src = e->regions[i].src;
+		unsigned int j;
+		bool seen = false;
+
+		for (j = 0; j < i; j++)
+			seen |= e->regions[j].src == src;
+		if (seen || !src->ops->start_push)
+			continue;
+		ret = src->ops->start_push(src, kf_engine_sink, e);
+		if (ret) {
+			kf_engine_stop(e);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void kf_engine_stop(struct kf_engine *e)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	if (!e || !e->handlers)
+		return;
+	if (write(e->stopfd, &one, sizeof(one)) < 0)
+		kf_engine_fail(e, errno, "fault engine: cannot signal the handlers to stop");
+	for (i = 0; i < e->nr_handlers; i++)
+		if (e->handlers[i].started)
+			pthread_join(e->handlers[i].thread, NULL);
+	free(e->handlers);
+	e->handlers = NULL;
+	e->nr_handlers = 0;
+}
+
+void kf_engine_destroy(struct kf_engine *e)
+{
+	unsigned int i;
+
+	if (!e)
+		return;
+	kf_engine_stop(e);
+	kf_engine_unregister(e);
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_engine_region *r = &e->regions[i];
+		struct kf_memslot *ms = &e->vm->slots[r->slot];
+
+		if (r->backend == KF_BACKEND_EXIT && ms->used &&
+		    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING))
+			kf_vm_set_region_flags(e->vm, r->slot,
+					       ms->flags & ~KVM_MEM_EXIT_ON_MISSING);
+		if (r->alias)
+			munmap(r->alias, r->size);
+		free(r->state);
+	}
+	/* Closing a userfaultfd unregisters its ranges and wakes waiters. */
+	for (i = 0; i < e->nr_uffds; i++)
+		close(e->uffd[i]);
+	close(e->stopfd);
+	free(e);
+}
+
+/* --- host-side helpers --- */
+
+int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len)
+{
+	uint64_t end = KF_ALIGN_UP(gpa + len, KF_PAGE_SIZE);
+	uint64_t t0 = e->cfg.no_latency ? 0 : kf_now_ns();
+	int ret;
+
+	for (gpa = KF_ALIGN_DOWN(gpa, KF_PAGE_SIZE); gpa < end; gpa += KF_PAGE_SIZE) {
+		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+
+		if (!r)
+			return kf_fail(ERANGE, "fetch: gpa 0x%llx is in no engine region",
+				       (unsigned long long)gpa);
+		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE, false,
+				 &e->other, t0, KF_WHO_HOST);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa)
+{
+	struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+
+	return r && kf_pg_load(r, (gpa - r->gpa) / KF_PAGE_SIZE) == KF_PG_INSTALLED;
+}
+
+uint64_t kf_engine_installed_pages(struct kf_engine *e)
+{
+	return __atomic_load_n(&e->installed, __ATOMIC_RELAXED);
+}
+
+void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
+{
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
+		     kf_backend_name(e->cfg.backend);
+	for (i = 0; i < KF_MAX_VCPUS; i++) {
+		if (!e->vm->vcpus[i])
+			continue;
+		s->nr_vcpus = i + 1;
+	}
+	for (i = 0; i < s->nr_vcpus; i++) {
+		kf_fault_stats_snapshot(&s->vcpu[i], &e->vcpu_stats[i]);
+		kf_fault_stats_merge(&s->total, &s->vcpu[i]);
+	}
+	kf_fault_stats_snapshot(&s->other, &e->other);
+	kf_fault_stats_merge(&s->total, &s->other);
+	s->pushed_pages = __atomic_load_n(&e->pushed, __ATOMIC_RELAXED);
+	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
+	s->exit_faults = __atomic_load_n(&e->exit_faults, __ATOMIC_RELAXED);
+	s->uffd_faults = __atomic_load_n(&e->uffd_faults, __ATOMIC_RELAXED);
+}

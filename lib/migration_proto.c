@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The migration wire protocol: framing, the message parser (which accepts
+ * arbitrary bytes), connections and TCP helpers.
+ */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kvmfault/error.h>
+#include <kvmfault/migration.h>
+
+static const char *const kf_mig_names[KF_MIG_TYPE_MAX] = {
+	[KF_MIG_HELLO] = "HELLO",
+	[KF_MIG_SETUP] = "SETUP",
+	[KF_MIG_PAGES] = "PAGES",
+	[KF_MIG_DISCARD] = "DISCARD",
+	[KF_MIG_VCPU] = "VCPU",
+	[KF_MIG_SWITCHOVER] = "SWITCHOVER",
+	[KF_MIG_REQ] = "REQ",
+	[KF_MIG_PUSH_DONE] = "PUSH_DONE",
+	[KF_MIG_RESUMED] = "RESUMED",
+	[KF_MIG_COMPLETE] = "COMPLETE",
+	[KF_MIG_RECEIVED] = "RECEIVED",
+	[KF_MIG_RECOVER_DONE] = "RECOVER_DONE",
+	[KF_MIG_ERROR] = "ERROR",
+	[KF_MIG_STATS] = "STATS",
+};
+
+const char *kf_mig_type_name(uint32_t type)
+{
+	return type < KF_MIG_TYPE_MAX && kf_mig_names[type] ?
+	       kf_mig_names[type] : "UNKNOWN";
+}
+
+uint64_t kf_mig_image_id(void)
+{
+	extern const char __executable_start[], etext[];
+	const char *p = __executable_start;
+	size_t len = KF_ALIGN_DOWN((size_t)(etext - p), 8);
+
+	return kf_hash(p, len) ^ len;
+}
+
+uint64_t kf_mig_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+uint64_t kf_mig_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- parser */
+
+int kf_mig_check_hdr(const struct kf_mig_hdr *hdr)
+{
+	if (hdr->magic != KF_MIG_MAGIC)
+		return kf_fail(EPROTO, "migration stream: bad magic 0x%08x (not a kvmfault migration stream)",
+			       hdr->magic);
+	if (hdr->type == 0 || hdr->type >= KF_MIG_TYPE_MAX)
+		return kf_fail(EPROTO, "migration stream: unknown message type %u",
+			       hdr->type);
+	if (hdr->flags)
+		return kf_fail(EPROTO, "migration stream: %s with unknown flags 0x%x",
+			       kf_mig_type_name(hdr->type), hdr->flags);
+	if (hdr->len > KF_MIG_MAX_PAYLOAD)
+		return kf_fail(EPROTO, "migration stream: %s of %u bytes exceeds the limit of %u",
+			       kf_mig_type_name(hdr->type), hdr->len,
+			       KF_MIG_MAX_PAYLOAD);
+	return 0;
+}
+
+static int kf_mig_bad(const struct kf_mig_hdr *hdr, const char *why)
+{
+	return kf_fail(EPROTO, "migration stream: malformed %s (%u bytes): %s",
+		       kf_mig_type_name(hdr->type), hdr->len, why);
+}
+
+static int kf_mig_parse_pages(const struct kf_mig_hdr *hdr, const char *p,
+			      struct kf_mig_msg *msg)
+{
+	uint64_t ndata = 0, need;
+	uint32_t i;
+
+	if (hdr->len < sizeof(msg->u.pages.h))
+		return kf_mig_bad(hdr, "shorter than its header");
+	memcpy(&msg->u.pages.h, p, sizeof(msg->u.pages.h));
+	if (!msg->u.pages.h.count || msg->u.pages.h.count > KF_MIG_MAX_BATCH)
+		return kf_mig_bad(hdr, "page count out of range");
+	if (msg->u.pages.h.cause >= KF_MIG_CAUSE_MAX)
+		return kf_mig_bad(hdr, "unknown cause");
+	if (!KF_IS_ALIGNED(msg->u.pages.h.gpa, KF_PAGE_SIZE) ||
+	    msg->u.pages.h.gpa > UINT64_MAX - KF_MIG_MAX_BATCH * KF_PAGE_SIZE)
+		return kf_mig_bad(hdr, "address not page aligned or out of range");
+	need = sizeof(msg->u.pages.h) +
+	       (uint64_t)msg->u.pages.h.count * sizeof(struct kf_mig_page_entry);
+	if (hdr->len < need)
+		return kf_mig_bad(hdr, "truncated page entries");
+	msg->u.pages.entries = (const void *)(p + sizeof(msg->u.pages.h));
+	for (i = 0; i < msg->u.pages.h.count; i++) {
+		struct kf_mig_page_entry e;
+
+		memcpy(&e, &msg->u.pages.entries[i], sizeof(e));
+		if (e.kind > KF_MIG_PAGE_ZERO || e.reserved)
+			return kf_mig_bad(hdr, "unknown page kind");
+		ndata += e.kind == KF_MIG_PAGE_DATA;
+	}
+	if (hdr->len != need + ndata * KF_PAGE_SIZE)
+		return kf_mig_bad(hdr, "length does not match its pages");
+	msg->u.pages.data = (const uint8_t *)p + need;
+	return 0;
+}
+
+int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
+			 struct kf_mig_msg *msg)
+{
+	const char *p = payload;
+	uint32_t len = hdr->len;
+	int ret = kf_mig_check_hdr(hdr);
+
+	if (ret)
+		return ret;
+	memset(msg, 0, sizeof(*msg));
+	msg->hdr = *hdr;
+	msg->payload = payload;
+
+	switch (hdr->type) {
+	case KF_MIG_HELLO:
+		if (len != sizeof(msg->u.hello))
+			return kf_mig_bad(hdr, "wrong size");
+		memcpy(&msg->u.hello, p, len);
+		if (msg->u.hello.channel != KF_MIG_CH_MAIN &&
+		    msg->u.hello.channel != KF_MIG_CH_DEMAND)
+			return kf_mig_bad(hdr, "unknown channel");
+		if (msg->u.hello.flags & ~KF_MIG_HELLO_RECOVER)
+			return kf_mig_bad(hdr, "unknown flags");
+		return 0;
+	case KF_MIG_SETUP: {
+		struct kf_mig_setup s;
+		uint32_t i;
+
+		if (len < sizeof(s))
+			return kf_mig_bad(hdr, "shorter than its header");
+		memcpy(&s, p, sizeof(s));
+		if (!s.nr_regions || s.nr_regions > KF_MIG_MAX_REGIONS ||
+		    len != sizeof(s) + s.nr_regions * sizeof(struct kf_mig_region))
+			return kf_mig_bad(hdr, "region count does not match its length");
+		if (s.nr_vcpus > KF_MAX_VCPUS)
+			return kf_mig_bad(hdr, "vCPU count out of range");
+		if (s.page_size != KF_PAGE_SIZE)
+			return kf_mig_bad(hdr, "page size is not 4096");
+		for (i = 0; i < s.nr_regions; i++) {
+			struct kf_mig_region r;
+
+			memcpy(&r, p + sizeof(s) + i * sizeof(r), sizeof(r));
+			if (!r.size || !KF_IS_ALIGNED(r.gpa, KF_PAGE_SIZE) ||
+			    !KF_IS_ALIGNED(r.size, KF_PAGE_SIZE) ||
+			    r.gpa + r.size < r.gpa || r.gpa + r.size > (1ULL << 52))
+				return kf_mig_bad(hdr, "region out of range");
+		}
+		msg->u.setup.setup = (const void *)p;
+		return 0;
+	}
+	case KF_MIG_PAGES:
+		return kf_mig_parse_pages(hdr, p, msg);
+	case KF_MIG_DISCARD:
+		if (!len || len % sizeof(struct kf_mig_range))
+			return kf_mig_bad(hdr, "not a whole number of ranges");
+		msg->u.discard.ranges = payload;
+		msg->u.discard.count = len / sizeof(struct kf_mig_range);
+		for (uint32_t i = 0; i < msg->u.discard.count; i++) {
+			struct kf_mig_range r;
+
+			memcpy(&r, p + i * sizeof(r), sizeof(r));
+			if (!KF_IS_ALIGNED(r.gpa, KF_PAGE_SIZE) || !r.npages ||
+			    r.npages > (1ULL << 40) ||
+			    r.gpa + r.npages * KF_PAGE_SIZE < r.gpa)
+				return kf_mig_bad(hdr, "range out of bounds");
+		}
+		return 0;
+	case KF_MIG_VCPU: {
+		struct kf_mig_vcpu_hdr v;
+
+		if (len < sizeof(v))
+			return kf_mig_bad(hdr, "shorter than its header");
+		memcpy(&v, p, sizeof(v));
+		if (v.id >= KF_MAX_VCPUS || v.len != len - sizeof(v))
+			return kf_mig_bad(hdr, "bad vCPU id or state length");
+		msg->u.vcpu.id = v.id;
+		msg->u.vcpu.len = v.len;
+		msg->u.vcpu.blob = p + sizeof(v);
+		return 0;
+	}
+	case KF_MIG_SWITCHOVER:
+		if (len != sizeof(msg->u.switchover))
+			return kf_mig_bad(hdr, "wrong size");
+		memcpy(&msg->u.switchover, p, len);
+		return 0;
+	case KF_MIG_REQ: {
+		struct kf_mig_req_hdr r;
+
+		if (len < sizeof(r))
+			return kf_mig_bad(hdr, "shorter than its header");
+		memcpy(&r, p, sizeof(r));
+		if (!r.count || r.count > KF_MIG_MAX_REQ ||
+		    len != sizeof(r) + r.count * 8ULL)
+			return kf_mig_bad(hdr, "count does not match its length");
+		msg->u.req.count = r.count;
+		msg->u.req.gpas = (const void *)(p + sizeof(r));
+		for (uint32_t i = 0; i < r.count; i++) {
+			uint64_t g;
+
+			memcpy(&g, p + sizeof(r) + i * 8, 8);
+			if (!KF_IS_ALIGNED(g, KF_PAGE_SIZE))
+				return kf_mig_bad(hdr, "address not page aligned");
+		}
+		return 0;
+	}
+	case KF_MIG_RECEIVED: {
+		struct kf_mig_received_hdr r;
+
+		if (len < sizeof(r))
+			return kf_mig_bad(hdr, "shorter than its header");
+		memcpy(&r, p, sizeof(r));
+		if (r.region >= KF_MIG_MAX_REGIONS || !r.nbits ||
+		    r.nbits > (uint64_t)KF_MIG_MAX_PAYLOAD * 8 ||
+		    len != sizeof(r) + (r.nbits + 63) / 64 * 8)
+			return kf_mig_bad(hdr, "bitmap does not match its length");
+		msg->u.received.h = r;
+		msg->u.received.bitmap = (const void *)(p + sizeof(r));
+		return 0;
+	}
+	case KF_MIG_STATS:
+		if (len != sizeof(msg->u.stats))
+			return kf_mig_bad(hdr, "wrong size");
+		memcpy(&msg->u.stats, p, len);
+		return 0;
+	case KF_MIG_ERROR:
+		if (len >= KF_MIG_MAX_TEXT)
+			return kf_mig_bad(hdr, "text too long");
+		memcpy(msg->u.text, p, len);
+		msg->u.text[len] = '\0';
+		for (uint32_t i = 0; i < len; i++)
+			if ((unsigned char)msg->u.text[i] < 0x20 &&
+			    msg->u.text[i] != '\n')
+				msg->u.text[i] = '?';
+		return 0;
+	case KF_MIG_PUSH_DONE:
+	case KF_MIG_RESUMED:
+	case KF_MIG_COMPLETE:
+	case KF_MIG_RECOVER_DONE:
+		if (len != 0 && len != 8)
+			return kf_mig_bad(hdr, "wrong size");
+		return 0;
+	}
+	return kf_mig_bad(hdr, "unknown type");
+}
+
+int kf_mig_parse_frame(const void *buf, size_t len, size_t *used,
+		       struct kf_mig_msg *msg)
+{
+	struct kf_mig_hdr hdr;
+	int ret;
+
+	if (len < sizeof(hdr))
+		return -EAGAIN;
+	memcpy(&hdr, buf, sizeof(hdr));
+	ret = kf_mig_check_hdr(&hdr);
+	if (ret)
+		return ret;
+	if (len - sizeof(hdr) < hdr.len)
+		return -EAGAIN;
+	ret = kf_mig_parse_payload(&hdr, (const char *)buf + sizeof(hdr), msg);
+	if (ret)
+		return ret;
+	*used = sizeof(hdr) + hdr.len;
+	return 0;
+}
+
+int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out)
+{
+	const struct kf_mig_pages_hdr *h = &msg->u.pages.h;
+	const uint8_t *data = msg->u.pages.data;
+	struct kf_mig_page_entry e;
+	uint64_t gpa = h->gpa + (uint64_t)i * KF_PAGE_SIZE;
+	uint32_t j;
+
+	if (i >= h->count)
+		return kf_fail(EINVAL, "page %u of a batch of %u", i, h->count);
+	for (j = 0; j < i; j++) {
+		memcpy(&e, &msg->u.pages.entries[j], sizeof(e));
+		if (e.kind == KF_MIG_PAGE_DATA)
+			data += KF_PAGE_SIZE;
+	}
+	memcpy(&e, &msg->u.pages.entries[i], sizeof(e));
+	if (e.kind == KF_MIG_PAGE_ZERO)
+		memset(out, 0, KF_PAGE_SIZE);
+	else
+		memcpy(out, data, KF_PAGE_SIZE);
+	if (kf_mig_page_hash(gpa, out) != e.hash)
+		return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
+			       (unsigned long long)gpa,
+			       (unsigned long long)kf_mig_page_hash(gpa, out),
+			       (unsigned long long)e.hash);
+	return 0;
+}
+
+/* ------------------------------------------------------------ connections */
+
+struct kf_mig_conn {
+	int fd;
+	pthread_mutex_t wlock;
+	uint32_t seq;
+	char *buf;
+	size_t cap;
+};
+
+int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
+{
+	struct kf_mig_conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	*connp = NULL;
+	if (!c)
+		return kf_fail(ENOMEM, "out of memory for a connection");
+	c->fd = fd;
+	pthread_mutex_init(&c->wlock, NULL);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	*connp = c;
+	return 0;
+}
+
+void kf_mig_conn_free(struct kf_mig_conn *conn)
+{
+	if (!conn)
+		return;
+	if (conn->fd >= 0)
+		close(conn->fd);
+	pthread_mutex_destroy(&conn->wlock);
+	free(conn->buf);
+	free(conn);
+}
+
+int kf_mig_conn_fd(struct kf_mig_conn *conn)
+{
+	return conn->fd;
+}
+
+void kf_mig_conn_shutdown(struct kf_mig_conn *conn)
+{
+	if (conn && conn->fd >= 0)
+		shutdown(conn->fd, SHUT_RDWR);
+}
+
+static int kf_mig_read_full(int fd, void *buf, size_t len, bool *eof)
+{
+	char *p = buf;
+	size_t done = 0;
+
+	*eof = false;
+	while (done < len) {
+		ssize_t n = read(fd, p + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
+					     "migration connection: read");
+		if (n == 0) {
+			*eof = true;
+			return kf_fail(ECONNRESET, "migration connection closed by the peer%s",
+				       done ? " in the middle of a message" : "");
+		}
+		done += n;
+	}
+	return 0;
+}
+
+int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg)
+{
+	struct kf_mig_hdr hdr;
+	bool eof;
+	int ret;
+
+	ret = kf_mig_read_full(conn->fd, &hdr, sizeof(hdr), &eof);
+	if (ret)
+		return ret;
+	ret = kf_mig_check_hdr(&hdr);
+	if (ret)
+		return ret;
+	if (hdr.len > conn->cap) {
+		size_t cap = KF_MAX((size_t)hdr.len, (size_t)65536);
+		char *b = realloc(conn->buf, cap);
+
+		if (!b)
+			return kf_fail(ENOMEM, "out of memory for a %u-byte message",
+				       hdr.len);
+		conn->buf = b;
+		conn->cap = cap;
+	}
+	ret = kf_mig_read_full(conn->fd, conn->buf, hdr.len, &eof);
+	if (ret)
+		return ret;
+	return kf_mig_parse_payload(&hdr, conn->buf, msg);
+}
+
+static int kf_mig_write_full(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
+					     "migration connection: write");
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= n;
+		}
+	}
+	return 0;
+}
+
+int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
+		size_t l1, const void *p2, size_t l2, const void *p3, size_t l3)
+{
+	struct kf_mig_hdr hdr = {
+		.magic = KF_MIG_MAGIC,
+		.type = type,
+		.len = (uint32_t)(l1 + l2 + l3),
+	};
+	struct iovec iov[4] = {
+		{ &hdr, sizeof(hdr) },
+		{ (void *)p1, l1 },
+		{ (void *)p2, l2 },
+		{ (void *)p3, l3 },
+	};
+	int ret;
+
+	if (l1 + l2 + l3 > KF_MIG_MAX_PAYLOAD)
+		return kf_fail(EMSGSIZE, "a %s of %zu bytes is too large",
+			       kf_mig_type_name(type), l1 + l2 + l3);
+	pthread_mutex_lock(&conn->wlock);
+	hdr.seq = conn->seq++;
+	ret = kf_mig_write_full(conn->fd, iov, 4);
+	pthread_mutex_unlock(&conn->wlock);
+	return ret;
+}
+
+int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text)
+{
+	size_t len = strnlen(text, KF_MIG_MAX_TEXT - 1);
+
+	return kf_mig_send(conn, type, text, len, NULL, 0, NULL, 0);
+}
+
+static bool kf_page_is_zero(const void *page)
+{
+	const uint64_t *p = page;
+	size_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
+		      uint64_t count, enum kf_mig_page_cause cause)
+{
+	struct kf_mig_page_entry ents[KF_MIG_MAX_BATCH];
+	struct iovec iov[3 + KF_MIG_MAX_BATCH];
+	const char *s = src;
+	/* A live guest may write a page while it is sent: checksum and send a
+	 * copy, so that the two agree. */
+	static __thread char *bounce;
+
+	if (!bounce) {
+		bounce = aligned_alloc(KF_PAGE_SIZE, KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
+		if (!bounce)
+			return kf_fail(ENOMEM, "out of memory for a page batch");
+	}
+
+	while (count) {
+		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH);
+		struct kf_mig_pages_hdr ph = { .gpa = gpa, .count = n, .cause = cause };
+		struct kf_mig_hdr hdr = { .magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES };
+		size_t len = sizeof(ph) + n * sizeof(ents[0]);
+		int cnt = 3, ret;
+		uint32_t i;
+
+		memset(ents, 0, sizeof(ents));
+		memcpy(bounce, s, (uint64_t)n * KF_PAGE_SIZE);
+		for (i = 0; i < n; i++) {
+			const char *page = bounce + (uint64_t)i * KF_PAGE_SIZE;
+
+			ents[i].hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
+							page);
+			if (kf_page_is_zero(page)) {
+				ents[i].kind = KF_MIG_PAGE_ZERO;
+				continue;
+			}
+			iov[cnt].iov_base = (void *)page;
+			iov[cnt].iov_len = KF_PAGE_SIZE;
+			cnt++;
+			len += KF_PAGE_SIZE;
+		}
+		hdr.len = (uint32_t)len;
+		iov[0] = (struct iovec){ &hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ &ph, sizeof(ph) };
+		iov[2] = (struct iovec){ ents, n * sizeof(ents[0]) };
+		pthread_mutex_lock(&conn->wlock);
+		hdr.seq = conn->seq++;
+		ret = kf_mig_write_full(conn->fd, iov, cnt);
+		pthread_mutex_unlock(&conn->wlock);
+		if (ret)
+			return ret;
+		gpa += (uint64_t)n * KF_PAGE_SIZE;
+		s += (uint64_t)n * KF_PAGE_SIZE;
+		count -= n;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------- TCP */
+
+static int kf_mig_resolve(const char *addr, bool passive, struct addrinfo **res)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = passive ? AI_PASSIVE : 0,
+	};
+	size_t hl;
+	int ret;
+
+	if (!colon || colon == addr || !colon[1])
+		return kf_fail(EINVAL, "address '%s': expected host:port", addr);
+	hl = colon - addr;
+	if (addr[0] == '[' && hl > 2 && addr[hl - 1] == ']') {
+		addr++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return kf_fail(EINVAL, "address '%s': host name too long", addr);
+	memcpy(host, addr, hl);
+	host[hl] = '\0';
+	ret = getaddrinfo(host, colon + 1, &hints, res);
+	if (ret)
+		return kf_fail(EHOSTUNREACH, "address '%s': %s", addr,
+			       gai_strerror(ret));
+	return 0;
+}
+
+int kf_mig_listen(const char *addr, int *portp)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1, ret, one = 1, err = 0;
+
+	ret = kf_mig_resolve(addr, true, &res);
+	if (ret)
+		return ret;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return kf_fail_errno(err, "listen on %s", addr);
+	if (portp) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		*portp = ss.ss_family == AF_INET6 ?
+			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
+			 ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return fd;
+}
+
+int kf_mig_accept(int lfd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	int ret, fd;
+
+	do {
+		ret = poll(&pfd, 1, timeout_ms);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return kf_fail_errno(errno, "poll on the listening socket");
+	if (ret == 0)
+		return kf_fail(ETIMEDOUT, "no connection within %d ms", timeout_ms);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return kf_fail_errno(errno, "accept");
+	return fd;
+}
+
+int kf_mig_connect(const char *addr, int timeout_ms)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1, ret, err = ECONNREFUSED;
+
+	(void)timeout_ms;
+	ret = kf_mig_resolve(addr, false, &res);
+	if (ret)
+		return ret;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return kf_fail_errno(err, "connect to %s", addr);
+	return fd;
+}

@@ -1,0 +1,572 @@
+// SPDX-License-Identifier: MIT
+/* Whole post-copy migrations of the workload VM: source and destination. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <kvmfault/engine.h>
+#include <kvmfault/error.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/remote.h>
+#include <kvmfault/vcpu_state.h>
+
+static int kf_report_fail(struct kf_mig_report *rep, int ret)
+{
+	if (rep && !rep->error[0])
+		snprintf(rep->error, sizeof(rep->error), "%s", kf_error());
+	return ret;
+}
+
+/* ----------------------------------------------------------------- source */
+
+static int kf_src_send_dirty(struct kf_page_server *srv, struct kf_mig_conn *c,
+			     const struct kf_memslot *ms, const uint64_t *bm,
+			     enum kf_mig_page_cause cause, uint64_t *sent)
+{
+	uint64_t p = 0, n = ms->size / KF_PAGE_SIZE;
+	int ret;
+
+	while (p < n) {
+		uint64_t e;
+
+		if (!(bm[p / 64] & (1ULL << (p % 64)))) {
+			p++;
+			continue;
+		}
+		for (e = p; e < n && (bm[e / 64] & (1ULL << (e % 64))); e++)
+			;
+		ret = kf_mig_send_pages(c, ms->gpa + p * KF_PAGE_SIZE,
+					(const char *)ms->hva + p * KF_PAGE_SIZE,
+					e - p, cause);
+		if (ret)
+			return ret;
+		kf_page_server_count(srv, cause, e - p);
+		*sent += e - p;
+		p = e;
+	}
+	return 0;
+}
+
+int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
+		      unsigned int nr_vcpus,
+		      const struct kf_mig_source_config *cfg,
+		      struct kf_mig_report *rep)
+{
+	struct kf_page_server_region regs[KF_MIG_MAX_REGIONS];
+	struct kf_memslot *slots[KF_MIG_MAX_REGIONS];
+	uint64_t *bitmaps[KF_MIG_MAX_REGIONS] = { 0 };
+	struct kf_page_server_config pc = {
+		.regions = regs,
+		.nr_vcpus = nr_vcpus,
+		.no_push = cfg->no_push,
+		.recover_timeout_ms = cfg->recover_timeout_ms,
+		.drop_after_pages = cfg->drop_after_pages,
+	};
+	struct kf_mig_switchover sw = { 0 };
+	struct kf_page_server *srv = NULL;
+	struct kf_mig_conn *c;
+	struct kf_mig_stats st;
+	uint64_t t0, precopy_pages = 0;
+	unsigned int i, n = 0, round;
+	int ret;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->nr_vcpus = nr_vcpus;
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		struct kf_memslot *ms = &vm->slots[i];
+
+		if (!ms->used)
+			continue;
+		if (n == KF_MIG_MAX_REGIONS)
+			return kf_report_fail(rep, kf_fail(ENOSPC, "migration: too many memslots"));
+		if (cfg->precopy_rounds && i != KF_SYSTEM_SLOT &&
+		    !(ms->flags & KVM_MEM_LOG_DIRTY_PAGES))
+			return kf_report_fail(rep, kf_fail(EINVAL, "migration: pre-copy needs dirty logging on slot %u", i));
+		regs[n] = (struct kf_page_server_region){
+			.gpa = ms->gpa, .size = ms->size, .hva = ms->hva,
+			.slot_flags = ms->flags & ~(KVM_MEM_LOG_DIRTY_PAGES |
+						    KVM_MEM_EXIT_ON_MISSING),
+			.eager = i == KF_SYSTEM_SLOT,
+		};
+		if (i != KF_SYSTEM_SLOT)
+			rep->guest_bytes += ms->size;
+		slots[n++] = ms;
+	}
+	pc.nr_regions = n;
+	ret = kf_page_server_create(&pc, cfg->listen_fd, &srv);
+	if (ret)
+		return kf_report_fail(rep, ret);
+	ret = kf_page_server_accept(srv, cfg->accept_timeout_ms > 0 ?
+				    cfg->accept_timeout_ms : 60000);
+	if (ret)
+		goto out;
+	c = kf_page_server_main(srv);
+	t0 = kf_mig_now_ns();
+
+	/* Pre-copy: everything once, then what the guest dirtied meanwhile. */
+	for (i = 0; i < n && cfg->precopy_rounds; i++) {
+		if (slots[i]->slot == KF_SYSTEM_SLOT)
+			continue;
+		bitmaps[i] = calloc((slots[i]->size / KF_PAGE_SIZE + 63) / 64, 8);
+		if (!bitmaps[i]) {
+			ret = kf_fail(ENOMEM, "out of memory");
+			goto out;
+		}
+		ret = kf_vm_get_dirty_log(vm, slots[i]->slot, bitmaps[i]);
+		if (ret)
+			goto out;
+	}
+	for (round = 1; round <= cfg->precopy_rounds; round++) {
+		uint64_t sent = 0;
+
+		for (i = 0; i < n; i++) {
+			struct kf_memslot *ms = slots[i];
+
+			if (ms->slot == KF_SYSTEM_SLOT)
+				continue;
+			if (round == 1) {
+				uint64_t np = ms->size / KF_PAGE_SIZE;
+
+				ret = kf_mig_send_pages(c, ms->gpa, ms->hva, np,
+							KF_MIG_CAUSE_PRECOPY);
+				kf_page_server_count(srv, KF_MIG_CAUSE_PRECOPY, np);
+				sent += np;
+			} else {
+				ret = kf_vm_get_dirty_log(vm, ms->slot, bitmaps[i]);
+				if (!ret)
+					ret = kf_src_send_dirty(srv, c, ms, bitmaps[i],
+								KF_MIG_CAUSE_PRECOPY,
+								&sent);
+			}
+			if (ret)
+				goto out;
+		}
+		precopy_pages += sent;
+		if (!cfg->quiet)
+			fprintf(stderr, "kvmfault-migrate: pre-copy round %u: %" PRIu64 " pages\n",
+				round, sent);
+	}
+
+	/* Stop and copy: vCPUs, what is dirty is dropped at the destination. */
+	for (i = 0; i < nr_vcpus; i++)
+		kf_vcpu_stop(vcpus[i]);
+	kf_page_server_mark_stopped(srv);
+	sw.stop_realtime_ns = kf_mig_realtime_ns();
+	for (i = 0; i < nr_vcpus; i++) {
+		int r = kf_vcpu_join(vcpus[i]);
+
+		if (r && r != -EINTR) {
+			ret = r;
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct kf_memslot *ms = slots[i];
+		uint64_t p, np = ms->size / KF_PAGE_SIZE;
+
+		if (ms->slot == KF_SYSTEM_SLOT || !cfg->precopy_rounds)
+			continue;
+		ret = kf_vm_get_dirty_log(vm, ms->slot, bitmaps[i]);
+		if (ret)
+			goto out;
+		for (p = 0; p < np;) {
+			struct kf_mig_range rg;
+			uint64_t e;
+
+			if (!(bitmaps[i][p / 64] & (1ULL << (p % 64)))) {
+				kf_page_server_mark_sent(srv, ms->gpa + p * KF_PAGE_SIZE, 1);
+				p++;
+				continue;
+			}
+			for (e = p; e < np && (bitmaps[i][e / 64] & (1ULL << (e % 64))); e++)
+				;
+			rg.gpa = ms->gpa + p * KF_PAGE_SIZE;
+			rg.npages = e - p;
+			ret = kf_mig_send(c, KF_MIG_DISCARD, &rg, sizeof(rg), NULL, 0,
+					  NULL, 0);
+			if (ret)
+				goto out;
+			p = e;
+		}
+	}
+	for (i = 0; i < nr_vcpus; i++) {
+		struct kf_mig_vcpu_hdr vh = { .id = i };
+		void *blob;
+		size_t len;
+
+		ret = kf_vcpu_state_save(vcpus[i], &blob, &len);
+		if (ret)
+			goto out;
+		vh.len = (uint32_t)len;
+		ret = kf_mig_send(c, KF_MIG_VCPU, &vh, sizeof(vh), blob, len, NULL, 0);
+		free(blob);
+		if (ret)
+			goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (slots[i]->slot != KF_SYSTEM_SLOT)
+			continue;
+		ret = kf_mig_send_pages(c, slots[i]->gpa, slots[i]->hva,
+					slots[i]->size / KF_PAGE_SIZE,
+					KF_MIG_CAUSE_STOPCOPY);
+		if (ret)
+			goto out;
+		kf_page_server_count(srv, KF_MIG_CAUSE_STOPCOPY,
+				     slots[i]->size / KF_PAGE_SIZE);
+		kf_page_server_mark_sent(srv, slots[i]->gpa,
+					 slots[i]->size / KF_PAGE_SIZE);
+	}
+	for (i = 0; i < n; i++)
+		if (slots[i]->slot != KF_SYSTEM_SLOT)
+			sw.total_pages += slots[i]->size / KF_PAGE_SIZE;
+	sw.precopy_pages = precopy_pages;
+	sw.precopy_rounds = cfg->precopy_rounds;
+	ret = kf_mig_send(c, KF_MIG_SWITCHOVER, &sw, sizeof(sw), NULL, 0, NULL, 0);
+	if (ret)
+		goto out;
+	if (!cfg->quiet)
+		fprintf(stderr, "kvmfault-migrate: switched over; serving post-copy\n");
+	ret = kf_page_server_postcopy(srv);
+	kf_page_server_stats(srv, &st);
+	memcpy(rep->pages_by_cause, st.pages_by_cause, sizeof(rep->pages_by_cause));
+	rep->downtime_ns = st.downtime_ns;
+	rep->reconnects = st.reconnects;
+	rep->precopy_rounds = cfg->precopy_rounds;
+	rep->total_ns = kf_mig_now_ns() - t0;
+	rep->ok = !ret;
+out:
+	for (i = 0; i < n; i++)
+		free(bitmaps[i]);
+	if (ret) {
+		kf_report_fail(rep, ret);
+		if (srv && kf_page_server_main(srv))
+			kf_mig_send_text(kf_page_server_main(srv), KF_MIG_ERROR,
+					 rep->error);
+	}
+	kf_page_server_destroy(srv);
+	return ret;
+}
+
+/* ------------------------------------------------------------ destination */
+
+struct kf_dest_ctx {
+	unsigned int verified;
+	uint64_t verified_pages;
+};
+
+static int kf_dest_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	struct kf_dest_ctx *ctx = vcpu->opaque;
+
+	if (uc->args[0] == KF_WL_STAGE_VERIFIED && ctx) {
+		__atomic_fetch_add(&ctx->verified, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&ctx->verified_pages, uc->args[1], __ATOMIC_SEQ_CST);
+	}
+	return 0;
+}
+
+static void kf_progress(uint64_t held, uint64_t total, bool final)
+{
+	int width = 40, fill = total ? (int)(held * width / total) : width;
+
+	fprintf(stderr, "\r  post-copy [%.*s%*s] %3d%% %" PRIu64 "/%" PRIu64 " pages%s",
+		fill, "########################################", width - fill, "",
+		total ? (int)(held * 100 / total) : 100, held, total,
+		final ? "\n" : "");
+	fflush(stderr);
+}
+
+int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
+		    struct kf_mig_report *rep)
+{
+	struct kf_remote_config rc = {
+		.addr = cfg->addr,
+		.connect_timeout_ms = cfg->connect_timeout_ms,
+		.recover_timeout_ms = cfg->recover_timeout_ms,
+		.quiet = cfg->quiet,
+	};
+	struct kf_engine_config ec = { .backend = (enum kf_backend)cfg->backend };
+	struct kf_vcpu_ops ops = {
+		.memory_fault = kf_engine_memory_fault,
+		.interrupted = kf_engine_interrupted,
+		.sync = kf_dest_sync,
+	};
+	struct kf_vcpu *vcpus[KF_MAX_VCPUS] = { 0 };
+	struct kf_pagesrc *srcs[KF_MIG_MAX_REGIONS] = { 0 };
+	struct kf_dest_ctx ctx = { 0 };
+	struct kf_mig_switchover sw;
+	struct kf_remote_stats rst;
+	struct kf_engine *e = NULL;
+	struct kf_remote *r = NULL;
+	struct kf_vm *vm = NULL;
+	uint64_t t0 = kf_mig_now_ns(), t_resume, held = 0, total = 0;
+	unsigned int i, nv;
+	bool started = false, dropped = false, minor;
+	int ret;
+
+	memset(rep, 0, sizeof(*rep));
+	minor = ec.backend == KF_BACKEND_UFFD_MINOR;
+	ret = kf_remote_connect(&rc, &r);
+	if (ret)
+		return kf_report_fail(rep, ret);
+	nv = kf_remote_nr_vcpus(r);
+	rep->nr_vcpus = nv;
+	ret = kf_vm_create(&vm);
+	if (ret)
+		goto out;
+	for (i = 0; i < kf_remote_nr_regions(r); i++) {
+		const struct kf_mig_region *mr = kf_remote_region(r, i);
+		struct kf_region reg = {
+			.gpa = mr->gpa, .size = mr->size,
+			.flags = mr->slot_flags & ~KVM_MEM_EXIT_ON_MISSING,
+			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,
+			.guest_memfd = -1,
+		};
+		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
+
+		if (ms && ms->slot == KF_SYSTEM_SLOT) {
+			if (ms->gpa != mr->gpa || ms->size != mr->size) {
+				ret = kf_fail(EPROTO, "migration: the source's system slot [0x%llx, +0x%llx) differs from ours [0x%llx, +0x%llx)",
+					      (unsigned long long)mr->gpa,
+					      (unsigned long long)mr->size,
+					      (unsigned long long)ms->gpa,
+					      (unsigned long long)ms->size);
+				goto out;
+			}
+			ret = kf_remote_set_eager(r, i, ms->hva);
+		} else {
+			ret = kf_vm_add_region(vm, &reg, NULL);
+			rep->guest_bytes += mr->size;
+		}
+		if (ret)
+			goto out;
+	}
+	ret = kf_workload_add_vcpus(vm, nv, vcpus);
+	if (ret)
+		goto out;
+	ret = kf_remote_wait_switchover(r, &sw);
+	if (ret)
+		goto out;
+	rep->precopy_rounds = sw.precopy_rounds;
+	for (i = 0; i < nv; i++) {
+		const void *blob;
+		size_t len;
+
+		ret = kf_remote_vcpu_state(r, i, &blob, &len);
+		if (!ret)
+			ret = kf_vcpu_state_restore(vcpus[i], blob, len);
+		if (ret)
+			goto out;
+		vcpus[i]->opaque = &ctx;
+	}
+	ret = kf_engine_create(vm, &ec, &e);
+	if (ret)
+		goto out;
+	for (i = 0; i < kf_remote_nr_regions(r); i++) {
+		const struct kf_mig_region *mr = kf_remote_region(r, i);
+		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
+
+		if (ms->slot == KF_SYSTEM_SLOT)
+			continue;
+		ret = kf_remote_pagesrc(r, i, &srcs[i]);
+		if (!ret)
+			ret = kf_engine_add_region(e, ms->slot, srcs[i]);
+		if (ret)
+			goto out;
+		rep->backend = kf_backend_name(kf_engine_region_backend(e, ms->slot));
+	}
+	ret = kf_remote_start(r);
+	if (!ret)
+		ret = kf_engine_start(e);
+	if (ret)
+		goto out;
+	for (i = 0; i < nv; i++) {
+		ret = kf_vcpu_start(vcpus[i], &ops);
+		if (ret)
+			goto out;
+	}
+	started = true;
+	t_resume = kf_mig_now_ns();
+	rep->downtime_ns = kf_mig_realtime_ns() - sw.stop_realtime_ns;
+	kf_remote_resumed(r);
+	if (cfg->on_resumed)
+		cfg->on_resumed(cfg->opaque);
+
+	/* Post-copy: until every page is here. */
+	for (;;) {
+		const char *err;
+
+		kf_remote_progress(r, &held, &total);
+		if (cfg->progress)
+			kf_progress(held, total, false);
+		if (held >= total)
+			break;
+		if ((err = kf_remote_error(r)) || (err = kf_engine_error(e))) {
+			ret = kf_fail(ENOTCONN, "%s", err);
+			goto out;
+		}
+		if (cfg->drop_after_ms && !dropped &&
+		    kf_mig_now_ns() - t_resume >= cfg->drop_after_ms * 1000000ULL) {
+			dropped = true;
+			kf_remote_drop(r);
+		}
+		usleep(10000);
+	}
+	ret = kf_remote_wait_complete(r);
+	if (cfg->progress)
+		kf_progress(held, total, true);
+	if (ret)
+		goto out;
+	rep->postcopy_ns = kf_mig_now_ns() - t_resume;
+	while (kf_mig_now_ns() - t_resume < cfg->run_ms * 1000000ULL)
+		usleep(5000);
+
+	/* The guest checks every page it wrote, inside the guest. */
+	kf_workload_stop(vm);
+	for (i = 0; i < nv; i++) {
+		int r2 = kf_vcpu_join(vcpus[i]);
+
+		if (r2 && !ret)
+			ret = r2;
+	}
+	started = false;
+	if (ret)
+		goto out;
+	if (ctx.verified != nv) {
+		ret = kf_fail(EIO, "migration: %u of %u vCPUs verified their pages",
+			      ctx.verified, nv);
+		goto out;
+	}
+	rep->verified_pages = ctx.verified_pages;
+	rep->ok = true;
+out:
+	if (ret)
+		kf_report_fail(rep, ret);
+	if (started) {
+		for (i = 0; i < nv; i++)
+			kf_vcpu_stop(vcpus[i]);
+		for (i = 0; i < nv; i++)
+			kf_vcpu_join(vcpus[i]);
+	}
+	if (e) {
+		kf_engine_stats(e, &rep->engine);
+		if (!rep->backend)
+			rep->backend = rep->engine.backend;
+	}
+	if (r) {
+		kf_remote_stats(r, &rst);
+		memcpy(rep->pages_by_cause, rst.pages_by_cause,
+		       sizeof(rep->pages_by_cause));
+		rep->reconnects = rst.reconnects;
+		rep->requests = rst.requests;
+		rep->req_messages = rst.req_messages;
+		if (ret && kf_remote_error(r) && !strstr(rep->error, "gone"))
+			snprintf(rep->error, sizeof(rep->error), "%s", kf_remote_error(r));
+	}
+	rep->total_ns = kf_mig_now_ns() - t0;
+	/* Every page is here: the engine lets go (uffd unregistered, the
+	 * exit-on-missing flag cleared) before the VM goes. */
+	kf_engine_destroy(e);
+	for (i = 0; i < KF_MIG_MAX_REGIONS; i++)
+		kf_pagesrc_destroy(srcs[i]);
+	kf_remote_destroy(r);
+	kf_vm_destroy(vm);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- reports */
+
+static double kf_ms(uint64_t ns)
+{
+	return ns / 1e6;
+}
+
+void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
+{
+	unsigned int i;
+
+	fprintf(f, "migration: %s\n", rep->ok ? "SUCCESS: every page verified inside the guest" : "FAILED");
+	if (!rep->ok && rep->error[0])
+		fprintf(f, "  error:              %s\n", rep->error);
+	fprintf(f, "  backend:            %s\n", rep->backend ? rep->backend : "-");
+	fprintf(f, "  vCPUs:              %u\n", rep->nr_vcpus);
+	fprintf(f, "  guest data:         %.1f MiB\n", rep->guest_bytes / 1048576.0);
+	fprintf(f, "  pre-copy rounds:    %u\n", rep->precopy_rounds);
+	fprintf(f, "  downtime:           %.2f ms\n", kf_ms(rep->downtime_ns));
+	fprintf(f, "  post-copy phase:    %.2f ms\n", kf_ms(rep->postcopy_ns));
+	fprintf(f, "  total time:         %.2f ms\n", kf_ms(rep->total_ns));
+	fprintf(f, "  pages by pre-copy:  %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PRECOPY]);
+	fprintf(f, "  pages by stop-copy: %" PRIu64 " (system slot)\n", rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY]);
+	fprintf(f, "  pages by demand:    %" PRIu64 " (%" PRIu64 " requests in %" PRIu64 " messages)\n",
+		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND], rep->requests, rep->req_messages);
+	fprintf(f, "  pages by push:      %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PUSH]);
+	fprintf(f, "  reconnects:         %" PRIu64 "\n", rep->reconnects);
+	if (rep->verified_pages)
+		fprintf(f, "  verified pages:     %" PRIu64 "\n", rep->verified_pages);
+	if (rep->engine.nr_vcpus) {
+		fprintf(f, "  fault latency per vCPU (us):   faults     p50     p90     p99     max\n");
+		for (i = 0; i < rep->engine.nr_vcpus; i++) {
+			const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+
+			fprintf(f, "    vCPU %-3u                   %8" PRIu64 " %7.1f %7.1f %7.1f %7.1f\n",
+				i, s->faults,
+				kf_hist_percentile(&s->latency, 50) / 1e3,
+				kf_hist_percentile(&s->latency, 90) / 1e3,
+				kf_hist_percentile(&s->latency, 99) / 1e3,
+				s->latency.max_ns / 1e3);
+		}
+		fprintf(f, "    other (host threads)       %8" PRIu64 "\n",
+			rep->engine.other.faults);
+	}
+}
+
+static void kf_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
+{
+	unsigned int i;
+
+	fprintf(f, "{\"ok\": %s, \"error\": ", rep->ok ? "true" : "false");
+	kf_json_str(f, rep->error);
+	fprintf(f, ", \"backend\": ");
+	kf_json_str(f, rep->backend ? rep->backend : "");
+	fprintf(f, ", \"vcpus\": %u, \"guest_bytes\": %" PRIu64
+		", \"precopy_rounds\": %u, \"downtime_ms\": %.3f, \"postcopy_ms\": %.3f"
+		", \"total_ms\": %.3f, \"pages\": {\"precopy\": %" PRIu64
+		", \"stopcopy\": %" PRIu64 ", \"demand\": %" PRIu64 ", \"push\": %" PRIu64
+		"}, \"requests\": %" PRIu64 ", \"req_messages\": %" PRIu64
+		", \"reconnects\": %" PRIu64 ", \"verified_pages\": %" PRIu64
+		", \"fault_latency_us\": [",
+		rep->nr_vcpus, rep->guest_bytes, rep->precopy_rounds,
+		kf_ms(rep->downtime_ns), kf_ms(rep->postcopy_ns), kf_ms(rep->total_ns),
+		rep->pages_by_cause[KF_MIG_CAUSE_PRECOPY],
+		rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY],
+		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND],
+		rep->pages_by_cause[KF_MIG_CAUSE_PUSH], rep->requests,
+		rep->req_messages, rep->reconnects, rep->verified_pages);
+	for (i = 0; i < rep->engine.nr_vcpus; i++) {
+		const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+
+		fprintf(f, "%s{\"vcpu\": %u, \"faults\": %" PRIu64 ", \"p50\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"max\": %.2f}",
+			i ? ", " : "", i, s->faults,
+			kf_hist_percentile(&s->latency, 50) / 1e3,
+			kf_hist_percentile(&s->latency, 90) / 1e3,
+			kf_hist_percentile(&s->latency, 99) / 1e3,
+			s->latency.max_ns / 1e3);
+	}
+	fprintf(f, "]}\n");
+}

@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page server: the source side of post-copy.  One thread answers
+ * demand requests on the demand connection, another pushes every page the
+ * destination lacks on the main connection and yields while demand
+ * requests are being served; the caller's thread reads the main
+ * connection for RESUMED and COMPLETE.  A dropped connection ends both
+ * threads; the server then waits for the destination to reconnect with the
+ * session id, learns which pages it holds and carries on.  Guest memory is
+ * kept until the destination says COMPLETE.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <kvmfault/error.h>
+#include <kvmfault/remote.h>
+
+struct kf_ps_region {
+	struct kf_page_server_region r;
+	uint64_t npages;
+	uint8_t *sent;		/* per page: the destination has it or it is on its way */
+};
+
+struct kf_page_server {
+	struct kf_page_server_config cfg;
+	struct kf_ps_region *regions;
+	unsigned int nr_regions;
+	int lfd;
+	uint64_t session;
+	bool have_session;
+	struct kf_mig_conn *main, *demand;
+
+	volatile int stop;		/* threads: leave now */
+	volatile int demand_busy;	/* push: yield to demand */
+	volatile int dropped;		/* the drop hook fired */
+	uint64_t postcopy_pages;
+	uint64_t pages[KF_MIG_CAUSE_MAX];
+	uint64_t stop_ns, downtime_ns;
+	uint64_t reconnects;
+	char err[512];
+};
+
+static void kf_ps_record_err(struct kf_page_server *srv)
+{
+	if (!srv->err[0])
+		snprintf(srv->err, sizeof(srv->err), "%s", kf_error());
+}
+
+int kf_page_server_create(const struct kf_page_server_config *cfg,
+			  int listen_fd, struct kf_page_server **srvp)
+{
+	struct kf_page_server *srv;
+	unsigned int i;
+
+	*srvp = NULL;
+	if (!cfg->nr_regions || cfg->nr_regions > KF_MIG_MAX_REGIONS)
+		return kf_fail(EINVAL, "page server: %u regions", cfg->nr_regions);
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return kf_fail(ENOMEM, "out of memory");
+	srv->cfg = *cfg;
+	srv->lfd = listen_fd;
+	srv->nr_regions = cfg->nr_regions;
+	srv->regions = calloc(cfg->nr_regions, sizeof(*srv->regions));
+	if (!srv->regions) {
+		free(srv);
+		return kf_fail(ENOMEM, "out of memory");
+	}
+	for (i = 0; i < cfg->nr_regions; i++) {
+		struct kf_ps_region *r = &srv->regions[i];
+
+		r->r = cfg->regions[i];
+		r->npages = r->r.size / KF_PAGE_SIZE;
+		r->sent = calloc(r->npages, 1);
+		if (!r->sent || !r->npages || r->r.size % KF_PAGE_SIZE) {
+			kf_page_server_destroy(srv);
+			return kf_fail(EINVAL, "page server: region %u is empty, unaligned or too large", i);
+		}
+	}
+	srv->cfg.regions = NULL;
+	*srvp = srv;
+	return 0;
+}
+
+static struct kf_ps_region *kf_ps_find(struct kf_page_server *srv, uint64_t gpa,
+				       uint64_t *idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < srv->nr_regions; i++) {
+		struct kf_ps_region *r = &srv->regions[i];
+
+		if (gpa >= r->r.gpa && gpa - r->r.gpa < r->r.size) {
+			*idx = (gpa - r->r.gpa) / KF_PAGE_SIZE;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+void kf_page_server_mark_sent(struct kf_page_server *srv, uint64_t gpa,
+			      uint64_t npages)
+{
+	uint64_t idx;
+
+	for (; npages; npages--, gpa += KF_PAGE_SIZE) {
+		struct kf_ps_region *r = kf_ps_find(srv, gpa, &idx);
+
+		if (r)
+			__atomic_store_n(&r->sent[idx], 1, __ATOMIC_RELAXED);
+	}
+}
+
+void kf_page_server_mark_stopped(struct kf_page_server *srv)
+{
+	srv->stop_ns = kf_mig_now_ns();
+}
+
+struct kf_mig_conn *kf_page_server_main(struct kf_page_server *srv)
+{
+	return srv->main;
+}
+
+static void kf_ps_close(struct kf_page_server *srv)
+{
+	kf_mig_conn_free(srv->main);
+	kf_mig_conn_free(srv->demand);
+	srv->main = srv->demand = NULL;
+}
+
+/* Accept one connection and its HELLO; answer with ours. */
+static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
+			    bool recover)
+{
+	struct kf_mig_hello hello = {
+		.version = KF_MIG_VERSION,
+		.image_id = kf_mig_image_id(),
+	};
+	struct timeval tv = { .tv_sec = 10 };
+	struct kf_mig_conn *c;
+	struct kf_mig_msg msg;
+	int fd, ret;
+
+	fd = kf_mig_accept(srv->lfd, timeout_ms);
+	if (fd < 0)
+		return fd;
+	ret = kf_mig_conn_new(fd, &c);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	/* A peer that connects and says nothing must not hang us. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = kf_mig_recv(c, &msg);
+	if (!ret && msg.hdr.type != KF_MIG_HELLO)
+		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
+			      kf_mig_type_name(msg.hdr.type));
+	if (!ret && msg.u.hello.version != KF_MIG_VERSION)
+		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u",
+			      msg.u.hello.version, KF_MIG_VERSION);
+	if (!ret && msg.u.hello.image_id != hello.image_id)
+		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",
+			      (unsigned long long)msg.u.hello.image_id,
+			      (unsigned long long)hello.image_id);
+	if (!ret && recover &&
+	    (!(msg.u.hello.flags & KF_MIG_HELLO_RECOVER) ||
+	     msg.u.hello.session != srv->session))
+		ret = kf_fail(EPROTO, "migration: a connection that is not this session's recovery (session 0x%llx, expected 0x%llx)",
+			      (unsigned long long)msg.u.hello.session,
+			      (unsigned long long)srv->session);
+	if (!ret && !recover && srv->have_session &&
+	    msg.u.hello.session != srv->session)
+		ret = kf_fail(EPROTO, "migration: connection of another session");
+	if (!ret && ((msg.u.hello.channel == KF_MIG_CH_MAIN && srv->main) ||
+		     (msg.u.hello.channel == KF_MIG_CH_DEMAND && srv->demand)))
+		ret = kf_fail(EPROTO, "migration: a second %s connection",
+			      msg.u.hello.channel == KF_MIG_CH_MAIN ? "main" : "demand");
+	if (ret) {
+		kf_mig_send_text(c, KF_MIG_ERROR, kf_error());
+		kf_mig_conn_free(c);
+		return ret;
+	}
+	srv->session = msg.u.hello.session;
+	srv->have_session = true;
+	hello.channel = msg.u.hello.channel;
+	hello.session = srv->session;
+	hello.flags = msg.u.hello.flags;
+	ret = kf_mig_send(c, KF_MIG_HELLO, &hello, sizeof(hello), NULL, 0, NULL, 0);
+	if (ret) {
+		kf_mig_conn_free(c);
+		return ret;
+	}
+	tv.tv_sec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (hello.channel == KF_MIG_CH_MAIN)
+		srv->main = c;
+	else
+		srv->demand = c;
+	return 0;
+}
+
+static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
+			     bool recover)
+{
+	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	int ret;
+
+	while (!srv->main || !srv->demand) {
+		uint64_t now = kf_mig_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL);
+
+		if (left <= 0) {
+			kf_ps_close(srv);
+			return kf_fail(ETIMEDOUT, "migration: the destination did not %s within %d ms",
+				       recover ? "reconnect" : "connect", timeout_ms);
+		}
+		ret = kf_ps_accept_one(srv, left, recover);
+		if (ret == -ETIMEDOUT)
+			continue;
+		if (ret) {
+			/* A stray or hostile connection: report it, keep waiting. */
+			fprintf(stderr, "kvmfault page server: refused a connection: %s\n",
+				kf_error());
+			continue;
+		}
+	}
+	return 0;
+}
+
+int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms)
+{
+	struct {
+		struct kf_mig_setup s;
+		struct kf_mig_region r[KF_MIG_MAX_REGIONS];
+	} setup;
+	unsigned int i;
+	int ret;
+
+	ret = kf_ps_accept_pair(srv, timeout_ms, false);
+	if (ret)
+		return ret;
+	memset(&setup, 0, sizeof(setup));
+	setup.s.nr_vcpus = srv->cfg.nr_vcpus;
+	setup.s.nr_regions = srv->nr_regions;
+	setup.s.page_size = KF_PAGE_SIZE;
+	for (i = 0; i < srv->nr_regions; i++) {
+		setup.r[i].gpa = srv->regions[i].r.gpa;
+		setup.r[i].size = srv->regions[i].r.size;
+		setup.r[i].slot_flags = srv->regions[i].r.slot_flags |
+					(srv->regions[i].r.eager ? KF_MIG_REGION_EAGER : 0);
+		setup.r[i].id = i;
+	}
+	return kf_mig_send(srv->main, KF_MIG_SETUP, &setup,
+			   sizeof(setup.s) + srv->nr_regions * sizeof(setup.r[0]),
+			   NULL, 0, NULL, 0);
+}
+
+static void kf_ps_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
+			uint64_t n)
+{
+	uint64_t total;
+
+	__atomic_fetch_add(&srv->pages[c], n, __ATOMIC_RELAXED);
+	total = __atomic_add_fetch(&srv->postcopy_pages, n, __ATOMIC_RELAXED);
+	if (srv->cfg.drop_after_pages && total >= srv->cfg.drop_after_pages &&
+	    !__atomic_exchange_n(&srv->dropped, 1, __ATOMIC_SEQ_CST)) {
+		fprintf(stderr, "kvmfault page server: test hook: dropping the connections after %llu post-copy pages\n",
+			(unsigned long long)total);
+		kf_mig_conn_shutdown(srv->main);
+		kf_mig_conn_shutdown(srv->demand);
+	}
+}
+
+static void *kf_ps_demand_thread(void *arg)
+{
+	struct kf_page_server *srv = arg;
+	struct kf_mig_msg msg;
+	uint32_t i;
+	int ret;
+
+	while (!srv->stop) {
+		ret = kf_mig_recv(srv->demand, &msg);
+		if (ret)
+			break;
+		if (msg.hdr.type != KF_MIG_REQ) {
+			ret = kf_fail(EPROTO, "migration: unexpected %s on the demand channel",
+				      kf_mig_type_name(msg.hdr.type));
+			break;
+		}
+		__atomic_store_n(&srv->demand_busy, 1, __ATOMIC_RELAXED);
+		for (i = 0; i < msg.u.req.count && !ret; i++) {
+			struct kf_ps_region *r;
+			uint64_t gpa, idx;
+
+			memcpy(&gpa, &msg.u.req.gpas[i], 8);
+			r = kf_ps_find(srv, gpa, &idx);
+			if (!r) {
+				ret = kf_fail(ERANGE, "migration: the destination asked for page 0x%llx, which is no guest memory",
+					      (unsigned long long)gpa);
+				kf_mig_send_text(srv->demand, KF_MIG_ERROR, kf_error());
+				break;
+			}
+			__atomic_store_n(&r->sent[idx], 1, __ATOMIC_RELAXED);
+			ret = kf_mig_send_pages(srv->demand, gpa,
+						(const char *)r->r.hva + idx * KF_PAGE_SIZE,
+						1, KF_MIG_CAUSE_DEMAND);
+			if (!ret)
+				kf_ps_count(srv, KF_MIG_CAUSE_DEMAND, 1);
+		}
+		__atomic_store_n(&srv->demand_busy, 0, __ATOMIC_RELAXED);
+		if (ret)
+			break;
+	}
+	if (!srv->stop) {
+		kf_mig_conn_shutdown(srv->main);
+		kf_mig_conn_shutdown(srv->demand);
+	}
+	return NULL;
+}
+
+static void *kf_ps_push_thread(void *arg)
+{
+	struct kf_page_server *srv = arg;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < srv->nr_regions && !ret && !srv->stop; i++) {
+		struct kf_ps_region *r = &srv->regions[i];
+		uint64_t p = 0;
+
+		while (p < r->npages && !ret && !srv->stop) {
+			uint64_t n = 0;
+
+			if (__atomic_load_n(&srv->demand_busy, __ATOMIC_RELAXED)) {
+				sched_yield();
+				continue;
+			}
+			while (p < r->npages && __atomic_load_n(&r->sent[p], __ATOMIC_RELAXED))
+				p++;
+			while (p + n < r->npages && n < KF_MIG_MAX_BATCH &&
+			       !__atomic_exchange_n(&r->sent[p + n], 1, __ATOMIC_RELAXED))
+				n++;
+			if (!n)
+				continue;
+			ret = kf_mig_send_pages(srv->main, r->r.gpa + p * KF_PAGE_SIZE,
+						(const char *)r->r.hva + p * KF_PAGE_SIZE,
+						n, KF_MIG_CAUSE_PUSH);
+			if (!ret)
+				kf_ps_count(srv, KF_MIG_CAUSE_PUSH, n);
+			p += n;
+		}
+	}
+	if (!ret && !srv->stop)
+		ret = kf_mig_send(srv->main, KF_MIG_PUSH_DONE, NULL, 0, NULL, 0,
+				  NULL, 0);
+	if (ret && !srv->stop) {
+		kf_mig_conn_shutdown(srv->main);
+		kf_mig_conn_shutdown(srv->demand);
+	}
+	return NULL;
+}
+
+/* After a reconnect: what does the destination hold? */
+static int kf_ps_recover(struct kf_page_server *srv)
+{
+	struct kf_mig_msg msg;
+	unsigned int i;
+	int ret;
+
+	/* Everything unsent unless the destination says it has it. */
+	for (i = 0; i < srv->nr_regions; i++)
+		if (!srv->regions[i].r.eager)
+			memset(srv->regions[i].sent, 0, srv->regions[i].npages);
+	for (;;) {
+		ret = kf_mig_recv(srv->main, &msg);
+		if (ret)
+			return ret;
+		if (msg.hdr.type == KF_MIG_RECOVER_DONE)
+			return 0;
+		if (msg.hdr.type != KF_MIG_RECEIVED)
+			return kf_fail(EPROTO, "migration recovery: unexpected %s",
+				       kf_mig_type_name(msg.hdr.type));
+		if (msg.u.received.h.region >= srv->nr_regions ||
+		    msg.u.received.h.nbits != srv->regions[msg.u.received.h.region].npages)
+			return kf_fail(EPROTO, "migration recovery: bitmap of region %u does not fit",
+				       msg.u.received.h.region);
+		{
+			struct kf_ps_region *r = &srv->regions[msg.u.received.h.region];
+			uint64_t p;
+
+			for (p = 0; p < r->npages; p++) {
+				uint64_t w;
+
+				memcpy(&w, &msg.u.received.bitmap[p / 64], 8);
+				if (w & (1ULL << (p % 64)))
+					r->sent[p] = 1;
+			}
+		}
+	}
+}
+
+int kf_page_server_postcopy(struct kf_page_server *srv)
+{
+	int recover_ms = srv->cfg.recover_timeout_ms > 0 ?
+			 srv->cfg.recover_timeout_ms : 30000;
+	struct kf_mig_msg msg;
+	int ret;
+
+	for (;;) {
+		pthread_t demand, push;
+		bool done = false, push_started = false;
+
+		srv->stop = 0;
+		ret = pthread_create(&demand, NULL, kf_ps_demand_thread, srv);
+		if (ret)
+			return kf_fail(ret, "page server: cannot start a thread");
+		if (!srv->cfg.no_push) {
+			ret = pthread_create(&push, NULL, kf_ps_push_thread, srv);
+			if (ret) {
+				srv->stop = 1;
+				kf_mig_conn_shutdown(srv->demand);
+				pthread_join(demand, NULL);
+				return kf_fail(ret, "page server: cannot start a thread");
+			}
+			push_started = true;
+		}
+		for (;;) {
+			ret = kf_mig_recv(srv->main, &msg);
+			if (ret) {
+				kf_ps_record_err(srv);
+				break;
+			}
+			if (msg.hdr.type == KF_MIG_RESUMED) {
+				if (srv->stop_ns && !srv->downtime_ns)
+					srv->downtime_ns = kf_mig_now_ns() - srv->stop_ns;
+			} else if (msg.hdr.type == KF_MIG_COMPLETE) {
+				done = true;
+				break;
+			} else if (msg.hdr.type == KF_MIG_ERROR) {
+				ret = kf_fail(ECONNABORTED, "migration: the destination failed: %s",
+					      msg.u.text);
+				srv->stop = 1;
+				kf_mig_conn_shutdown(srv->main);
+				kf_mig_conn_shutdown(srv->demand);
+				pthread_join(demand, NULL);
+				if (push_started)
+					pthread_join(push, NULL);
+				kf_ps_close(srv);
+				return ret;
+			} else {
+				ret = kf_fail(EPROTO, "migration: unexpected %s on the main channel",
+					      kf_mig_type_name(msg.hdr.type));
+				break;
+			}
+		}
+		srv->stop = 1;
+		if (done) {
+			struct kf_mig_stats st;
+
+			kf_page_server_stats(srv, &st);
+			kf_mig_send(srv->main, KF_MIG_STATS, &st, sizeof(st),
+				    NULL, 0, NULL, 0);
+		}
+		kf_mig_conn_shutdown(srv->main);
+		kf_mig_conn_shutdown(srv->demand);
+		pthread_join(demand, NULL);
+		if (push_started)
+			pthread_join(push, NULL);
+		kf_ps_close(srv);
+		if (done)
+			return 0;
+		if (ret == -EPROTO)
+			return ret;
+		fprintf(stderr, "kvmfault page server: connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect\n",
+			srv->err[0] ? srv->err : "?", recover_ms);
+		srv->err[0] = '\0';
+		ret = kf_ps_accept_pair(srv, recover_ms, true);
+		if (ret)
+			return kf_fail(-ret, "migration: the destination is gone: %s",
+				       kf_error());
+		srv->reconnects++;
+		ret = kf_ps_recover(srv);
+		if (ret) {
+			kf_ps_close(srv);
+			return ret;
+		}
+		fprintf(stderr, "kvmfault page server: destination reconnected; resuming post-copy\n");
+	}
+}
+
+int kf_page_server_serve(struct kf_page_server *srv)
+{
+	struct kf_mig_switchover sw = { .stop_realtime_ns = kf_mig_realtime_ns() };
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < srv->nr_regions; i++)
+		sw.total_pages += srv->regions[i].npages;
+	srv->stop_ns = kf_mig_now_ns();
+	ret = kf_mig_send(srv->main, KF_MIG_SWITCHOVER, &sw, sizeof(sw), NULL, 0,
+			  NULL, 0);
+	return ret ? ret : kf_page_server_postcopy(srv);
+}
+
+void kf_page_server_stats(struct kf_page_server *srv, struct kf_mig_stats *st)
+{
+	unsigned int i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < KF_MIG_CAUSE_MAX; i++)
+		st->pages_by_cause[i] = __atomic_load_n(&srv->pages[i], __ATOMIC_RELAXED);
+	st->downtime_ns = srv->downtime_ns;
+	st->reconnects = srv->reconnects;
+}
+
+void kf_page_server_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
+			  uint64_t n)
+{
+	__atomic_fetch_add(&srv->pages[c], n, __ATOMIC_RELAXED);
+}
+
+void kf_page_server_destroy(struct kf_page_server *srv)
+{
+	unsigned int i;
+
+	if (!srv)
+		return;
+	kf_ps_close(srv);
+	for (i = 0; i < srv->nr_regions; i++)
+		free(srv->regions[i].sent);
+	free(srv->regions);
+	free(srv);
+}

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: MIT
+/* Snapshot files (see include/kvmfault/snapshot.h). */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <kvmfault/error.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/pagesrc_basic.h>
+#include <kvmfault/snapshot.h>
+#include <kvmfault/vcpu_state.h>
+
+#define KF_SNAP_HEADER_SIZE 4096
+#define KF_SNAP_MAX_VCPU_LEN ((uint64_t)KF_MAX_VCPUS * (KF_VCPU_STATE_MAX + 8))
+
+struct kf_snapshot {
+	int fd;			/* -1: in memory */
+	const char *mem;
+	size_t mem_len;
+	uint64_t size;
+	struct kf_snap_header hdr;
+	struct kf_snap_region *regions;
+	char *vcpus;		/* the vCPU section */
+	const void *vcpu_blob[KF_MAX_VCPUS];
+	size_t vcpu_len[KF_MAX_VCPUS];
+	struct kf_snap_page *index;
+};
+
+static uint64_t kf_snap_header_hash(const struct kf_snap_header *h)
+{
+	struct kf_snap_header c = *h;
+
+	c.header_hash = 0;
+	return kf_hash(&c, sizeof(c));
+}
+
+/* ------------------------------------------------------------------ save */
+
+static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
+			  const char *path)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return kf_fail_errno(n < 0 ? errno : EIO, "write %s", path);
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static bool kf_snap_zero(const void *page)
+{
+	const uint64_t *p = page;
+	size_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
+		     unsigned int nr_vcpus, const uint64_t *app_data,
+		     const char *path, uint64_t *bytes)
+{
+	struct kf_snap_header h = { .magic = KF_SNAP_MAGIC };
+	struct kf_snap_region regions[KF_SNAP_MAX_REGIONS];
+	struct kf_snap_page *index = NULL;
+	char *vsec = NULL, *tmp = NULL;
+	uint64_t meta, p, off;
+	unsigned int i, nr = 0;
+	int fd = -1, ret;
+
+	if (!nr_vcpus || nr_vcpus > KF_MAX_VCPUS)
+		return kf_fail(EINVAL, "snapshot: %u vCPUs", nr_vcpus);
+	memset(regions, 0, sizeof(regions));
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		const struct kf_memslot *ms = &vm->slots[i];
+
+		if (!ms->used)
+			continue;
+		if (nr == KF_SNAP_MAX_REGIONS)
+			return kf_fail(ENOSPC, "snapshot: more than %d memslots",
+				       KF_SNAP_MAX_REGIONS);
+		regions[nr].gpa = ms->gpa;
+		regions[nr].size = ms->size;
+		regions[nr].slot_flags = ms->flags & ~(KVM_MEM_LOG_DIRTY_PAGES |
+						       KVM_MEM_EXIT_ON_MISSING);
+		regions[nr].first_page = h.total_pages;
+		h.total_pages += ms->size / KF_PAGE_SIZE;
+		nr++;
+	}
+
+	/* vCPU states */
+	h.vcpu_len = 0;
+	for (i = 0; i < nr_vcpus; i++) {
+		struct kf_snap_vcpu v = { .id = i };
+		void *blob;
+		size_t len;
+		char *n;
+
+		if (!vcpus[i] || vcpus[i]->id != i) {
+			ret = kf_fail(EINVAL, "snapshot: vCPU %u missing", i);
+			goto out;
+		}
+		ret = kf_vcpu_state_save(vcpus[i], &blob, &len);
+		if (ret)
+			goto out;
+		v.len = (uint32_t)len;
+		n = realloc(vsec, h.vcpu_len + sizeof(v) + KF_ALIGN_UP(len, 8));
+		if (!n) {
+			free(blob);
+			ret = kf_fail(ENOMEM, "out of memory");
+			goto out;
+		}
+		vsec = n;
+		memcpy(vsec + h.vcpu_len, &v, sizeof(v));
+		memcpy(vsec + h.vcpu_len + sizeof(v), blob, len);
+		memset(vsec + h.vcpu_len + sizeof(v) + len, 0,
+		       KF_ALIGN_UP(len, 8) - len);
+		h.vcpu_len += sizeof(v) + KF_ALIGN_UP(len, 8);
+		free(blob);
+	}
+
+	memcpy(h.magic, KF_SNAP_MAGIC, 8);
+	h.version = KF_SNAP_VERSION;
+	h.header_size = KF_SNAP_HEADER_SIZE;
+	h.page_size = KF_PAGE_SIZE;
+	h.nr_vcpus = nr_vcpus;
+	h.nr_regions = nr;
+	h.image_id = kf_mig_image_id();
+	h.created_realtime_ns = kf_mig_realtime_ns();
+	h.region_off = KF_SNAP_HEADER_SIZE;
+	h.vcpu_off = h.region_off + nr * sizeof(regions[0]);
+	h.index_off = KF_ALIGN_UP(h.vcpu_off + h.vcpu_len, 8);
+	h.data_off = KF_ALIGN_UP(h.index_off + h.total_pages * sizeof(*index),
+				 KF_PAGE_SIZE);
+	h.file_size = h.data_off + h.total_pages * KF_PAGE_SIZE;
+	if (app_data)
+		memcpy(h.app_data, app_data, sizeof(h.app_data));
+
+	index = calloc(h.total_pages, sizeof(*index));
+	if (!index) {
+		ret = kf_fail(ENOMEM, "out of memory for the page index");
+		goto out;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ret = kf_fail_errno(errno, "create %s", path);
+		goto out;
+	}
+	if (ftruncate(fd, h.file_size)) {
+		ret = kf_fail_errno(errno, "size %s", path);
+		goto out;
+	}
+	for (i = 0, p = 0; i < nr; i++) {
+		const char *hva = kf_vm_gpa_to_hva(vm, regions[i].gpa);
+		uint64_t j, n = regions[i].size / KF_PAGE_SIZE;
+
+		for (j = 0; j < n; j++, p++) {
+			const char *page = hva + j * KF_PAGE_SIZE;
+			uint64_t gpa = regions[i].gpa + j * KF_PAGE_SIZE;
+
+			index[p].hash = kf_mig_page_hash(gpa, page);
+			if (kf_snap_zero(page)) {
+				index[p].kind = KF_SNAP_PAGE_ZERO;
+				continue;
+			}
+			ret = kf_pwrite_full(fd, page, KF_PAGE_SIZE,
+					     h.data_off + p * KF_PAGE_SIZE, path);
+			if (ret)
+				goto out;
+		}
+	}
+
+	meta = kf_hash_continue(KF_HASH_SEED, regions, nr * sizeof(regions[0]));
+	meta = kf_hash_continue(meta, vsec, h.vcpu_len);
+	meta = kf_hash_continue(meta, index, h.total_pages * sizeof(*index));
+	h.meta_hash = meta;
+	h.header_hash = kf_snap_header_hash(&h);
+
+	tmp = calloc(1, KF_SNAP_HEADER_SIZE);
+	if (!tmp) {
+		ret = kf_fail(ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(tmp, &h, sizeof(h));
+	off = 0;
+	if ((ret = kf_pwrite_full(fd, tmp, KF_SNAP_HEADER_SIZE, off, path)) ||
+	    (ret = kf_pwrite_full(fd, regions, nr * sizeof(regions[0]),
+				  h.region_off, path)) ||
+	    (ret = kf_pwrite_full(fd, vsec, h.vcpu_len, h.vcpu_off, path)) ||
+	    (ret = kf_pwrite_full(fd, index, h.total_pages * sizeof(*index),
+				  h.index_off, path)))
+		goto out;
+	if (fsync(fd)) {
+		ret = kf_fail_errno(errno, "fsync %s", path);
+		goto out;
+	}
+	if (bytes)
+		*bytes = h.file_size;
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	free(index);
+	free(vsec);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static int kf_snap_read(struct kf_snapshot *s, void *buf, uint64_t len,
+			uint64_t off, const char *what)
+{
+	char *p = buf;
+
+	if (off > s->size || len > s->size - off)
+		return kf_fail(EIO, "snapshot is truncated: %s at [%llu, +%llu) lies past its end (%llu bytes)",
+			       what, (unsigned long long)off,
+			       (unsigned long long)len,
+			       (unsigned long long)s->size);
+	if (s->fd < 0) {
+		memcpy(buf, s->mem + off, len);
+		return 0;
+	}
+	while (len) {
+		ssize_t n = pread(s->fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kf_fail_errno(errno, "snapshot: reading %s", what);
+		if (n == 0)
+			return kf_fail(EIO, "snapshot is truncated: %s ends early",
+				       what);
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int kf_snap_check(struct kf_snapshot *s)
+{
+	struct kf_snap_header *h = &s->hdr;
+	uint64_t pages = 0, meta, off, end;
+	unsigned int i;
+	int ret;
+
+	if (s->size < sizeof(*h))
+		return kf_fail(EINVAL, "not a snapshot: %llu bytes is too short for a header",
+			       (unsigned long long)s->size);
+	ret = kf_snap_read(s, h, sizeof(*h), 0, "the header");
+	if (ret)
+		return ret;
+	if (memcmp(h->magic, KF_SNAP_MAGIC, 8))
+		return kf_fail(EINVAL, "not a kvmfault snapshot (bad magic)");
+	if (h->version != KF_SNAP_VERSION)
+		return kf_fail(EPROTO, "snapshot format version %u; this program reads version %u",
+			       h->version, KF_SNAP_VERSION);
+	if (kf_snap_header_hash(h) != h->header_hash)
+		return kf_fail(EBADMSG, "snapshot header is corrupted (checksum mismatch)");
+	if (h->header_size != KF_SNAP_HEADER_SIZE || h->page_size != KF_PAGE_SIZE)
+		return kf_fail(EINVAL, "snapshot: unsupported header or page size");
+	if (!h->nr_vcpus || h->nr_vcpus > KF_MAX_VCPUS ||
+	    !h->nr_regions || h->nr_regions > KF_SNAP_MAX_REGIONS)
+		return kf_fail(EINVAL, "snapshot: %u vCPUs, %u regions is out of range",
+			       h->nr_vcpus, h->nr_regions);
+	if (h->file_size != s->size)
+		return kf_fail(EIO, "snapshot is truncated or padded: %llu bytes, its header says %llu",
+			       (unsigned long long)s->size,
+			       (unsigned long long)h->file_size);
+	/* Sections in order, inside the file, without overflow. */
+	if (h->region_off != KF_SNAP_HEADER_SIZE ||
+	    h->vcpu_off != h->region_off + h->nr_regions * sizeof(struct kf_snap_region) ||
+	    h->vcpu_len > KF_SNAP_MAX_VCPU_LEN ||
+	    h->index_off != KF_ALIGN_UP(h->vcpu_off + h->vcpu_len, 8) ||
+	    h->total_pages > s->size / KF_PAGE_SIZE ||
+	    h->data_off != KF_ALIGN_UP(h->index_off + h->total_pages *
+				       sizeof(struct kf_snap_page), KF_PAGE_SIZE) ||
+	    h->data_off + h->total_pages * KF_PAGE_SIZE != h->file_size)
+		return kf_fail(EINVAL, "snapshot: section offsets are inconsistent");
+
+	s->regions = calloc(h->nr_regions, sizeof(*s->regions));
+	s->vcpus = malloc(h->vcpu_len ? h->vcpu_len : 1);
+	s->index = calloc(h->total_pages ? h->total_pages : 1, sizeof(*s->index));
+	if (!s->regions || !s->vcpus || !s->index)
+		return kf_fail(ENOMEM, "out of memory for snapshot metadata");
+	if ((ret = kf_snap_read(s, s->regions, h->nr_regions * sizeof(*s->regions),
+				h->region_off, "the region table")) ||
+	    (ret = kf_snap_read(s, s->vcpus, h->vcpu_len, h->vcpu_off,
+				"the vCPU states")) ||
+	    (ret = kf_snap_read(s, s->index, h->total_pages * sizeof(*s->index),
+				h->index_off, "the page index")))
+		return ret;
+	meta = kf_hash_continue(KF_HASH_SEED, s->regions,
+				h->nr_regions * sizeof(*s->regions));
+	meta = kf_hash_continue(meta, s->vcpus, h->vcpu_len);
+	meta = kf_hash_continue(meta, s->index, h->total_pages * sizeof(*s->index));
+	if (meta != h->meta_hash)
+		return kf_fail(EBADMSG, "snapshot metadata (regions, vCPU state or page index) is corrupted (checksum mismatch)");
+
+	for (i = 0, end = 0; i < h->nr_regions; i++) {
+		const struct kf_snap_region *r = &s->regions[i];
+
+		if (!r->size || !KF_IS_ALIGNED(r->gpa, KF_PAGE_SIZE) ||
+		    !KF_IS_ALIGNED(r->size, KF_PAGE_SIZE) || r->gpa < end ||
+		    r->gpa + r->size < r->gpa || r->first_page != pages ||
+		    r->size / KF_PAGE_SIZE > h->total_pages - pages)
+			return kf_fail(EINVAL, "snapshot: region %u is inconsistent", i);
+		pages += r->size / KF_PAGE_SIZE;
+		end = r->gpa + r->size;
+	}
+	if (pages != h->total_pages)
+		return kf_fail(EINVAL, "snapshot: regions hold %llu pages, header says %llu",
+			       (unsigned long long)pages,
+			       (unsigned long long)h->total_pages);
+	for (i = 0; i < h->total_pages; i++)
+		if (s->index[i].kind > KF_SNAP_PAGE_ZERO || s->index[i].reserved)
+			return kf_fail(EINVAL, "snapshot: page %u has an unknown kind", i);
+	for (i = 0, off = 0; i < h->nr_vcpus; i++) {
+		struct kf_snap_vcpu v;
+		unsigned int id;
+
+		if (h->vcpu_len - off < sizeof(v))
+			return kf_fail(EINVAL, "snapshot: vCPU section truncated");
+		memcpy(&v, s->vcpus + off, sizeof(v));
+		off += sizeof(v);
+		if (v.id >= h->nr_vcpus || s->vcpu_blob[v.id] ||
+		    KF_ALIGN_UP((uint64_t)v.len, 8) > h->vcpu_len - off)
+			return kf_fail(EINVAL, "snapshot: vCPU entry %u is inconsistent", i);
+		ret = kf_vcpu_state_check(s->vcpus + off, v.len, &id);
+		if (ret)
+			return ret;
+		if (id != v.id)
+			return kf_fail(EINVAL, "snapshot: vCPU entry %u holds the state of vCPU %u",
+				       v.id, id);
+		s->vcpu_blob[v.id] = s->vcpus + off;
+		s->vcpu_len[v.id] = v.len;
+		off += KF_ALIGN_UP((uint64_t)v.len, 8);
+	}
+	if (off != h->vcpu_len)
+		return kf_fail(EINVAL, "snapshot: vCPU section has trailing bytes");
+	return 0;
+}
+
+static int kf_snap_open_common(struct kf_snapshot *s, struct kf_snapshot **snapp)
+{
+	int ret = kf_snap_check(s);
+
+	if (ret) {
+		kf_snapshot_close(s);
+		return ret;
+	}
+	*snapp = s;
+	return 0;
+}
+
+int kf_snapshot_open(const char *path, struct kf_snapshot **snapp)
+{
+	struct kf_snapshot *s;
+	struct stat st;
+
+	*snapp = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return kf_fail(ENOMEM, "out of memory");
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0) {
+		int err = errno;
+
+		free(s);
+		return kf_fail_errno(err, "open snapshot %s", path);
+	}
+	if (fstat(s->fd, &st)) {
+		int err = errno;
+
+		kf_snapshot_close(s);
+		return kf_fail_errno(err, "stat %s", path);
+	}
+	s->size = st.st_size;
+	return kf_snap_open_common(s, snapp);
+}
+
+int kf_snapshot_open_mem(const void *buf, size_t len, struct kf_snapshot **snapp)
+{
+	struct kf_snapshot *s;
+
+	*snapp = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return kf_fail(ENOMEM, "out of memory");
+	s->fd = -1;
+	s->mem = buf;
+	s->mem_len = len;
+	s->size = len;
+	return kf_snap_open_common(s, snapp);
+}
+
+void kf_snapshot_close(struct kf_snapshot *snap)
+{
+	if (!snap)
+		return;
+	if (snap->fd >= 0)
+		close(snap->fd);
+	free(snap->regions);
+	free(snap->vcpus);
+	free(snap->index);
+	free(snap);
+}
+
+const struct kf_snap_header *kf_snapshot_header(const struct kf_snapshot *snap)
+{
+	return &snap->hdr;
+}
+
+const struct kf_snap_region *kf_snapshot_region(const struct kf_snapshot *snap,
+						unsigned int i)
+{
+	return i < snap->hdr.nr_regions ? &snap->regions[i] : NULL;
+}
+
+int kf_snapshot_vcpu_state(const struct kf_snapshot *snap, unsigned int id,
+			   const void **blobp, size_t *lenp)
+{
+	if (id >= snap->hdr.nr_vcpus || !snap->vcpu_blob[id])
+		return kf_fail(ENOENT, "snapshot holds no vCPU %u", id);
+	*blobp = snap->vcpu_blob[id];
+	*lenp = snap->vcpu_len[id];
+	return 0;
+}
+
+int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf)
+{
+	const struct kf_snap_page *pg = NULL;
+	uint64_t idx = 0;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < snap->hdr.nr_regions; i++) {
+		const struct kf_snap_region *r = &snap->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			idx = r->first_page + (gpa - r->gpa) / KF_PAGE_SIZE;
+			pg = &snap->index[idx];
+			break;
+		}
+	}
+	if (!pg || !KF_IS_ALIGNED(gpa, KF_PAGE_SIZE))
+		return kf_fail(ERANGE, "snapshot holds no page at 0x%llx",
+			       (unsigned long long)gpa);
+	if (pg->kind == KF_SNAP_PAGE_ZERO) {
+		memset(buf, 0, KF_PAGE_SIZE);
+	} else {
+		ret = kf_snap_read(snap, buf, KF_PAGE_SIZE,
+				   snap->hdr.data_off + idx * KF_PAGE_SIZE,
+				   "a guest page");
+		if (ret)
+			return ret;
+	}
+	if (kf_mig_page_hash(gpa, buf) != pg->hash) {
+		memset(buf, 0, KF_PAGE_SIZE);
+		return kf_fail(EBADMSG, "snapshot page at gpa 0x%llx (file offset %llu) is corrupted: checksum mismatch",
+			       (unsigned long long)gpa,
+			       (unsigned long long)(snap->hdr.data_off +
+						    idx * KF_PAGE_SIZE));
+	}
+	return 0;
+}
+
+int kf_snapshot_load_region(struct kf_snapshot *snap, unsigned int i, void *hva)
+{
+	const struct kf_snap_region *r = kf_snapshot_region(snap, i);
+	uint64_t off;
+	int ret;
+
+	if (!r)
+		return kf_fail(ENOENT, "snapshot has no region %u", i);
+	for (off = 0; off < r->size; off += KF_PAGE_SIZE) {
+		ret = kf_snapshot_read_page(snap, r->gpa + off, (char *)hva + off);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ page source */
+
+static int kf_snapsrc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
+			   size_t len)
+{
+	size_t off;
+	int ret = kf_pagesrc_check_range(src, gpa, len);
+
+	if (ret)
+		return ret;
+	if (!KF_IS_ALIGNED(gpa, KF_PAGE_SIZE) || !KF_IS_ALIGNED(len, KF_PAGE_SIZE))
+		return kf_fail(EINVAL, "snapshot source: unaligned read");
+	for (off = 0; off < len; off += KF_PAGE_SIZE) {
+		ret = kf_snapshot_read_page(src->priv, gpa + off, (char *)buf + off);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void kf_snapsrc_destroy(struct kf_pagesrc *src)
+{
+	free(src);
+}
+
+static const struct kf_pagesrc_ops kf_snapsrc_ops = {
+	.read = kf_snapsrc_read,
+	.destroy = kf_snapsrc_destroy,
+};
+
+int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
+			struct kf_pagesrc **srcp)
+{
+	const struct kf_snap_region *r = kf_snapshot_region(snap, i);
+	struct kf_pagesrc *src;
+
+	*srcp = NULL;
+	if (!r)
+		return kf_fail(ENOENT, "snapshot has no region %u", i);
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return kf_fail(ENOMEM, "out of memory");
+	src->ops = &kf_snapsrc_ops;
+	src->kind = "snapshot";
+	src->base = r->gpa;
+	src->size = r->size;
+	src->priv = snap;
+	*srcp = src;
+	return 0;
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+/* Restoring a VM from a snapshot, eagerly or lazily (the fault engine). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <kvmfault/engine.h>
+#include <kvmfault/error.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/snapshot.h>
+#include <kvmfault/vcpu_state.h>
+
+int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs)
+{
+	const struct kf_snap_header *h = kf_snapshot_header(snap);
+	struct kf_engine_config ec = { .backend = (enum kf_backend)rs->backend };
+	bool minor = rs->backend == KF_BACKEND_UFFD_MINOR;
+	unsigned int i;
+	int ret;
+
+	rs->vm = NULL;
+	rs->engine = NULL;
+	rs->nr_vcpus = 0;
+	rs->eager_pages = 0;
+	memset(rs->srcs, 0, sizeof(rs->srcs));
+	if (h->image_id != kf_mig_image_id())
+		return kf_fail(EINVAL, "snapshot was taken by another program image (0x%llx, this one 0x%llx): its guest code would not match",
+			       (unsigned long long)h->image_id,
+			       (unsigned long long)kf_mig_image_id());
+	ret = kf_vm_create(&rs->vm);
+	if (ret)
+		return ret;
+	if (rs->lazy) {
+		ret = kf_engine_create(rs->vm, &ec, &rs->engine);
+		if (ret)
+			goto fail;
+	}
+	for (i = 0; i < h->nr_regions; i++) {
+		const struct kf_snap_region *sr = kf_snapshot_region(snap, i);
+		struct kf_memslot *ms = kf_vm_find_slot(rs->vm, sr->gpa);
+		struct kf_region reg = {
+			.gpa = sr->gpa, .size = sr->size, .flags = sr->slot_flags,
+			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,
+			.guest_memfd = -1,
+		};
+
+		if (ms && ms->slot == KF_SYSTEM_SLOT) {
+			if (ms->gpa != sr->gpa || ms->size != sr->size) {
+				ret = kf_fail(EINVAL, "snapshot system slot [0x%llx, +0x%llx) differs from this VM's [0x%llx, +0x%llx)",
+					      (unsigned long long)sr->gpa,
+					      (unsigned long long)sr->size,
+					      (unsigned long long)ms->gpa,
+					      (unsigned long long)ms->size);
+				goto fail;
+			}
+		} else {
+			ret = kf_vm_add_region(rs->vm, &reg, &ms);
+			if (ret)
+				goto fail;
+		}
+		if (rs->lazy && ms->slot != KF_SYSTEM_SLOT) {
+			ret = kf_snapshot_pagesrc(snap, i, &rs->srcs[i]);
+			if (!ret)
+				ret = kf_engine_add_region(rs->engine, ms->slot, rs->srcs[i]);
+		} else {
+			ret = kf_snapshot_load_region(snap, i, ms->hva);
+			rs->eager_pages += sr->size / KF_PAGE_SIZE;
+		}
+		if (ret)
+			goto fail;
+	}
+	for (i = 0; i < h->nr_vcpus; i++) {
+		const void *blob;
+		size_t len;
+
+		ret = kf_vcpu_add(rs->vm, i, rs->entry ? rs->entry : kf_workload_guest,
+				  0, &rs->vcpus[i]);
+		if (ret)
+			goto fail;
+		rs->nr_vcpus++;
+		ret = kf_snapshot_vcpu_state(snap, i, &blob, &len);
+		if (!ret)
+			ret = kf_vcpu_state_restore(rs->vcpus[i], blob, len);
+		if (ret)
+			goto fail;
+	}
+	if (rs->engine) {
+		ret = kf_engine_start(rs->engine);
+		if (ret)
+			goto fail;
+	}
+	return 0;
+fail:
+	kf_snapshot_restore_free(rs);
+	return ret;
+}
+
+void kf_snapshot_restore_free(struct kf_snapshot_restore *rs)
+{
+	unsigned int i;
+
+	kf_engine_destroy(rs->engine);
+	rs->engine = NULL;
+	for (i = 0; i < KF_SNAP_MAX_REGIONS; i++) {
+		kf_pagesrc_destroy(rs->srcs[i]);
+		rs->srcs[i] = NULL;
+	}
+	kf_vm_destroy(rs->vm);
+	rs->vm = NULL;
+	rs->nr_vcpus = 0;
+}

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Post-copy live migration end to end: a source process (forked) runs the
+ * workload and migrates it over loopback to this process, which resumes
+ * with memory missing, pages it in through the fault engine (exit backend
+ * when the kernel has KVM_CAP_EXIT_ON_MISSING, else userfaultfd) and has
+ * the guest verify every page.  Then the same with one pre-copy round and
+ * with a connection drop in the middle of post-copy (recovery).
+ *
+ * KF_MIGRATE_PAGES / KF_MIGRATE_VCPUS set the size (default 2 x 256).
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <kvmfault/engine.h>
+#include <kvmfault/kvmfault.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/test.h>
+
+static unsigned int nr_vcpus = 2;
+static uint64_t pages = 256;
+static unsigned int filled;
+
+static int src_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	(void)vcpu;
+	if (uc->args[0] == KF_WL_STAGE_FILLED)
+		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static int source_main(int lfd, unsigned int rounds, uint64_t drop_after)
+{
+	static const struct kf_vcpu_ops ops = { .sync = src_sync };
+	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages };
+	struct kf_mig_source_config sc = {
+		.listen_fd = lfd, .precopy_rounds = rounds,
+		.accept_timeout_ms = 60000, .recover_timeout_ms = 20000,
+		.drop_after_pages = drop_after, .quiet = true,
+	};
+	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
+	struct kf_mig_report rep;
+	struct kf_vm *vm;
+	unsigned int i;
+	int ret;
+
+	TEST_OK(kf_vm_create(&vm));
+	TEST_OK(kf_workload_setup(vm, &wc, KF_BACKING_ANON,
+				  rounds ? KVM_MEM_LOG_DIRTY_PAGES : 0, NULL, vcpus));
+	for (i = 0; i < nr_vcpus; i++)
+		TEST_OK(kf_vcpu_start(vcpus[i], &ops));
+	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < nr_vcpus)
+		usleep(1000);
+	usleep(20000);
+	ret = kf_mig_source_run(vm, vcpus, nr_vcpus, &sc, &rep);
+	if (ret)
+		fprintf(stderr, "source: %s\n", rep.error);
+	kf_vm_destroy(vm);
+	return ret ? 1 : 0;
+}
+
+static void migrate(unsigned int rounds, uint64_t drop_after)
+{
+	struct kf_mig_dest_config dc = {
+		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 60000,
+		.recover_timeout_ms = 20000, .run_ms = 20, .quiet = true,
+	};
+	struct kf_mig_report rep;
+	char addr[64];
+	int port, lfd, status, ret;
+	pid_t pid;
+
+	lfd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(lfd >= 0, "listen: %s", kf_error());
+	fflush(NULL);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid)
+		_exit(source_main(lfd, rounds, drop_after));
+	close(lfd);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	dc.addr = addr;
+	ret = kf_mig_dest_run(&dc, &rep);
+	if (ret)
+		kill(pid, SIGKILL);
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid, "waitpid");
+	TEST_ASSERT(!ret, "destination: %s", rep.error);
+	TEST_ASSERT(rep.ok, "report not ok");
+	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "source exited with status 0x%x", status);
+	TEST_ASSERT_EQ(rep.verified_pages, nr_vcpus * pages);
+	TEST_ASSERT_EQ(rep.precopy_rounds, rounds);
+	if (!rounds)
+		TEST_ASSERT_EQ(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY], 0);
+	else
+		TEST_ASSERT(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY] > 0, "no pre-copy pages");
+	if (drop_after)
+		TEST_ASSERT(rep.reconnects >= 1, "no reconnect after the drop");
+	printf("  rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu: ok\n",
+	       rounds, (unsigned long long)drop_after, rep.backend,
+	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
+	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
+	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY],
+	       (unsigned long long)rep.reconnects);
+	fflush(stdout);
+}
+
+int main(void)
+{
+	const char *env;
+
+	kf_test_require_kvm();
+	signal(SIGPIPE, SIG_IGN);
+	if ((env = getenv("KF_MIGRATE_PAGES")))
+		pages = strtoull(env, NULL, 0);
+	if ((env = getenv("KF_MIGRATE_VCPUS")))
+		nr_vcpus = strtoul(env, NULL, 0);
+	migrate(0, 0);
+	migrate(1, 0);
+	migrate(0, 64);		/* drop after 64 post-copy pages, recover */
+	TEST_PASS("post-copy migration verified in the guest: pure, with pre-copy, with recovery");
+}

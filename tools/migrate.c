@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kvmfault-migrate: post-copy live migration of a guest between two
+ * processes over TCP.
+ *
+ *   kvmfault-migrate source --listen 127.0.0.1:7777 [options]
+ *   kvmfault-migrate dest --connect 127.0.0.1:7777 [options]
+ *   kvmfault-migrate local [options]       both, as two processes, on loopback
+ *
+ * The source runs the migration workload (each vCPU keeps writing its
+ * working set and keeps a checksum of every page in guest memory), waits
+ * for the destination, runs the pre-copy rounds, stops the vCPUs and sends
+ * their state; the destination resumes at once with the guest's memory
+ * missing and pages it in on demand (the fault engine with a remote page
+ * source) while the source pushes the rest.  When every page is there the
+ * guest re-checks every page against its checksums inside the guest; the
+ * destination exits 0 only if all of them match.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <kvmfault/engine.h>
+#include <kvmfault/kvmfault.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/remote.h>
+
+struct opts {
+	const char *listen;
+	const char *connect;
+	const char *port_file;
+	const char *backend;
+	unsigned int vcpus;
+	uint64_t pages;
+	unsigned int precopy;
+	int warmup_ms;
+	int run_ms;
+	int recover_ms;
+	int timeout_ms;
+	uint64_t drop_after_pages;
+	int drop_after_ms;
+	bool no_push;
+	bool json;
+	bool quiet;
+	int progress;		/* -1: when stderr is a terminal */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvmfault-migrate source --listen HOST:PORT [options]\n"
+		"       kvmfault-migrate dest --connect HOST:PORT [options]\n"
+		"       kvmfault-migrate local [options]\n"
+		"\n"
+		"source options:\n"
+		"  --vcpus N             vCPUs of the workload (2)\n"
+		"  --pages N             working set of each vCPU in 4 KiB pages (512)\n"
+		"  --precopy N           pre-copy rounds with dirty logging before the switch (1)\n"
+		"  --warmup-ms MS        let the guest run this long before migrating (100)\n"
+		"  --port-file FILE      write the port listened on (for --listen HOST:0)\n"
+		"  --no-push             no background push: demand faults only\n"
+		"  --drop-after-pages N  test: cut the connections once after N post-copy pages\n"
+		"dest options:\n"
+		"  --backend B           auto, exit, uffd-missing, uffd-minor (auto)\n"
+		"  --run-ms MS           let the guest run at least this long after resuming (200)\n"
+		"  --drop-after-ms MS    test: cut the connections once MS after resuming\n"
+		"  --progress/--no-progress   progress bar on stderr (default: on a terminal)\n"
+		"both:\n"
+		"  --recover-timeout MS  how long to wait for the peer after a drop (10000)\n"
+		"  --timeout MS          how long to wait for the first connection (60000)\n"
+		"  --json                the report as one JSON object on stdout\n"
+		"  --quiet               no messages besides the report\n"
+		"\n"
+		"Exit status: 0 when the guest verified every page at the destination.\n"
+		"Environment: KF_MIGRATE_PAGES, KF_MIGRATE_VCPUS override the defaults.\n");
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
+	       O_PRECOPY, O_WARMUP, O_RUN, O_RECOVER, O_TIMEOUT, O_DROPP, O_DROPMS,
+	       O_NOPUSH, O_JSON, O_QUIET, O_PROGRESS, O_NOPROGRESS, O_HELP };
+	static const struct option lo[] = {
+		{ "listen", 1, NULL, O_LISTEN }, { "connect", 1, NULL, O_CONNECT },
+		{ "port-file", 1, NULL, O_PORTFILE }, { "backend", 1, NULL, O_BACKEND },
+		{ "vcpus", 1, NULL, O_VCPUS }, { "pages", 1, NULL, O_PAGES },
+		{ "precopy", 1, NULL, O_PRECOPY }, { "warmup-ms", 1, NULL, O_WARMUP },
+		{ "run-ms", 1, NULL, O_RUN }, { "recover-timeout", 1, NULL, O_RECOVER },
+		{ "timeout", 1, NULL, O_TIMEOUT },
+		{ "drop-after-pages", 1, NULL, O_DROPP },
+		{ "drop-after-ms", 1, NULL, O_DROPMS },
+		{ "no-push", 0, NULL, O_NOPUSH }, { "json", 0, NULL, O_JSON },
+		{ "quiet", 0, NULL, O_QUIET }, { "progress", 0, NULL, O_PROGRESS },
+		{ "no-progress", 0, NULL, O_NOPROGRESS }, { "help", 0, NULL, O_HELP },
+		{ 0 },
+	};
+	const char *env;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->vcpus = 2;
+	o->pages = 512;
+	o->precopy = 1;
+	o->warmup_ms = 100;
+	o->run_ms = 200;
+	o->recover_ms = 10000;
+	o->timeout_ms = 60000;
+	o->backend = "auto";
+	o->progress = -1;
+	if ((env = getenv("KF_MIGRATE_PAGES")))
+		o->pages = strtoull(env, NULL, 0);
+	if ((env = getenv("KF_MIGRATE_VCPUS")))
+		o->vcpus = strtoul(env, NULL, 0);
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_LISTEN: o->listen = optarg; break;
+		case O_CONNECT: o->connect = optarg; break;
+		case O_PORTFILE: o->port_file = optarg; break;
+		case O_BACKEND: o->backend = optarg; break;
+		case O_VCPUS: o->vcpus = strtoul(optarg, NULL, 0); break;
+		case O_PAGES: o->pages = strtoull(optarg, NULL, 0); break;
+		case O_PRECOPY: o->precopy = strtoul(optarg, NULL, 0); break;
+		case O_WARMUP: o->warmup_ms = atoi(optarg); break;
+		case O_RUN: o->run_ms = atoi(optarg); break;
+		case O_RECOVER: o->recover_ms = atoi(optarg); break;
+		case O_TIMEOUT: o->timeout_ms = atoi(optarg); break;
+		case O_DROPP: o->drop_after_pages = strtoull(optarg, NULL, 0); break;
+		case O_DROPMS: o->drop_after_ms = atoi(optarg); break;
+		case O_NOPUSH: o->no_push = true; break;
+		case O_JSON: o->json = true; break;
+		case O_QUIET: o->quiet = true; break;
+		case O_PROGRESS: o->progress = 1; break;
+		case O_NOPROGRESS: o->progress = 0; break;
+		case 'h': case O_HELP: usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (!o->vcpus || o->vcpus > KF_MAX_VCPUS || !o->pages) {
+		fprintf(stderr, "kvmfault-migrate: --vcpus 1..%d and --pages >= 1\n",
+			KF_MAX_VCPUS);
+		return -1;
+	}
+	return 0;
+}
+
+static unsigned int filled;
+
+static int source_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	(void)vcpu;
+	if (uc->args[0] == KF_WL_STAGE_FILLED)
+		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static void report(const struct opts *o, const struct kf_mig_report *rep,
+		   const char *side)
+{
+	if (o->json) {
+		kf_mig_report_json(stdout, rep);
+	} else if (!o->quiet || !rep->ok) {
+		printf("[%s] ", side);
+		kf_mig_report_text(stdout, rep);
+	}
+	fflush(stdout);
+}
+
+static int run_source(const struct opts *o, int lfd)
+{
+	static const struct kf_vcpu_ops ops = { .sync = source_sync };
+	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages };
+	struct kf_mig_source_config sc = {
+		.listen_fd = lfd,
+		.precopy_rounds = o->precopy,
+		.accept_timeout_ms = o->timeout_ms,
+		.recover_timeout_ms = o->recover_ms,
+		.drop_after_pages = o->drop_after_pages,
+		.no_push = o->no_push,
+		.quiet = o->quiet,
+	};
+	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
+	struct kf_mig_report rep;
+	struct kf_vm *vm;
+	unsigned int i;
+	int ret;
+
+	ret = kf_vm_create(&vm);
+	if (!ret)
+		ret = kf_workload_setup(vm, &wc, KF_BACKING_ANON,
+					o->precopy ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+					NULL, vcpus);
+	for (i = 0; !ret && i < o->vcpus; i++)
+		ret = kf_vcpu_start(vcpus[i], &ops);
+	if (ret) {
+		fprintf(stderr, "kvmfault-migrate source: %s\n", kf_error());
+		return 1;
+	}
+	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < o->vcpus) {
+		for (i = 0; i < o->vcpus; i++) {
+			if (!vcpus[i]->thread_started || vcpus[i]->result) {
+				fprintf(stderr, "kvmfault-migrate source: %s\n",
+					vcpus[i]->errmsg);
+				return 1;
+			}
+		}
+		usleep(1000);
+	}
+	usleep(o->warmup_ms * 1000);
+	if (!o->quiet)
+		fprintf(stderr, "kvmfault-migrate source: guest running (%u vCPUs x %llu pages); waiting for the destination\n",
+			o->vcpus, (unsigned long long)o->pages);
+	ret = kf_mig_source_run(vm, vcpus, o->vcpus, &sc, &rep);
+	if (!o->json && !o->quiet) {
+		printf("[source] %s: downtime %.2f ms (stop to RESUMED), pre-copy %llu, stop-copy %llu, demand %llu, push %llu pages, %llu reconnects\n",
+		       ret ? "FAILED" : "done", rep.downtime_ns / 1e6,
+		       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY],
+		       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_STOPCOPY],
+		       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
+		       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
+		       (unsigned long long)rep.reconnects);
+		fflush(stdout);
+	}
+	if (ret)
+		fprintf(stderr, "kvmfault-migrate source: %s\n", rep.error);
+	kf_vm_destroy(vm);
+	return ret ? 1 : 0;
+}
+
+static int run_dest(const struct opts *o, const char *addr)
+{
+	struct kf_mig_dest_config dc = {
+		.addr = addr,
+		.connect_timeout_ms = o->timeout_ms,
+		.recover_timeout_ms = o->recover_ms,
+		.run_ms = o->run_ms,
+		.drop_after_ms = o->drop_after_ms,
+		.progress = o->progress < 0 ? isatty(2) && !o->quiet : o->progress,
+		.quiet = o->quiet,
+	};
+	struct kf_mig_report rep;
+	enum kf_backend b;
+	int ret;
+
+	if (kf_backend_parse(o->backend, &b)) {
+		fprintf(stderr, "kvmfault-migrate dest: %s\n", kf_error());
+		return 2;
+	}
+	dc.backend = b;
+	ret = kf_mig_dest_run(&dc, &rep);
+	report(o, &rep, "destination");
+	if (ret)
+		fprintf(stderr, "kvmfault-migrate dest: migration failed: %s\n",
+			rep.error);
+	return ret ? 1 : 0;
+}
+
+static int open_listener(const struct opts *o, const char *addr)
+{
+	int port, fd = kf_mig_listen(addr, &port);
+
+	if (fd < 0) {
+		fprintf(stderr, "kvmfault-migrate: %s\n", kf_error());
+		return -1;
+	}
+	if (o->port_file) {
+		FILE *f = fopen(o->port_file, "w");
+
+		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
+			fprintf(stderr, "kvmfault-migrate: cannot write %s\n", o->port_file);
+			return -1;
+		}
+	}
+	if (!o->quiet)
+		fprintf(stderr, "kvmfault-migrate source: listening on port %d\n", port);
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "";
+	struct opts o;
+	int lfd;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 2 || parse(argc - 1, argv + 1, &o)) {
+		if (argc < 2)
+			usage(stderr);
+		return 2;
+	}
+	if (kf_kvm_unavailable_reason()) {
+		fprintf(stderr, "kvmfault-migrate: %s\n", kf_kvm_unavailable_reason());
+		return 1;
+	}
+	if (!strcmp(cmd, "source")) {
+		if (!o.listen) {
+			fprintf(stderr, "kvmfault-migrate source: --listen HOST:PORT is required\n");
+			return 2;
+		}
+		lfd = open_listener(&o, o.listen);
+		return lfd < 0 ? 1 : run_source(&o, lfd);
+	}
+	if (!strcmp(cmd, "dest")) {
+		if (!o.connect) {
+			fprintf(stderr, "kvmfault-migrate dest: --connect HOST:PORT is required\n");
+			return 2;
+		}
+		return run_dest(&o, o.connect);
+	}
+	if (!strcmp(cmd, "local")) {
+		char addr[64];
+		int port, status, ret;
+		pid_t pid;
+
+		lfd = kf_mig_listen("127.0.0.1:0", &port);
+		if (lfd < 0) {
+			fprintf(stderr, "kvmfault-migrate: %s\n", kf_error());
+			return 1;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (pid == 0)
+			_exit(run_source(&o, lfd));
+		close(lfd);
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+		if (!o.quiet)
+			fprintf(stderr, "kvmfault-migrate: source is process %d on %s; destination is process %d\n",
+				(int)pid, addr, (int)getpid());
+		ret = run_dest(&o, addr);
+		if (ret)
+			kill(pid, SIGTERM);
+		if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status))
+			ret = ret ? ret : 1;
+		return ret;
+	}
+	fprintf(stderr, "kvmfault-migrate: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
