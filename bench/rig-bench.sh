@@ -17,10 +17,14 @@ args="${*:--v 1,2,4 -b 4M -m exit,uffd-missing,uffd-minor -r 3}"
 	echo '#!/bin/sh'
 	echo 'n=$(grep -an "^__BIN__$" "$0" | cut -d: -f1)'
 	echo 'tail -n +$((n + 1)) "$0" > /tmp/kvmfault-bench && chmod +x /tmp/kvmfault-bench'
-	echo "exec /tmp/kvmfault-bench $args"
+	echo "/tmp/kvmfault-bench $args > /tmp/bench.out 2>&1; rc=\$?"
+	echo 'sed "s/^/KFB /" /tmp/bench.out > /dev/console; exit $rc'
 	echo '__BIN__'
 	cat "$bin"
 } > "$dir/bench"
 chmod +x "$dir/bench"
-RIG_SMP=${RIG_SMP:-4} RIG_TIMEOUT=${RIG_TIMEOUT:-1800} "$here/../kernel/rig.sh" tests "$dir" |
-	grep -v '^\[smp[0-9]*\] \[ '
+logs=${RIG_LOG_DIR:-/tmp/kf-rig-bench-logs}
+RIG_LOG_DIR=$logs RIG_SMP=${RIG_SMP:-4} RIG_TIMEOUT=${RIG_TIMEOUT:-1800} \
+	"$here/../kernel/rig.sh" tests "$dir" | grep -v '^\[smp[0-9]*\] \[ '
+# the bench's own output, from the serial logs
+grep -a -h '^KFB ' "$logs"/serial-smp*.log | sed 's/^KFB //'

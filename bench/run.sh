@@ -18,10 +18,9 @@ host)
 		-o "$out/host-write.csv"
 	;;
 rig)
-	# In the rig the bench binary is build/static/bin/kvmfault-bench
-	# (make VARIANT=static tools); memory is small, QEMU is ~50x slower.
-	"$bin" -v 1,2,4 -b 8M -m exit,uffd-missing,uffd-minor -u shared,per-vcpu -r 3 \
-		-o "$out/rig.csv" -p "$out/rig.png"
+	# inside the QEMU rig: see bench/rig-bench.sh (no gnuplot there)
+	"$here/rig-bench.sh" -v 1,2,4 -b 4M -m exit,uffd-missing,uffd-minor -r 3 \
+		| tee "$out/rig-read.txt"
 	;;
 *)
 	echo "usage: $0 host|rig" >&2

@@ -12,6 +12,9 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
+/* Whether a guest page holds only zero bytes. */
+bool kf_page_is_zero(const void *page);
+
 /* The running program's loaded segments, [start, end) in its own memory. */
 int kf_image_extent(uint64_t *start, uint64_t *end);
 /* Copy every loaded segment to the same guest physical address. */

@@ -19,6 +19,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 
+#include "internal.h"
+
 static const char *const kf_mig_names[KF_MIG_TYPE_MAX] = {
 	[KF_MIG_HELLO] = "HELLO",
 	[KF_MIG_SETUP] = "SETUP",
@@ -475,17 +477,6 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text)
 	size_t len = strnlen(text, KF_MIG_MAX_TEXT - 1);
 
 	return kf_mig_send(conn, type, text, len, NULL, 0, NULL, 0);
-}
-
-static bool kf_page_is_zero(const void *page)
-{
-	const uint64_t *p = page;
-	size_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,

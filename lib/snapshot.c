@@ -12,6 +12,8 @@
 #include <kvmfault/snapshot.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "internal.h"
+
 #define KF_SNAP_HEADER_SIZE 4096
 #define KF_SNAP_MAX_VCPU_LEN ((uint64_t)KF_MAX_VCPUS * (KF_VCPU_STATE_MAX + 8))
 
@@ -55,17 +57,6 @@ static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 		off += n;
 	}
 	return 0;
-}
-
-static bool kf_snap_zero(const void *page)
-{
-	const uint64_t *p = page;
-	size_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
@@ -171,7 +162,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 			uint64_t gpa = regions[i].gpa + j * KF_PAGE_SIZE;
 
 			index[p].hash = kf_mig_page_hash(gpa, page);
-			if (kf_snap_zero(page)) {
+			if (kf_page_is_zero(page)) {
 				index[p].kind = KF_SNAP_PAGE_ZERO;
 				continue;
 			}

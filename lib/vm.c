@@ -366,6 +366,17 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap)
 	return 0;
 }
 
+bool kf_page_is_zero(const void *page)
+{
+	const uint64_t *p = page;
+	size_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 uint64_t kf_vm_free_gpa(struct kf_vm *vm)
 {
 	return kf_arch_free_gpa(vm);
