@@ -54,6 +54,9 @@ struct kf_engine_region {
 	struct kf_pagesrc *src;
 	bool zero;		/* the source is all zeros */
 	uint8_t *state;		/* KF_PG_* per page */
+	uint64_t installed;	/* pages in state INSTALLED */
+	bool complete;		/* switched off: unregistered, flag cleared */
+	uint64_t complete_ns;	/* when (CLOCK_MONOTONIC) */
 };
 
 struct kf_engine_handler {
@@ -71,6 +74,7 @@ struct kf_engine {
 	uint64_t uffd_features;
 	int stopfd;
 	bool started;
+	pthread_mutex_t complete_lock;	/* kf_engine_region_complete() */
 
 	unsigned int nr_regions;
 	struct kf_engine_region regions[KF_MAX_REGIONS];
@@ -414,6 +418,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			}
 			__atomic_store_n(&r->state[idx], KF_PG_INSTALLED,
 					 __ATOMIC_RELEASE);
+			__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
 			__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&st->bytes, KF_PAGE_SIZE, __ATOMIC_RELAXED);
@@ -444,9 +449,13 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 		__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
 		if (who == KF_WHO_UFFD)
 			return kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
-		if (r->alias) {
+		if (r->alias && !__atomic_load_n(&r->complete, __ATOMIC_ACQUIRE)) {
 			ret = kf_uffd_continue(kf_region_uffd(r, idx), dst,
 					       KF_PAGE_SIZE);
+			/* ENOENT: switched off meanwhile (unregistered);
+			 * the page is in the page cache, populate maps it */
+			if (ret == -ENOENT)
+				ret = 0;
 			if (ret && ret != -EEXIST)
 				return ret;
 		}
@@ -569,6 +578,14 @@ static void *kf_engine_handler(void *arg)
 	};
 	struct uffd_msg msgs[KF_MSG_BATCH];
 
+	if (e->cfg.pin_handlers) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(h->uffd % (ncpu > 0 ? ncpu : 1), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	for (;;) {
 		ssize_t n, i;
 
@@ -625,6 +642,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			return kf_page_failed(r, idx);
 		}
 		__atomic_store_n(&r->state[idx], KF_PG_INSTALLED, __ATOMIC_RELEASE);
+		__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
 		__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&e->pushed, 1, __ATOMIC_RELAXED);
 	}
@@ -668,6 +686,7 @@ int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
 	e->cfg = *cfg;
 	e->nr_uffds = cfg->nr_uffds ? cfg->nr_uffds : 1;
 	e->stopfd = -1;
+	pthread_mutex_init(&e->complete_lock, NULL);
 	for (i = 0; i < KF_MAX_UFFDS; i++)
 		e->uffd[i] = -1;
 
@@ -904,7 +923,7 @@ void kf_engine_destroy(struct kf_engine *e)
 		struct kf_engine_region *r = &e->regions[i];
 		struct kf_memslot *ms = &e->vm->slots[r->slot];
 
-		if (r->backend == KF_BACKEND_EXIT && ms->used &&
+		if (r->backend == KF_BACKEND_EXIT && ms->used && !r->complete &&
 		    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING))
 			kf_vm_set_region_flags(e->vm, r->slot,
 					       ms->flags & ~KVM_MEM_EXIT_ON_MISSING);
@@ -916,6 +935,7 @@ void kf_engine_destroy(struct kf_engine *e)
 	for (i = 0; i < e->nr_uffds; i++)
 		close(e->uffd[i]);
 	close(e->stopfd);
+	pthread_mutex_destroy(&e->complete_lock);
 	free(e);
 }
 
@@ -975,4 +995,141 @@ void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
 	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
 	s->exit_faults = __atomic_load_n(&e->exit_faults, __ATOMIC_RELAXED);
 	s->uffd_faults = __atomic_load_n(&e->uffd_faults, __ATOMIC_RELAXED);
+}
+
+/* --- switch-off --- */
+
+static struct kf_engine_region *kf_region_by_slot(struct kf_engine *e,
+						  uint32_t slot)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++)
+		if (e->regions[i].slot == slot)
+			return &e->regions[i];
+	return NULL;
+}
+
+int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
+{
+	struct kf_engine_region *r = kf_region_by_slot(e, slot);
+	uint64_t have;
+	unsigned int i;
+	bool all = true;
+	int ret = 0;
+
+	if (!r)
+		return kf_fail(ENOENT, "fault engine: slot %u is not served", slot);
+	pthread_mutex_lock(&e->complete_lock);
+	if (r->complete)
+		goto out;
+	if (e->error) {
+		ret = kf_fail(e->error, "fault engine: %s", e->errmsg);
+		goto out;
+	}
+	/*
+	 * The count goes up after the page's state became INSTALLED, which
+	 * happens after its UFFDIO_* returned: at the full count every page
+	 * is mapped, and no state leaves INSTALLED.
+	 */
+	have = __atomic_load_n(&r->installed, __ATOMIC_ACQUIRE);
+	if (have < r->pages) {
+		ret = kf_fail(EBUSY, "fault engine: slot %u has %llu of %llu pages",
+			      slot, (unsigned long long)have,
+			      (unsigned long long)r->pages);
+		goto out;
+	}
+	/*
+	 * Exit backend first: with the flag off KVM faults normally; an exit
+	 * already on its way is served by kf_resolve() (populate, re-enter).
+	 */
+	if (r->backend == KF_BACKEND_EXIT) {
+		struct kf_memslot *ms = &e->vm->slots[r->slot];
+
+		if (ms->flags & KVM_MEM_EXIT_ON_MISSING &&
+		    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING)) {
+			ret = kf_vm_set_region_flags(e->vm, r->slot,
+						     ms->flags & ~KVM_MEM_EXIT_ON_MISSING);
+			if (ret)
+				goto out;
+		}
+	}
+	/* Mark it before unregistering: a racing stale fault must then not
+	 * use UFFDIO_CONTINUE on the range. */
+	__atomic_store_n(&r->complete, true, __ATOMIC_RELEASE);
+	/* Unregistering wakes any thread still queued on the range; it
+	 * retries and finds the page mapped. */
+	for (i = 0; i < e->nr_uffds; i++) {
+		uint64_t first = r->pages * i / e->nr_uffds;
+		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
+		int r2 = kf_uffd_unregister(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
+					    (last - first) * KF_PAGE_SIZE);
+
+		if (r2 && !ret)
+			ret = r2;
+	}
+	r->complete_ns = kf_now_ns();
+	for (i = 0; i < e->nr_regions; i++)
+		all &= e->regions[i].complete;
+	/* Nothing can fault through userfaultfd any more: handlers go. */
+	if (all && !ret)
+		kf_engine_stop(e);
+out:
+	pthread_mutex_unlock(&e->complete_lock);
+	return ret;
+}
+
+bool kf_engine_region_is_complete(struct kf_engine *e, uint32_t slot)
+{
+	struct kf_engine_region *r = kf_region_by_slot(e, slot);
+
+	return r && __atomic_load_n(&r->complete, __ATOMIC_ACQUIRE);
+}
+
+uint64_t kf_engine_region_complete_ns(struct kf_engine *e, uint32_t slot)
+{
+	struct kf_engine_region *r = kf_region_by_slot(e, slot);
+
+	return r && __atomic_load_n(&r->complete, __ATOMIC_ACQUIRE) ?
+	       r->complete_ns : 0;
+}
+
+int kf_engine_region_uffd_registered(struct kf_engine *e, uint32_t slot)
+{
+	struct kf_engine_region *r = kf_region_by_slot(e, slot);
+	uintptr_t hva;
+	char line[512];
+	bool in = false;
+	int ret = -ENOENT;
+	FILE *f;
+
+	if (!r)
+		return kf_fail(ENOENT, "fault engine: slot %u is not served", slot);
+	hva = (uintptr_t)r->hva;
+	f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return kf_fail_errno(errno, "open /proc/self/smaps");
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char *v, *save;
+
+		/* "lo-hi perms ..." headers; fields are "Name: value" */
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			in = hva >= lo && hva < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			ret = 0;
+			for (v = strtok_r(line + 8, " \n", &save); v;
+			     v = strtok_r(NULL, " \n", &save))
+				if (!strcmp(v, "um") || !strcmp(v, "ui"))
+					ret = 1;
+			break;
+		}
+	}
+	fclose(f);
+	if (ret < 0)
+		return kf_fail(ENOENT, "fault engine: slot %u's memory %p is not in /proc/self/smaps",
+			       slot, r->hva);
+	return ret;
 }

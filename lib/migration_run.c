@@ -267,6 +267,18 @@ static int kf_dest_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 	return 0;
 }
 
+/* Write passes of every vCPU of the workload so far. */
+static uint64_t kf_dest_iterations(struct kf_vm *vm, unsigned int nv)
+{
+	struct kf_workload_ctl *ctl = kf_workload_ctl(vm);
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; ctl && i < nv && i < KF_MAX_VCPUS; i++)
+		n += ctl->iterations[i];
+	return n;
+}
+
 static void kf_progress(uint64_t held, uint64_t total, bool final)
 {
 	int width = 40, fill = total ? (int)(held * width / total) : width;
@@ -301,7 +313,8 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	struct kf_engine *e = NULL;
 	struct kf_remote *r = NULL;
 	struct kf_vm *vm = NULL;
-	uint64_t t0 = kf_mig_now_ns(), t_resume, held = 0, total = 0;
+	uint64_t t0 = kf_mig_now_ns(), t_resume, t_switch, held = 0, total = 0;
+	uint64_t iter_at_switch, uffd_faults_at_switch;
 	unsigned int i, nv;
 	bool started = false, dropped = false, minor;
 	int ret;
@@ -414,14 +427,68 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		}
 		usleep(10000);
 	}
+	/*
+	 * Every page is here; once the engine has installed them all it lets
+	 * go of the regions while the guest runs on: plain faults from now.
+	 */
+	for (;;) {
+		bool busy = false;
+
+		for (i = 0; i < kf_remote_nr_regions(r); i++) {
+			struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
+
+			if (ms->slot == KF_SYSTEM_SLOT)
+				continue;
+			ret = kf_engine_region_complete(e, ms->slot);
+			if (ret == -EBUSY)
+				busy = true;
+			else if (ret)
+				goto out;
+		}
+		ret = 0;
+		if (!busy)
+			break;
+		if (kf_engine_error(e)) {
+			ret = kf_fail(EIO, "%s", kf_engine_error(e));
+			goto out;
+		}
+		usleep(1000);
+	}
+	t_switch = kf_mig_now_ns();
+	rep->switched = true;
+	rep->switch_ns = t_switch - t_resume;
+	{
+		struct kf_engine_stats es;
+
+		kf_engine_stats(e, &es);
+		uffd_faults_at_switch = es.uffd_faults;
+	}
+	iter_at_switch = kf_dest_iterations(vm, nv);
+	rep->uffd_unregistered = true;
+	for (i = 0; i < kf_remote_nr_regions(r); i++) {
+		struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
+
+		if (ms->slot != KF_SYSTEM_SLOT &&
+		    kf_engine_region_uffd_registered(e, ms->slot) != 0)
+			rep->uffd_unregistered = false;
+	}
 	ret = kf_remote_wait_complete(r);
 	if (cfg->progress)
 		kf_progress(held, total, true);
 	if (ret)
 		goto out;
 	rep->postcopy_ns = kf_mig_now_ns() - t_resume;
-	while (kf_mig_now_ns() - t_resume < cfg->run_ms * 1000000ULL)
+	while (kf_mig_now_ns() - t_resume < cfg->run_ms * 1000000ULL ||
+	       kf_mig_now_ns() - t_switch < cfg->run_after_switch_ms * 1000000ULL)
 		usleep(5000);
+	rep->run_after_switch_ns = kf_mig_now_ns() - t_switch;
+	rep->iterations_after_switch = kf_dest_iterations(vm, nv) - iter_at_switch;
+	{
+		struct kf_engine_stats es;
+
+		kf_engine_stats(e, &es);
+		rep->uffd_faults_after_switch = es.uffd_faults - uffd_faults_at_switch;
+	}
 
 	/* The guest checks every page it wrote, inside the guest. */
 	kf_workload_stop(vm);
@@ -503,6 +570,12 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND], rep->requests, rep->req_messages);
 	fprintf(f, "  pages by push:      %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PUSH]);
 	fprintf(f, "  reconnects:         %" PRIu64 "\n", rep->reconnects);
+	if (rep->switched)
+		fprintf(f, "  switch-off:         normal faulting at %.2f ms after resume (uffd %s); guest ran %.2f ms more, %" PRIu64 " write passes, %" PRIu64 " userfaults\n",
+			kf_ms(rep->switch_ns),
+			rep->uffd_unregistered ? "unregistered" : "STILL REGISTERED",
+			kf_ms(rep->run_after_switch_ns), rep->iterations_after_switch,
+			rep->uffd_faults_after_switch);
 	if (rep->verified_pages)
 		fprintf(f, "  verified pages:     %" PRIu64 "\n", rep->verified_pages);
 	if (rep->engine.nr_vcpus) {
@@ -550,6 +623,9 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 		", \"stopcopy\": %" PRIu64 ", \"demand\": %" PRIu64 ", \"push\": %" PRIu64
 		"}, \"requests\": %" PRIu64 ", \"req_messages\": %" PRIu64
 		", \"reconnects\": %" PRIu64 ", \"verified_pages\": %" PRIu64
+		", \"switched\": %s, \"switch_ms\": %.3f, \"uffd_unregistered\": %s"
+		", \"run_after_switch_ms\": %.3f, \"iterations_after_switch\": %" PRIu64
+		", \"uffd_faults_after_switch\": %" PRIu64
 		", \"fault_latency_us\": [",
 		rep->nr_vcpus, rep->guest_bytes, rep->precopy_rounds,
 		kf_ms(rep->downtime_ns), kf_ms(rep->postcopy_ns), kf_ms(rep->total_ns),
@@ -557,7 +633,11 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 		rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY],
 		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND],
 		rep->pages_by_cause[KF_MIG_CAUSE_PUSH], rep->requests,
-		rep->req_messages, rep->reconnects, rep->verified_pages);
+		rep->req_messages, rep->reconnects, rep->verified_pages,
+		rep->switched ? "true" : "false", kf_ms(rep->switch_ns),
+		rep->uffd_unregistered ? "true" : "false",
+		kf_ms(rep->run_after_switch_ns), rep->iterations_after_switch,
+		rep->uffd_faults_after_switch);
 	for (i = 0; i < rep->engine.nr_vcpus; i++) {
 		const struct kf_fault_stats *s = &rep->engine.vcpu[i];
 

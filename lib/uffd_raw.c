@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -57,6 +58,14 @@ static void *kf_raw_handler(void *arg)
 	};
 	struct uffd_msg msg;
 
+	if (raw->cfg.pin) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET((unsigned long)(part - raw->parts) % (ncpu > 0 ? ncpu : 1), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	for (;;) {
 		uint64_t addr, off;
 		ssize_t n;

@@ -66,7 +66,8 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 {
 	struct kf_mig_dest_config dc = {
 		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 60000,
-		.recover_timeout_ms = 20000, .run_ms = 20, .quiet = true,
+		.recover_timeout_ms = 20000, .run_ms = 20,
+		.run_after_switch_ms = 50, .quiet = true,
 	};
 	struct kf_mig_report rep;
 	char addr[64];
@@ -99,12 +100,24 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 		TEST_ASSERT(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY] > 0, "no pre-copy pages");
 	if (drop_after)
 		TEST_ASSERT(rep.reconnects >= 1, "no reconnect after the drop");
-	printf("  rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu: ok\n",
+	/* Switch-off while the guest runs: the regions left userfaultfd, no
+	 * userfault came after, and the guest kept writing (plain faults)
+	 * before it verified every page. */
+	TEST_ASSERT(rep.switched, "the destination never switched to normal faulting");
+	TEST_ASSERT(rep.uffd_unregistered, "a region is still registered with userfaultfd after the switch");
+	TEST_ASSERT_EQ(rep.uffd_faults_after_switch, 0);
+	TEST_ASSERT(rep.run_after_switch_ns >= 50000000ULL,
+		    "the guest ran only %llu ns after the switch",
+		    (unsigned long long)rep.run_after_switch_ns);
+	TEST_ASSERT(rep.iterations_after_switch > 0,
+		    "the guest made no progress after the switch");
+	printf("  rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
 	       rounds, (unsigned long long)drop_after, rep.backend,
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY],
-	       (unsigned long long)rep.reconnects);
+	       (unsigned long long)rep.reconnects, rep.switch_ns / 1e6,
+	       (unsigned long long)rep.iterations_after_switch);
 	fflush(stdout);
 }
 

@@ -12,6 +12,8 @@
  */
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/pagesrc_basic.h>
+#include <kvmfault/remote.h>
 #include <kvmfault/stats.h>
 #include <kvmfault/uffd.h>
 
@@ -80,6 +83,7 @@ static struct {
 	bool write;
 	bool raw;
 	bool memfd_exit;	/* exit backend on memfd instead of anon */
+	bool pin;		/* vCPU i and its uffd's handler on CPU i mod nproc */
 	unsigned int reps;
 	const char *csv;
 	const char *json;
@@ -104,11 +108,15 @@ static void usage(FILE *f)
 "             (default: uffd-missing,uffd-minor, and exit when the kernel has it)\n"
 "  -u LIST    userfaultfds: shared, per-vcpu (default shared,per-vcpu)\n"
 "  -t N       handler threads per userfaultfd (default 1)\n"
-"  -s SOURCE  page source: memory, file, zero, remote (default memory)\n"
+"  -s SOURCE  page source: memory, file, zero, remote (default memory);\n"
+"             remote: a page server thread on 127.0.0.1 serves the memory\n"
+"             image, demand only (every fault is a network round trip)\n"
 "  -a ACCESS  read or write (default read)\n"
 "  -r N       runs per configuration; the median is shown (default 3)\n"
 "  -R         no raw userfaultfd baseline\n"
 "  -M         exit backend on memfd memory (default anonymous)\n"
+"  --pin      pin vCPU i and the handler thread(s) of uffd i (engine and\n"
+"             raw loop) to CPU i mod nproc\n"
 "  -d DIR     where -s file writes its image (default /tmp)\n"
 "  -o FILE    write the rows as CSV\n"
 "  -j FILE    write the engine's statistics (last run of each row) as JSON lines\n"
@@ -214,9 +222,24 @@ static void calibrate_tsc(void)
 
 static uint64_t sync_start[KF_MAX_VCPUS], sync_end[KF_MAX_VCPUS];
 
+static void pin_self(unsigned int i)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(i % (n > 0 ? n : 1), &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 static int bench_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	uint64_t t = now_ns();
+	uint64_t t;
+
+	/* The first SYNC comes before the walk, on the vCPU thread. */
+	if (opt.pin && uc->args[0] == 1)
+		pin_self(vcpu->id);
+	t = now_ns();
 
 	if (uc->args[1] != vcpu->id)
 		return kf_fail(EPROTO, "vCPU %u reported as %llu", vcpu->id,
@@ -252,6 +275,86 @@ static const void *image;	/* opt.source memory/file: the bytes */
 static uint64_t image_size;
 static char file_path[512];
 
+/* -s remote: a page server thread and the remote source connected to it. */
+struct remote_rig {
+	struct kf_page_server *srv;
+	struct kf_remote *r;
+	pthread_t thread;
+	bool thread_started;
+	int lfd;
+	int srv_ret;
+};
+
+static void *remote_server_thread(void *arg)
+{
+	struct remote_rig *rr = arg;
+
+	rr->srv_ret = kf_page_server_accept(rr->srv, 10000);
+	if (!rr->srv_ret)
+		rr->srv_ret = kf_page_server_serve(rr->srv);
+	if (rr->srv_ret)
+		fprintf(stderr, "kvmfault-bench: page server: %s\n", kf_error());
+	return NULL;
+}
+
+static int remote_open(struct remote_rig *rr, uint64_t gpa, uint64_t size,
+		       struct kf_pagesrc **srcp)
+{
+	struct kf_page_server_region reg = { .gpa = gpa, .size = size, .hva = image };
+	struct kf_page_server_config pc = {
+		.regions = &reg, .nr_regions = 1,	/* no vCPU states */
+		.no_push = true,	/* every page by demand: faults, not a push */
+		.recover_timeout_ms = 1000,
+	};
+	struct kf_remote_config rc = { .connect_timeout_ms = 10000, .quiet = true };
+	char addr[64];
+	int port, ret;
+
+	rr->lfd = kf_mig_listen("127.0.0.1:0", &port);
+	if (rr->lfd < 0)
+		return rr->lfd;
+	ret = kf_page_server_create(&pc, rr->lfd, &rr->srv);
+	if (ret)
+		return ret;
+	ret = pthread_create(&rr->thread, NULL, remote_server_thread, rr);
+	if (ret)
+		return kf_fail(ret, "cannot start the page server thread");
+	rr->thread_started = true;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	rc.addr = addr;
+	ret = kf_remote_connect(&rc, &rr->r);
+	if (!ret)
+		ret = kf_remote_wait_switchover(rr->r, NULL);
+	if (!ret)
+		ret = kf_remote_pagesrc(rr->r, 0, srcp);
+	if (!ret)
+		ret = kf_remote_start(rr->r);
+	return ret;
+}
+
+/* After the engine and the source: COMPLETE (when ok), then tear down. */
+static int remote_close(struct remote_rig *rr, bool ok)
+{
+	int ret = 0;
+
+	if (ok && rr->r)
+		ret = kf_remote_wait_complete(rr->r);
+	kf_remote_destroy(rr->r);
+	rr->r = NULL;
+	if (rr->thread_started) {
+		pthread_join(rr->thread, NULL);
+		rr->thread_started = false;
+		if (ok && !ret && rr->srv_ret)
+			ret = kf_fail(EIO, "the page server failed");
+	}
+	kf_page_server_destroy(rr->srv);
+	rr->srv = NULL;
+	if (rr->lfd >= 0)
+		close(rr->lfd);
+	rr->lfd = -1;
+	return ret;
+}
+
 static int make_source(uint64_t gpa, uint64_t size, struct kf_pagesrc **srcp)
 {
 	if (!strcmp(opt.source, "zero"))
@@ -278,6 +381,8 @@ static int run_once(const struct config *c, struct result *res)
 	struct kf_pagesrc *src = NULL;
 	struct kf_uffd_raw *raw = NULL;
 	struct kf_engine *e = NULL;
+	struct remote_rig rr = { .lfd = -1 };
+	bool remote = false;
 	struct kf_vm *vm;
 	uint64_t first = UINT64_MAX, last = 0, i;
 	double rate_sum = 0;
@@ -330,7 +435,7 @@ static int run_once(const struct config *c, struct result *res)
 			.hva = ms->hva, .size = size, .image = image,
 			.minor = c->backend == KF_BACKEND_UFFD_MINOR,
 			.memfd = ms->memfd, .nr_uffds = nr_uffds,
-			.handlers = opt.handlers,
+			.handlers = opt.handlers, .pin = opt.pin,
 		};
 
 		ret = kf_uffd_raw_start(&rc, &raw);
@@ -338,9 +443,12 @@ static int run_once(const struct config *c, struct result *res)
 		struct kf_engine_config ec = {
 			.backend = c->backend, .nr_uffds = nr_uffds,
 			.handler_threads = opt.handlers,
+			.pin_handlers = opt.pin,
 		};
 
-		ret = make_source(ms->gpa, size, &src);
+		remote = !strcmp(opt.source, "remote");
+		ret = remote ? remote_open(&rr, ms->gpa, size, &src) :
+			       make_source(ms->gpa, size, &src);
 		if (!ret)
 			ret = kf_engine_create(vm, &ec, &e);
 		if (!ret)
@@ -413,11 +521,15 @@ out:
 		kf_engine_destroy(e);
 		kf_vm_destroy(vm);
 		kf_pagesrc_destroy(src);
+		if (remote)
+			remote_close(&rr, false);
 		return kf_fail(-ret, "%s", msg);
 	}
 	kf_engine_destroy(e);
 	kf_vm_destroy(vm);
 	kf_pagesrc_destroy(src);
+	if (remote)
+		return remote_close(&rr, true);
 	return 0;
 }
 
@@ -637,7 +749,7 @@ static int prepare_source(void)
 		close(fd);
 	} else if (strcmp(opt.source, "memory") && strcmp(opt.source, "zero")) {
 		if (!strcmp(opt.source, "remote"))
-			return kf_fail(EOPNOTSUPP, "page source 'remote' is not available yet: the remote page source (issue 5) has no client side in the library yet");
+			return 0;	/* a page server of the image, per run */
 		return kf_fail(EINVAL, "unknown page source '%s': use memory, file, zero or remote",
 			       opt.source);
 	}
@@ -650,8 +762,16 @@ int main(int argc, char **argv)
 	unsigned int b, m, v;
 	int c, ret = 0;
 
-	while ((c = getopt(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h")) != -1) {
+	static const struct option longopts[] = {
+		{ "pin", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h",
+				longopts, NULL)) != -1) {
 		switch (c) {
+		case 'P': opt.pin = true; break;
 		case 'v':
 			if (parse_list(optarg, one_vcpus, NULL))
 				return 2;
@@ -768,9 +888,12 @@ int main(int argc, char **argv)
 		}
 		opt.per_vcpu = saved;
 	}
-	printf("# kvmfault-bench: %llu MiB per vCPU, %s, %s source, %u handler thread(s) per uffd, median of %u run(s)\n",
+	printf("# kvmfault-bench: %llu MiB per vCPU, %s, %s source, %u handler thread(s) per uffd, median of %u run(s)%s\n",
 	       (unsigned long long)(opt.per_vcpu >> 20), opt.write ? "write" : "read",
-	       opt.source, opt.handlers, opt.reps);
+	       opt.source, opt.handlers, opt.reps,
+	       opt.pin ? ", pinned: vCPU i and uffd i's handlers on CPU i mod nproc" : "");
+	if (!strcmp(opt.source, "remote"))
+		printf("# remote: engine rows fetch every page from a page server over loopback TCP (network round trip included); raw rows copy from memory\n");
 	printf("# p50/p99/max: guest-timed touch latency; svc: engine's fault service time; cost: engine time per fault vs the raw loop\n");
 	print_header();
 	for (b = 0; b < opt.nr_backends && !ret; b++) {

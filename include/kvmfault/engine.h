@@ -63,6 +63,12 @@ struct kf_engine_config {
 	unsigned int handler_threads;	/* threads per uffd; 0 means 1 */
 	bool no_zeropage;	/* zero sources: copy zeros, not UFFDIO_ZEROPAGE */
 	bool no_latency;	/* do not time faults (no clock reads) */
+	/*
+	 * Pin the handler threads of uffd i to CPU i mod nproc (with one uffd
+	 * per vCPU and vCPU i pinned to the same CPU, a fault never crosses
+	 * CPUs).
+	 */
+	bool pin_handlers;
 };
 
 const char *kf_backend_name(enum kf_backend b);
@@ -108,6 +114,30 @@ int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len);
 bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa);
 /* Pages installed so far, over all regions. */
 uint64_t kf_engine_installed_pages(struct kf_engine *e);
+
+/*
+ * Switch-off: every page of slot's region is installed, so the region no
+ * longer needs the engine.  While vCPUs keep running, this clears
+ * KVM_MEM_EXIT_ON_MISSING (exit backend, a flags-only memslot update) and
+ * UFFDIO_UNREGISTERs the region (every backend); once every region is
+ * complete the handler threads exit.  Later accesses are plain faults with
+ * no userfaultfd or exit cost.  A vCPU exit already in flight for one of
+ * these pages is still served (the page is populated, the vCPU re-enters).
+ * 0 (switched now or before), -EBUSY when pages are still missing (nothing
+ * changed), or -errno with a message.  Call from a host thread, not from a
+ * vCPU hook or a page source.
+ */
+int kf_engine_region_complete(struct kf_engine *e, uint32_t slot);
+/* Whether kf_engine_region_complete() switched slot's region off. */
+bool kf_engine_region_is_complete(struct kf_engine *e, uint32_t slot);
+/* When it did (CLOCK_MONOTONIC ns), or 0. */
+uint64_t kf_engine_region_complete_ns(struct kf_engine *e, uint32_t slot);
+/*
+ * Whether the kernel has slot's memory registered with userfaultfd, read
+ * from /proc/self/smaps (VmFlags um/ui) for the region's first page:
+ * 1, 0, or -errno with a message.
+ */
+int kf_engine_region_uffd_registered(struct kf_engine *e, uint32_t slot);
 
 /* The first failure's message, or NULL while all is well. */
 const char *kf_engine_error(struct kf_engine *e);

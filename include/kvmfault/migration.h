@@ -336,6 +336,14 @@ struct kf_mig_report {
 	uint64_t requests, req_messages;
 	uint64_t verified_pages;	/* pages the guest re-checked */
 	struct kf_engine_stats engine;	/* faults and latency per vCPU */
+	/* Switch-off (destination): every page here, the engine let go of
+	 * the regions (kf_engine_region_complete) while the guest ran. */
+	bool switched;
+	uint64_t switch_ns;		/* resume -> normal faulting */
+	uint64_t run_after_switch_ns;	/* switch -> guest told to stop */
+	uint64_t iterations_after_switch; /* guest write passes meanwhile */
+	uint64_t uffd_faults_after_switch; /* userfaults seen meanwhile */
+	bool uffd_unregistered;		/* smaps: no region registered */
 };
 
 struct kf_mig_source_config {
@@ -365,6 +373,7 @@ struct kf_mig_dest_config {
 	int connect_timeout_ms;
 	int recover_timeout_ms;
 	int run_ms;			/* let the guest run at least this long */
+	int run_after_switch_ms;	/* and this long after the switch-off */
 	int drop_after_ms;		/* test hook: drop the connections once */
 	bool progress;			/* a progress bar on stderr */
 	bool quiet;

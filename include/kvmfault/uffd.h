@@ -55,6 +55,7 @@ struct kf_uffd_raw_config {
 	int memfd;		/* minor only */
 	unsigned int nr_uffds;	/* 0 or 1: one shared uffd */
 	unsigned int handlers;	/* threads per uffd, 0 means 1 */
+	bool pin;		/* uffd i's threads on CPU i mod nproc */
 };
 
 struct kf_uffd_raw;
