@@ -18,7 +18,8 @@
 #
 # usage: build.sh [--print-dir] [--apply-only DIR]
 #   env: KVMFAULT_CACHE, LINUX_TARBALL, KFLAVOR (name of the build flavour),
-#        KFRAGMENTS (space separated fragment files), JOBS
+#        KFRAGMENTS (space separated fragment files), KSERIES (series file),
+#        JOBS
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,19 +34,23 @@ log() { echo "kernel: $*" >&2; }
 die() { echo "kernel: error: $*" >&2; exit 1; }
 
 [ -r "$TARBALL" ] || die "$TARBALL missing: run 'make -C kernel deps' (apt-get install linux-source-6.1)"
-[ -r "$SERIES_DIR/series" ] || die "$SERIES_DIR/series missing"
+# KSERIES: another series file, e.g. /dev/null for an unpatched control
+# kernel (use it with its own KFLAVOR, e.g. "base").
+SERIES_FILE=${KSERIES:-$SERIES_DIR/series}
+[ -r "$SERIES_FILE" ] || die "$SERIES_FILE missing"
 
 patches=()
 while read -r p; do
 	case "$p" in ''|'#'*) continue ;; esac
-	[ -r "$SERIES_DIR/$p" ] || die "series lists $p, but $SERIES_DIR/$p does not exist"
+	[ -r "$SERIES_DIR/$p" ] || die "$SERIES_FILE lists $p, but $SERIES_DIR/$p does not exist"
 	patches+=("$SERIES_DIR/$p")
-done <"$SERIES_DIR/series"
+done <"$SERIES_FILE"
 
 # The key covers everything the kernel image depends on.
 key=$( {
 	stat -c '%n %s %Y' "$TARBALL"
 	echo "flavor $FLAVOR"
+	echo "series ${#patches[@]}"
 	for f in "${patches[@]}" $FRAGMENTS "$here/build.sh"; do
 		echo "== $(basename "$f")"; cat "$f"
 	done

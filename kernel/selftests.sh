@@ -32,7 +32,7 @@ kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)}
 src=$CACHE/src
 [ -d "$src/tools/testing/selftests/kvm" ] || die "$src missing: make -C kernel"
 
-work=$CACHE/selftests
+work=$CACHE/selftests-${KFLAVOR:-rig}
 out=$work/build
 mkdir -p "$work" "$out"
 

@@ -268,6 +268,9 @@ static int kf_dest_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 }
 
 /* Write passes of every vCPU of the workload so far. */
+/* How long the destination waits for guest progress after the switch. */
+#define KF_DEST_PROGRESS_TIMEOUT_NS (30ULL * 1000000000ULL)
+
 static uint64_t kf_dest_iterations(struct kf_vm *vm, unsigned int nv)
 {
 	struct kf_workload_ctl *ctl = kf_workload_ctl(vm);
@@ -478,8 +481,13 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	if (ret)
 		goto out;
 	rep->postcopy_ns = kf_mig_now_ns() - t_resume;
+	/* Run on for the times asked, and until the guest has made progress
+	 * past the switch: a slow host (QEMU TCG) may need longer for that. */
 	while (kf_mig_now_ns() - t_resume < cfg->run_ms * 1000000ULL ||
-	       kf_mig_now_ns() - t_switch < cfg->run_after_switch_ms * 1000000ULL)
+	       kf_mig_now_ns() - t_switch < cfg->run_after_switch_ms * 1000000ULL ||
+	       (cfg->run_after_switch_ms &&
+		kf_dest_iterations(vm, nv) == iter_at_switch &&
+		kf_mig_now_ns() - t_switch < KF_DEST_PROGRESS_TIMEOUT_NS))
 		usleep(5000);
 	rep->run_after_switch_ns = kf_mig_now_ns() - t_switch;
 	rep->iterations_after_switch = kf_dest_iterations(vm, nv) - iter_at_switch;

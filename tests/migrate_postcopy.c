@@ -93,6 +93,9 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "source exited with status 0x%x", status);
 	TEST_ASSERT_EQ(rep.verified_pages, nr_vcpus * pages);
+	/* On a kernel with exit-on-missing (the QEMU rig) AUTO must use it. */
+	if (kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
+		TEST_ASSERT(!strcmp(rep.backend, "exit"), "backend %s", rep.backend);
 	TEST_ASSERT_EQ(rep.precopy_rounds, rounds);
 	if (!rounds)
 		TEST_ASSERT_EQ(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY], 0);
