@@ -247,10 +247,13 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	int fd, ret;
 
 	*cp = NULL;
-	for (;;) {
+	for (bool told = false;; told = true) {
 		fd = kf_mig_connect(r->addr, timeout_ms);
 		if (fd >= 0 || kf_mig_now_ns() >= deadline)
 			break;
+		if (!told && !r->cfg.quiet)
+			fprintf(stderr, "kvmfault: %s; retrying for up to %d ms\n",
+				kf_error(), timeout_ms);
 		usleep(20000);
 	}
 	if (fd < 0)
