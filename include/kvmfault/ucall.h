@@ -20,6 +20,7 @@ enum kf_ucall_cmd {
 	KF_UCALL_DONE,
 	KF_UCALL_ABORT,		/* a failed guest assertion */
 	KF_UCALL_PRINT,		/* fmt with args[] as unsigned long long */
+	KF_UCALL_EXCEPTION,	/* vector, error code, RIP, CR2 */
 };
 
 /* Assertion kinds for KF_UCALL_ABORT */

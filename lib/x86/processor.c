@@ -15,18 +15,28 @@
 /*
  * System slot (slot 0) layout, guest physical:
  *   [0, image end)          the program image, at its link addresses
- *   sys (2 MiB aligned):    GDT page, return trampoline page, TSS with
- *                           its I/O bitmap, page-table pool, one area a vCPU
+ *   sys (2 MiB aligned):    GDT page, code page (return trampoline and
+ *                           exception stubs), IDT page, one TSS a vCPU
+ *                           sharing one I/O bitmap, page-table pool, one
+ *                           area a vCPU
  */
-#define KF_X86_TSS_IOMAP 0x68
-#define KF_X86_TSS_SIZE (KF_X86_TSS_IOMAP + 65536 / 8 + 1)
-#define KF_X86_TSS_LIMIT (KF_X86_TSS_SIZE - 1)
+/*
+ * Each vCPU has a TSS of its own (its own RSP0 stack for exceptions); all of
+ * them point at one I/O bitmap placed after the last TSS, which allows
+ * every port.
+ */
+#define KF_X86_TSS_SIZE 0x68
+#define KF_X86_IOMAP_SIZE (65536 / 8 + 1)
+#define KF_X86_GDT_TSS0 5	/* GDT index of vCPU 0's TSS descriptor */
+#define KF_X86_EXC_STUBS_OFFSET 0x100	/* in the code page */
 
 struct kf_x86_vm {
 	uint64_t sys_gpa;
 	uint64_t gdt_gpa;
-	uint64_t tss_gpa;
 	uint64_t tramp_gpa;
+	uint64_t idt_gpa;
+	uint64_t tss_gpa;	/* vCPU i's TSS at tss_gpa + i * KF_X86_TSS_SIZE */
+	uint64_t iomap_gpa;
 	uint64_t pt_gpa;	/* pool start; the PML4 is its first page */
 	unsigned int pt_used;
 	uint64_t vcpu_gpa;
@@ -54,6 +64,53 @@ __asm__(".pushsection .rodata\n"
 	"kf_x86_return_end:\n"
 	".popsection\n");
 extern const char kf_x86_return_code[], kf_x86_return_end[];
+
+/*
+ * Exception stubs, 16 bytes a vector, for vectors 0-31.  At CPL0 on the
+ * vCPU's own RSP0 stack they put vector, error code, RIP and CR2 in the
+ * vCPU's ucall as KF_UCALL_EXCEPTION and report it, forever.  Position
+ * independent, copied into the system slot like the trampoline.
+ */
+_Static_assert(KF_UCALL_EXCEPTION == 5, "exception stubs");
+__asm__(".pushsection .rodata\n"
+	".macro kf_exc_stub vec, err\n"
+	"  .balign 16\n"
+	"  .if \\err == 0\n"
+	"    pushq $0\n"
+	"  .endif\n"
+	"  pushq $\\vec\n"
+	"  jmp 2f\n"
+	".endm\n"
+	".globl kf_x86_exc_code\n"
+	".balign 16\n"
+	"kf_x86_exc_code:\n"
+	"  kf_exc_stub 0, 0\n  kf_exc_stub 1, 0\n  kf_exc_stub 2, 0\n"
+	"  kf_exc_stub 3, 0\n  kf_exc_stub 4, 0\n  kf_exc_stub 5, 0\n"
+	"  kf_exc_stub 6, 0\n  kf_exc_stub 7, 0\n  kf_exc_stub 8, 1\n"
+	"  kf_exc_stub 9, 0\n  kf_exc_stub 10, 1\n kf_exc_stub 11, 1\n"
+	"  kf_exc_stub 12, 1\n kf_exc_stub 13, 1\n kf_exc_stub 14, 1\n"
+	"  kf_exc_stub 15, 0\n kf_exc_stub 16, 0\n kf_exc_stub 17, 1\n"
+	"  kf_exc_stub 18, 0\n kf_exc_stub 19, 0\n kf_exc_stub 20, 0\n"
+	"  kf_exc_stub 21, 1\n kf_exc_stub 22, 0\n kf_exc_stub 23, 0\n"
+	"  kf_exc_stub 24, 0\n kf_exc_stub 25, 0\n kf_exc_stub 26, 0\n"
+	"  kf_exc_stub 27, 0\n kf_exc_stub 28, 0\n kf_exc_stub 29, 1\n"
+	"  kf_exc_stub 30, 1\n kf_exc_stub 31, 0\n"
+	"2: mov %gs:0, %rax\n"
+	"   popq 40(%rax)\n"		/* args[0]: vector */
+	"   popq 48(%rax)\n"		/* args[1]: error code */
+	"   mov (%rsp), %rcx\n"
+	"   mov %rcx, 56(%rax)\n"	/* args[2]: RIP */
+	"   mov %cr2, %rcx\n"
+	"   mov %rcx, 64(%rax)\n"	/* args[3]: CR2 */
+	"   movq $5, 32(%rax)\n"	/* cmd: KF_UCALL_EXCEPTION */
+	"   mov $0x4b46, %dx\n"
+	"3: out %al, %dx\n"
+	"   jmp 3b\n"
+	".purgem kf_exc_stub\n"
+	".globl kf_x86_exc_end\n"
+	"kf_x86_exc_end:\n"
+	".popsection\n");
+extern const char kf_x86_exc_code[], kf_x86_exc_end[];
 _Static_assert(KF_UCALL_DONE == 2 && KF_UCALL_PORT == 0x4b46, "trampoline");
 
 static struct kf_x86_vm *kf_x86(struct kf_vm *vm)
@@ -189,22 +246,51 @@ static void kf_x86_setup_gdt(struct kf_vm *vm)
 {
 	struct kf_x86_vm *x = kf_x86(vm);
 	uint64_t *gdt = kf_x86_hva(vm, x->gdt_gpa);
-	uint8_t *tss = kf_x86_hva(vm, x->tss_gpa);
+	uint8_t *iomap = kf_x86_hva(vm, x->iomap_gpa);
+	unsigned int i;
 
 	gdt[0] = 0;
 	gdt[1] = kf_x86_gdt_entry(0, 0xfffff, 0x9b, 0xa);	/* kernel code, L */
 	gdt[2] = kf_x86_gdt_entry(0, 0xfffff, 0x93, 0xc);	/* kernel data */
 	gdt[3] = kf_x86_gdt_entry(0, 0xfffff, 0xfb, 0xa);	/* user code, L */
 	gdt[4] = kf_x86_gdt_entry(0, 0xfffff, 0xf3, 0xc);	/* user data */
-	gdt[5] = kf_x86_gdt_entry((uint32_t)x->tss_gpa, KF_X86_TSS_LIMIT, 0x89, 0);
-	gdt[6] = x->tss_gpa >> 32;
+	for (i = 0; i < vm->max_vcpus; i++) {
+		uint64_t base = x->tss_gpa + i * KF_X86_TSS_SIZE;
+		uint8_t *tss = kf_x86_hva(vm, base);
+		uint32_t limit = x->iomap_gpa + KF_X86_IOMAP_SIZE - 1 - base;
+
+		gdt[KF_X86_GDT_TSS0 + 2 * i] =
+			kf_x86_gdt_entry((uint32_t)base, limit, 0x89, 0);
+		gdt[KF_X86_GDT_TSS0 + 2 * i + 1] = base >> 32;
+		*(uint16_t *)(tss + 0x66) = x->iomap_gpa - base;
+	}
 	/*
-	 * An I/O bitmap that allows every port, besides IOPL=3: some KVMs
+	 * The bitmap allows every port, besides IOPL=3: some KVMs
 	 * (pagetable-based ones among them) run user mode with IOPL=0.
 	 */
-	memset(tss, 0, KF_X86_TSS_SIZE);
-	tss[0x66] = KF_X86_TSS_IOMAP;
-	tss[KF_X86_TSS_SIZE - 1] = 0xff;	/* the bitmap's terminator */
+	memset(iomap, 0, KF_X86_IOMAP_SIZE - 1);
+	iomap[KF_X86_IOMAP_SIZE - 1] = 0xff;	/* the bitmap's terminator */
+}
+
+/* Interrupt gates for vectors 0-31 to the stubs, at CPL0. */
+static void kf_x86_setup_idt(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+	uint64_t *idt = kf_x86_hva(vm, x->idt_gpa);
+	uint64_t stubs = x->tramp_gpa + KF_X86_EXC_STUBS_OFFSET;
+	unsigned int v;
+
+	memcpy(kf_x86_hva(vm, stubs), kf_x86_exc_code,
+	       kf_x86_exc_end - kf_x86_exc_code);
+	for (v = 0; v < 32; v++) {
+		uint64_t handler = stubs + 16 * v;
+
+		idt[2 * v] = (handler & 0xffff) |
+			     ((uint64_t)KF_X86_SEL_KERNEL_CS << 16) |
+			     (0x8eULL << 40) |	/* present, DPL0, interrupt gate */
+			     ((handler >> 16 & 0xffff) << 48);
+		idt[2 * v + 1] = handler >> 32;
+	}
 }
 
 int kf_arch_vm_init(struct kf_vm *vm)
@@ -229,8 +315,10 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	x->sys_gpa = KF_ALIGN_UP(end, KF_X86_LARGE_PAGE);
 	x->gdt_gpa = x->sys_gpa;
 	x->tramp_gpa = x->gdt_gpa + KF_PAGE_SIZE;
-	x->tss_gpa = x->tramp_gpa + KF_PAGE_SIZE;
-	x->pt_gpa = x->tss_gpa + KF_ALIGN_UP(KF_X86_TSS_SIZE, KF_PAGE_SIZE);
+	x->idt_gpa = x->tramp_gpa + KF_PAGE_SIZE;
+	x->tss_gpa = x->idt_gpa + KF_PAGE_SIZE;
+	x->iomap_gpa = x->tss_gpa + vm->max_vcpus * KF_X86_TSS_SIZE;
+	x->pt_gpa = KF_ALIGN_UP(x->iomap_gpa + KF_X86_IOMAP_SIZE, KF_PAGE_SIZE);
 	x->vcpu_gpa = x->pt_gpa + KF_X86_PT_POOL_PAGES * KF_PAGE_SIZE;
 	x->sys_end = KF_ALIGN_UP(x->vcpu_gpa + vm->max_vcpus * KF_X86_VCPU_AREA,
 				 KF_X86_LARGE_PAGE);
@@ -244,6 +332,7 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	if (ret)
 		return ret;
 	kf_x86_setup_gdt(vm);
+	kf_x86_setup_idt(vm);
 	memcpy(kf_x86_hva(vm, x->tramp_gpa), kf_x86_return_code,
 	       kf_x86_return_end - kf_x86_return_code);
 	return 0;
@@ -310,9 +399,9 @@ static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
 	sr.gs.base = area_gpa;
 
 	memset(&sr.tr, 0, sizeof(sr.tr));
-	sr.tr.base = x->tss_gpa;
-	sr.tr.limit = KF_X86_TSS_LIMIT;
-	sr.tr.selector = KF_X86_SEL_TSS;
+	sr.tr.base = x->tss_gpa + vcpu->id * KF_X86_TSS_SIZE;
+	sr.tr.limit = x->iomap_gpa + KF_X86_IOMAP_SIZE - 1 - sr.tr.base;
+	sr.tr.selector = (KF_X86_GDT_TSS0 + 2 * vcpu->id) * 8;
 	sr.tr.type = 11;
 	sr.tr.present = 1;
 
@@ -322,9 +411,9 @@ static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
 	sr.ldt.unusable = 1;
 
 	sr.gdt.base = x->gdt_gpa;
-	sr.gdt.limit = 7 * 8 - 1;
-	sr.idt.base = 0;
-	sr.idt.limit = 0;
+	sr.gdt.limit = (KF_X86_GDT_TSS0 + 2 * vcpu->vm->max_vcpus) * 8 - 1;
+	sr.idt.base = x->idt_gpa;
+	sr.idt.limit = 32 * 16 - 1;
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr))
 		return kf_fail_errno(errno, "KVM_SET_SREGS (long mode, CPL3)");
 	return 0;
@@ -340,6 +429,7 @@ int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 	uint64_t stack_top = area_gpa;
 	struct kf_guest_vcpu *area = kf_x86_hva(vm, area_gpa);
 	struct kvm_regs regs = { 0 };
+	uint64_t rsp0;
 	int ret;
 
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, x->cpuid))
@@ -348,6 +438,11 @@ int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 	if (ret)
 		return ret;
 
+	/* Exceptions run on the rest of the area's page, below its end;
+	 * RSP0 sits at byte 4 of the TSS, unaligned. */
+	rsp0 = area_gpa + KF_PAGE_SIZE;
+	memcpy((char *)kf_x86_hva(vm, x->tss_gpa + vcpu->id * KF_X86_TSS_SIZE) + 4,
+	       &rsp0, sizeof(rsp0));
 	memset(area, 0, sizeof(*area));
 	area->self = (struct kf_guest_vcpu *)(uintptr_t)area_gpa;
 	area->id = vcpu->id;

@@ -32,12 +32,12 @@
 #define KF_X86_RFLAGS_FIXED 0x2ULL
 #define KF_X86_RFLAGS_IOPL3 (3ULL << 12)
 
-/* GDT: null, kernel code/data, user code/data, 64-bit TSS (two slots). */
+/* GDT: null, kernel code/data, user code/data, then one 64-bit TSS
+ * descriptor (two slots) a vCPU. */
 #define KF_X86_SEL_KERNEL_CS 0x08
 #define KF_X86_SEL_KERNEL_DS 0x10
 #define KF_X86_SEL_USER_CS   0x1b
 #define KF_X86_SEL_USER_DS   0x23
-#define KF_X86_SEL_TSS       0x28
 
 #define KF_X86_LARGE_PAGE (2ULL << 20)
 #define KF_X86_PT_POOL_PAGES 256

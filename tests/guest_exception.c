@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A guest exception reaches the host decoded: vector, RIP, error code and,
+ * for a page fault, the address; on several vCPUs at once each reports its
+ * own (every vCPU has its own exception stack).
+ */
+#include <string.h>
+
+#include <kvmfault/kvmfault.h>
+#include <kvmfault/test.h>
+
+#define BAD_ADDR 0x10ULL	/* page 0 is never mapped */
+
+static KF_GUEST void guest_null_read(uint64_t arg)
+{
+	GUEST_SYNC(1);
+	(void)*(volatile uint64_t *)(BAD_ADDR + arg * 8);
+}
+
+static KF_GUEST void guest_ud(uint64_t arg)
+{
+	(void)arg;
+	__asm__ volatile("ud2");
+}
+
+static void expect_exception(void (*fn)(uint64_t), unsigned int nr_vcpus,
+			     const char *const *needles)
+{
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	unsigned int i;
+
+	TEST_OK(kf_vm_create(&vm));
+	for (i = 0; i < nr_vcpus; i++)
+		TEST_OK(kf_vcpu_add(vm, i, fn, i, &vcpu));
+	for (i = 0; i < nr_vcpus; i++)
+		TEST_OK(kf_vcpu_start(vm->vcpus[i], NULL));
+	for (i = 0; i < nr_vcpus; i++) {
+		const char *const *n;
+		char addr[64];
+
+		vcpu = vm->vcpus[i];
+		TEST_ASSERT_EQ(kf_vcpu_join(vcpu), -EFAULT);
+		for (n = needles; *n; n++)
+			TEST_ASSERT(strstr(vcpu->errmsg, *n), "'%s' missing from: %s",
+				    *n, vcpu->errmsg);
+		if (fn == guest_null_read) {
+			/* each vCPU faulted on its own address */
+			snprintf(addr, sizeof(addr), "address 0x%llx",
+				 BAD_ADDR + i * 8);
+			TEST_ASSERT(strstr(vcpu->errmsg, addr), "'%s' missing from: %s",
+				    addr, vcpu->errmsg);
+		}
+		printf("%s\n", vcpu->errmsg);
+	}
+	kf_vm_destroy(vm);
+}
+
+int main(void)
+{
+	kf_test_require_kvm();
+	/* user-mode read of a not-present page: error code U=1, P=0, W=0 */
+	expect_exception(guest_null_read, 1, (const char *const[]){
+		"guest exception #PF (vector 14)", "error code 0x4", NULL });
+	expect_exception(guest_null_read, 4, (const char *const[]){
+		"#PF", NULL });
+	expect_exception(guest_ud, 1, (const char *const[]){
+		"guest exception #UD (vector 6)", NULL });
+	TEST_PASS("guest exceptions decoded, one exception stack a vCPU");
+}
