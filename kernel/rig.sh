@@ -9,9 +9,10 @@
 #                      initramfs, boot once per vCPU count in $RIG_SMP, run
 #                      them with tests/run-tests.sh; the last line is
 #                      "rig: N passed, N failed, N skipped" (sums over all
-#                      boots) and the exit status is non-zero if a test
-#                      failed, a guest hung or died, or a serial log shows a
-#                      kernel warning, BUG, lockdep or KASAN report.
+#                      boots; a boot that hung or died, and a serial log with
+#                      a kernel warning, BUG, lockdep, KASAN or UBSAN report,
+#                      each count as one more failure) and the exit status is
+#                      non-zero if anything failed.
 #
 # Serial logs stay in $KVMFAULT_CACHE/rig/ for reading.
 set -uo pipefail
@@ -35,9 +36,10 @@ file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' &&
 	die "$BUSYBOX is dynamically linked: install busybox-static"
 
 # Kernel messages that fail a run: printk lines (they carry a [time] prefix
-# with PRINTK_TIME) announcing a warning, BUG, oops, lockdep, KASAN, UBSAN,
-# RCU stall or hung task.
-SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep|KASAN|UBSAN|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
+# with PRINTK_TIME) announcing a warning, BUG (KASAN reports are "BUG:
+# KASAN: ..."), oops, lockdep report, UBSAN, RCU stall or hung task.  Not
+# the boot banners of the debug options ("RCU lockdep checking is enabled").
+SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep is turned off|DEBUG_LOCKS_WARN_ON|bad unlock balance|held lock freed|UBSAN:|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
 
 check_splat() {
 	local log=$1
@@ -77,7 +79,7 @@ boot() {
 cmd_tests() {
 	local dir=$1
 	[ -d "$dir" ] || die "TESTS_DIR $dir is not a directory"
-	local rigdir=${RIG_LOG_DIR:-$CACHE/rig}
+	local rigdir=${RIG_LOG_DIR:-$CACHE/rig$( [ "${KFLAVOR:-rig}" = rig ] || echo "-$KFLAVOR")}
 	mkdir -p "$rigdir"
 	local st=$rigdir/initramfs
 	rm -rf "$st" "$rigdir"/serial-smp*.log
@@ -104,21 +106,25 @@ cmd_tests() {
 		secs=$(( $(date +%s) - start ))
 		sed -n '/^KF-BEGIN/,/^KF-END/p' "$log" | grep -a -v '^KF-' | sed "s/^/[smp$smp] /"
 		counts=$(grep -a '^KF-COUNTS' "$log" | tail -n 1)
+		# A boot without results counts as one failure.
 		if [ $rc -eq 124 ]; then
-			echo "rig: smp$smp: guest timed out after ${RIG_TIMEOUT}s (serial log $log)"
+			echo "rig: smp$smp: FAIL: guest timed out after ${RIG_TIMEOUT}s (serial log $log)"
 			tail -n 20 "$log" | sed 's/^/  | /'
 			bad=1
+			tf=$((tf + 1))
 		elif [ -z "$counts" ]; then
-			echo "rig: smp$smp: guest died before reporting results (qemu exit $rc, serial log $log)"
+			echo "rig: smp$smp: FAIL: guest died before reporting results (qemu exit $rc, serial log $log)"
 			tail -n 30 "$log" | sed 's/^/  | /'
 			bad=1
+			tf=$((tf + 1))
 		else
 			# "KF-COUNTS guest: 5 passed, 0 failed, 1 skipped"
 			set -- $(echo "$counts" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')
 			tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
 			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
 		fi
-		check_splat "$log" || bad=1
+		# A kernel splat counts as one failure.
+		check_splat "$log" || { bad=1; tf=$((tf + 1)); }
 	done
 	echo "rig: serial logs: $(ls "$rigdir"/serial-smp*.log | tr '\n' ' ')"
 	echo "rig: $tp passed, $tf failed, $ts skipped"

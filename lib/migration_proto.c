@@ -561,7 +561,13 @@ static int kf_mig_resolve(const char *addr, bool passive, struct addrinfo **res)
 		return kf_fail(EINVAL, "address '%s': host name too long", addr);
 	memcpy(host, addr, hl);
 	host[hl] = '\0';
+	/* Numeric first: a static program has no name service to ask. */
+	hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
 	ret = getaddrinfo(host, colon + 1, &hints, res);
+	if (ret == EAI_NONAME) {
+		hints.ai_flags &= ~(AI_NUMERICHOST | AI_NUMERICSERV);
+		ret = getaddrinfo(host, colon + 1, &hints, res);
+	}
 	if (ret)
 		return kf_fail(EHOSTUNREACH, "address '%s': %s", addr,
 			       gai_strerror(ret));

@@ -4,13 +4,18 @@
 #   host    the tests on this machine's own KVM
 #   asan    the same tests built with AddressSanitizer and UBSan
 #   fuzz    the stream and snapshot parsers under libFuzzer, bounded
-#   rig     the patched kernel under QEMU with the tests inside
+#   rig     the patched kernel under QEMU with the tests inside (2 and 4
+#           vCPUs), after its UAPI values are compared with ours
+#   series  each patch applied in turn: checkpatch, build, the kernel_* tests
+#   selftests  the kernel's own KVM selftests on the patched kernel, compared
+#           with the unpatched kernel: a regression fails; tests that skip,
+#           or fail on the unpatched kernel too, count as skipped
 # KVMFAULT_PHASES="host asan" limits the phases; KVMFAULT_FUZZ_SECONDS sets
 # the fuzzing time a harness.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-phases=${KVMFAULT_PHASES:-host asan fuzz rig}
+phases=${KVMFAULT_PHASES:-host asan fuzz rig series selftests}
 jobs=$(nproc 2>/dev/null || echo 2)
 log=$(mktemp /tmp/kf-check.XXXXXX)
 trap 'rm -f "$log"' EXIT
@@ -28,6 +33,35 @@ run_phase() {
 	fi
 	grep "^$label: [0-9]* passed" "$log.$label" | tail -n 1 >>"$log"
 	rm -f "$log.$label"
+}
+
+# The series check: one test a patch when it passes, a failure otherwise.
+series_phase() {
+	if make -s -C kernel check-series TESTS_DIR="$(pwd)/build/static/tests"; then
+		echo "series: $(grep -c . kernel/patches/series) passed, 0 failed, 0 skipped"
+	else
+		echo "series: 0 passed, 1 failed, 0 skipped"
+	fi
+}
+
+# The selftests: passed, regressions as failed, everything else skipped.
+selftests_phase() {
+	out=$(mktemp /tmp/kf-selftests.XXXXXX)
+	make -s -C kernel selftests >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	line=$(grep -a "^selftests: total" "$out" | tail -n 1)
+	rm -f "$out"
+	total=$(echo "$line" | sed -n 's/.*total \([0-9]*\);.*/\1/p')
+	pass=$(echo "$line" | sed -n 's/.*[ ;]pass \([0-9]*\).*/\1/p')
+	regr=$(echo "$line" | sed -n 's/.*regressions \([0-9]*\).*/\1/p')
+	if [ -z "$total" ] || [ -z "$regr" ]; then
+		echo "selftests: 0 passed, 1 failed, 0 skipped"
+		return
+	fi
+	[ $rc -ne 0 ] && [ "$regr" -eq 0 ] && regr=1
+	pass=${pass:-0}
+	echo "selftests: $pass passed, $regr failed, $((total - pass)) skipped"
 }
 
 skip_phase() {
@@ -68,9 +102,24 @@ for phase in $phases; do
 		else
 			make -s -j"$jobs" VARIANT=static tests tools ||
 				{ echo "rig: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
-			run_phase rig make -s -C kernel rig \
-				TESTS_DIR="$(pwd)/build/static/tests" \
-				TOOLS_DIR="$(pwd)/build/static/bin"
+			run_phase rig make -s -C kernel check \
+				TESTS_DIR="$(pwd)/build/static/tests"
+		fi ;;
+	series)
+		note "series: each patch on its own"
+		if [ ! -f kernel/Makefile ] || ! command -v qemu-system-x86_64 >/dev/null; then
+			skip_phase series "the kernel rig is not available (kernel/Makefile, qemu-system-x86)"
+		else
+			make -s -j"$jobs" VARIANT=static tests ||
+				{ echo "series: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+			run_phase series series_phase
+		fi ;;
+	selftests)
+		note "selftests: the kernel's KVM selftests on the patched kernel"
+		if [ ! -f kernel/Makefile ] || ! command -v qemu-system-x86_64 >/dev/null; then
+			skip_phase selftests "the kernel rig is not available (kernel/Makefile, qemu-system-x86)"
+		else
+			run_phase selftests selftests_phase
 		fi ;;
 	*)
 		echo "unknown phase '$phase'" >&2

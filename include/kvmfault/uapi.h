@@ -6,7 +6,7 @@
  * a VMM built against this header keeps working on upstream kernels.  The
  * exit-on-missing memslot flag and its capability belong to the kvmfault
  * kernel series (kernel/patches/).  Every definition is guarded, so newer
- * system headers win; tests/kernel_uapi_check.c compares each value against
+ * system headers win; kernel/uapi-check.sh compares each value against
  * the patched kernel's own header.
  */
 #ifndef KVMFAULT_UAPI_H
