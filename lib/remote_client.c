@@ -123,6 +123,15 @@ static void kf_rc_fail(struct kf_remote *r, const char *msg)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Wake every thread blocked on either connection. */
+static void kf_rc_shutdown_conns(struct kf_remote *r)
+{
+	pthread_mutex_lock(&r->conn_lock);
+	kf_mig_conn_shutdown(r->main);
+	kf_mig_conn_shutdown(r->demand);
+	pthread_mutex_unlock(&r->conn_lock);
+}
+
 static void kf_rc_broken(struct kf_remote *r, const char *why)
 {
 	pthread_mutex_lock(&r->lock);
@@ -135,10 +144,7 @@ static void kf_rc_broken(struct kf_remote *r, const char *why)
 		pthread_cond_broadcast(&r->req_cond);
 	}
 	pthread_mutex_unlock(&r->lock);
-	pthread_mutex_lock(&r->conn_lock);
-	kf_mig_conn_shutdown(r->main);
-	kf_mig_conn_shutdown(r->demand);
-	pthread_mutex_unlock(&r->conn_lock);
+	kf_rc_shutdown_conns(r);
 }
 
 /*
@@ -678,10 +684,7 @@ static void *kf_rc_rx_thread(void *arg, bool is_main)
 	if (ret == -EPROTO || ret == -EBADMSG) {
 		/* A hostile or broken stream: no reconnect will fix it. */
 		kf_rc_fail(r, kf_error());
-		pthread_mutex_lock(&r->conn_lock);
-		kf_mig_conn_shutdown(r->main);
-		kf_mig_conn_shutdown(r->demand);
-		pthread_mutex_unlock(&r->conn_lock);
+		kf_rc_shutdown_conns(r);
 		return NULL;
 	}
 	kf_rc_broken(r, kf_error());
@@ -991,10 +994,7 @@ void kf_remote_destroy(struct kf_remote *r)
 	pthread_cond_broadcast(&r->cond);
 	pthread_cond_broadcast(&r->req_cond);
 	pthread_mutex_unlock(&r->lock);
-	pthread_mutex_lock(&r->conn_lock);
-	kf_mig_conn_shutdown(r->main);
-	kf_mig_conn_shutdown(r->demand);
-	pthread_mutex_unlock(&r->conn_lock);
+	kf_rc_shutdown_conns(r);
 	if (r->threads_started) {
 		pthread_join(r->supervisor, NULL);
 		pthread_join(r->sender, NULL);

@@ -414,7 +414,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 
 	for (;;) {
 		pthread_t demand, push;
-		bool done = false, push_started = false;
+		bool done = false, fatal = false, push_started = false;
 
 		srv->stop = 0;
 		ret = pthread_create(&demand, NULL, kf_ps_demand_thread, srv);
@@ -445,14 +445,8 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			} else if (msg.hdr.type == KF_MIG_ERROR) {
 				ret = kf_fail(ECONNABORTED, "migration: the destination failed: %s",
 					      msg.u.text);
-				srv->stop = 1;
-				kf_mig_conn_shutdown(srv->main);
-				kf_mig_conn_shutdown(srv->demand);
-				pthread_join(demand, NULL);
-				if (push_started)
-					pthread_join(push, NULL);
-				kf_ps_close(srv);
-				return ret;
+				fatal = true;
+				break;
 			} else {
 				ret = kf_fail(EPROTO, "migration: unexpected %s on the main channel",
 					      kf_mig_type_name(msg.hdr.type));
@@ -475,7 +469,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 		kf_ps_close(srv);
 		if (done)
 			return 0;
-		if (ret == -EPROTO)
+		if (fatal || ret == -EPROTO)
 			return ret;
 		fprintf(stderr, "kvmfault page server: connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect\n",
 			srv->err[0] ? srv->err : "?", recover_ms);
