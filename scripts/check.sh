@@ -64,6 +64,15 @@ selftests_phase() {
 	echo "selftests: $pass passed, $regr failed, $((total - pass)) skipped"
 }
 
+# Why the QEMU rig cannot run here; nothing when it can.
+rig_missing() {
+	if [ ! -f kernel/Makefile ]; then
+		echo "kernel/Makefile is missing"
+	elif ! command -v qemu-system-x86_64 >/dev/null; then
+		echo "qemu-system-x86_64 is not installed (run as root so that make check installs qemu-system-x86)"
+	fi
+}
+
 skip_phase() {
 	echo "SKIP $1: $2"
 	echo "$1: 0 passed, 0 failed, 1 skipped" >>"$log"
@@ -93,34 +102,25 @@ for phase in $phases; do
 		else
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
-	rig)
-		note "rig: the patched kernel under QEMU"
-		if [ ! -f kernel/Makefile ]; then
-			skip_phase rig "kernel/Makefile is missing"
-		elif ! command -v qemu-system-x86_64 >/dev/null; then
-			skip_phase rig "qemu-system-x86_64 is not installed (run as root so that make check installs qemu-system-x86)"
-		else
-			make -s -j"$jobs" VARIANT=static tests tools ||
-				{ echo "rig: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
-			run_phase rig make -s -C kernel check \
-				TESTS_DIR="$(pwd)/build/static/tests"
-		fi ;;
-	series)
-		note "series: each patch on its own"
-		if [ ! -f kernel/Makefile ] || ! command -v qemu-system-x86_64 >/dev/null; then
-			skip_phase series "the kernel rig is not available (kernel/Makefile, qemu-system-x86)"
-		else
-			make -s -j"$jobs" VARIANT=static tests ||
-				{ echo "series: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
-			run_phase series series_phase
-		fi ;;
-	selftests)
-		note "selftests: the kernel's KVM selftests on the patched kernel"
-		if [ ! -f kernel/Makefile ] || ! command -v qemu-system-x86_64 >/dev/null; then
-			skip_phase selftests "the kernel rig is not available (kernel/Makefile, qemu-system-x86)"
-		else
-			run_phase selftests selftests_phase
-		fi ;;
+	rig|series|selftests)
+		case $phase in
+		rig) note "rig: the patched kernel under QEMU" ;;
+		series) note "series: each patch on its own" ;;
+		selftests) note "selftests: the kernel's KVM selftests on the patched kernel" ;;
+		esac
+		why=$(rig_missing)
+		if [ -n "$why" ]; then
+			skip_phase "$phase" "$why"
+			continue
+		fi
+		make -s -j"$jobs" VARIANT=static tests tools ||
+			{ echo "$phase: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+		case $phase in
+		rig) run_phase rig make -s -C kernel check \
+			TESTS_DIR="$(pwd)/build/static/tests" ;;
+		series) run_phase series series_phase ;;
+		selftests) run_phase selftests selftests_phase ;;
+		esac ;;
 	*)
 		echo "unknown phase '$phase'" >&2
 		exit 2 ;;
