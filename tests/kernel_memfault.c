@@ -258,10 +258,24 @@ static void on_signal(int sig)
 	(void)sig;
 }
 
+struct kicker {
+	pthread_t target;
+	volatile int done;
+};
+
+/*
+ * A signal that arrives before the target enters KVM_RUN only runs the
+ * handler, and the spinning guest would run on forever: kick again until
+ * the target has seen one inside KVM_RUN.
+ */
 static void *kick(void *arg)
 {
-	usleep(300 * 1000);
-	pthread_kill(*(pthread_t *)arg, SIGUSR1);
+	struct kicker *k = arg;
+
+	while (!k->done) {
+		usleep(100 * 1000);
+		pthread_kill(k->target, SIGUSR1);
+	}
 	return NULL;
 }
 
@@ -274,7 +288,8 @@ static void test_not_annotated(void)
 	struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
-	pthread_t self = pthread_self(), t;
+	struct kicker kicker = { 0 };
+	pthread_t t;
 	int ret, status;
 	pid_t pid;
 
@@ -323,10 +338,12 @@ static void test_not_annotated(void)
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_spin, 0, &vcpu));
 	vcpu->run->exit_reason = STALE;
-	TEST_ASSERT(!pthread_create(&t, NULL, kick, &self), "pthread_create");
+	kicker.target = pthread_self();
+	TEST_ASSERT(!pthread_create(&t, NULL, kick, &kicker), "pthread_create");
 	do {
 		ret = raw_run(vcpu);
 	} while (ret >= 0 && ret == KVM_EXIT_IO);	/* no ucalls expected */
+	kicker.done = 1;
 	pthread_join(t, NULL);
 	TEST_ASSERT_EQ(ret, -EINTR);
 	TEST_ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_INTR);
