@@ -14,16 +14,17 @@
 #                      each count as one more failure) and the exit status is
 #                      non-zero if anything failed.
 #
-# Serial logs stay in $KVMFAULT_CACHE/rig/ for reading.
+# Serial logs stay in $KVMFAULT_CACHE/rig/ for reading.  RIG_TIMEOUT (a
+# boot) and TEST_TIMEOUT (a test) default to 900 s and 300 s times the
+# machine's time scale (rig-common.sh).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
-RIG_TIMEOUT=${RIG_TIMEOUT:-900}
-TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 RIG_SMP=${RIG_SMP:-2 4}
 RIG_MEM=${RIG_MEM:-2G}
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+# shellcheck source=rig-common.sh
+. "$here/rig-common.sh"
 
 die() { echo "rig: error: $*" >&2; exit 2; }
 
@@ -35,12 +36,6 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: mak
 file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' &&
 	die "$BUSYBOX is dynamically linked: install busybox-static"
 
-# Kernel messages that fail a run: printk lines (they carry a [time] prefix
-# with PRINTK_TIME) announcing a warning, BUG (KASAN reports are "BUG:
-# KASAN: ..."), oops, lockdep report, UBSAN, RCU stall or hung task.  Not
-# the boot banners of the debug options ("RCU lockdep checking is enabled").
-SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep is turned off|DEBUG_LOCKS_WARN_ON|bad unlock balance|held lock freed|UBSAN:|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
-
 check_splat() {
 	local log=$1
 	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
@@ -51,24 +46,12 @@ check_splat() {
 	return 0
 }
 
-# make_initrd STAGING OUT: busybox + /init + whatever STAGING holds.
-make_initrd() {
-	local st=$1 out=$2
-	mkdir -p "$st/bin" "$st/dev" "$st/proc" "$st/sys" "$st/tmp" "$st/sbin"
-	cp "$BUSYBOX" "$st/bin/busybox"
-	ln -sf busybox "$st/bin/sh"
-	cp "$here/initramfs/init" "$st/init"
-	cp "$here/../tests/run-tests.sh" "$st/bin/run-tests.sh"
-	chmod +x "$st/init" "$st/bin/run-tests.sh"
-	(cd "$st" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$out"
-}
-
 # boot SMP INITRD LOG APPEND...: one QEMU boot under a time limit.
 # Returns 0 if QEMU exited by itself, 124 on timeout.
 boot() {
 	local smp=$1 initrd=$2 log=$3
 	shift 3
-	timeout --foreground -k 10 "$RIG_TIMEOUT" qemu-system-x86_64 \
+	timeout --foreground -k 10 "$RIG_TIMEOUT" $(rig_qemu_prefix) qemu-system-x86_64 \
 		-accel tcg -cpu max -m "$RIG_MEM" -smp "$smp" \
 		-nographic -no-reboot -nodefaults -serial stdio -display none \
 		-kernel "$kdir/bzImage" -initrd "$initrd" \
@@ -96,6 +79,12 @@ cmd_tests() {
 	[ $n -gt 0 ] || die "no executables in $dir"
 	make_initrd "$st" "$rigdir/initrd.gz"
 	echo "rig: kernel $kdir/bzImage, $n test programs from $dir"
+	# Timeouts grow with how slow the machine is now (calibrated).
+	local scale
+	scale=$(rig_time_scale)
+	RIG_TIMEOUT=${RIG_TIMEOUT:-$(scaled 900 "$scale")}
+	TEST_TIMEOUT=${TEST_TIMEOUT:-$(scaled 300 "$scale")}
+	echo "rig: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${TEST_TIMEOUT}s a test, ${RIG_TIMEOUT}s a boot"
 
 	local tp=0 tf=0 ts=0 bad=0 smp log counts rc start secs
 	for smp in $RIG_SMP; do

@@ -12,13 +12,27 @@
 #           or fail on the unpatched kernel too, count as skipped
 # KVMFAULT_PHASES="host asan" limits the phases; KVMFAULT_FUZZ_SECONDS sets
 # the fuzzing time a harness.
+#
+# Timeouts follow the machine: each phase measures how slow the machine is
+# at its start (scripts/calibrate.sh) and scales its per-test timeouts.
+# KVMFAULT_STRESS=1 runs everything with a CPU hog on every core and gives
+# the rig guests one host CPU (KVMFAULT_QEMU_CPUS=0): it must pass as well.
+# The summary lists each phase's time, and the reruns a phase needed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 phases=${KVMFAULT_PHASES:-host asan fuzz rig series selftests}
 jobs=$(nproc 2>/dev/null || echo 2)
 log=$(mktemp /tmp/kf-check.XXXXXX)
-trap 'rm -f "$log"' EXIT
+times=$log.times
+hogs=""
+stress=""
+cleanup() {
+	[ -n "$hogs" ] && kill $hogs 2>/dev/null
+	rm -f "$log" "$times"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 note() { printf '\n=== %s\n' "$*"; }
 
@@ -32,7 +46,21 @@ run_phase() {
 		echo "  ($label ended without its summary line)"
 	fi
 	grep "^$label: [0-9]* passed" "$log.$label" | tail -n 1 >>"$log"
+	reruns=$(sed -n "s/^$label: reruns \([0-9]*\).*/\1/p" "$log.$label" | tail -n 1)
+	[ -n "$reruns" ] && [ "$reruns" -gt 0 ] && echo "$label reruns $reruns" >>"$times"
 	rm -f "$log.$label"
+}
+
+# host_timeout: seconds a host test may take, 300 times the time scale.
+host_timeout() {
+	scale=$(scripts/calibrate.sh)
+	case $scale in
+	[0-9]*) ;;
+	*) echo "check: scripts/calibrate.sh gave no time scale ('$scale')" >&2; exit 2 ;;
+	esac
+	t=$(awk -v f="$scale" 'BEGIN { printf "%d\n", 300 * f + 0.999 }')
+	echo "(time scale $scale: ${t}s a test)" >&2
+	echo "$t"
 }
 
 # The series check: one test a patch when it passes, a failure otherwise.
@@ -84,15 +112,37 @@ scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing pac
 
 for phase in $phases; do
 	case $phase in
+	host|asan|fuzz|rig|series|selftests) ;;
+	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests)" >&2
+	   exit 2 ;;
+	esac
+done
+
+if [ "${KVMFAULT_STRESS:-0}" = 1 ]; then
+	# Busy loops at normal priority, one per core; the rig guests get
+	# one host CPU.  Timeouts grow with the calibration under this load.
+	for _ in $(seq "$jobs"); do
+		sh -c 'while :; do :; done' &
+		hogs="$hogs $!"
+	done
+	export KVMFAULT_QEMU_CPUS=${KVMFAULT_QEMU_CPUS:-0}
+	stress=" (stress mode)"
+	note "stress: $jobs CPU hogs (pids$hogs), QEMU on host CPU(s) $KVMFAULT_QEMU_CPUS"
+fi
+
+# One phase: its tests, its summary line in $log.
+do_phase() {
+	phase=$1
+	case $phase in
 	host)
 		note "host: tests on this machine's KVM"
-		make -s -j"$jobs" all || { echo "host: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
-		run_phase host tests/run-tests.sh -l host build/tests ;;
+		make -s -j"$jobs" all || { echo "host: 0 passed, 1 failed, 0 skipped" >>"$log"; return; }
+		run_phase host tests/run-tests.sh -t "$(host_timeout)" -l host build/tests tests/scripts ;;
 	asan)
 		note "asan: the tests with AddressSanitizer and UBSan"
-		make -s -j"$jobs" VARIANT=asan tests || { echo "asan: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+		make -s -j"$jobs" VARIANT=asan tests || { echo "asan: 0 passed, 1 failed, 0 skipped" >>"$log"; return; }
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
-			run_phase asan tests/run-tests.sh -l asan build/asan/tests ;;
+			run_phase asan tests/run-tests.sh -t "$(host_timeout)" -l asan build/asan/tests ;;
 	fuzz)
 		note "fuzz: parsers under libFuzzer"
 		if [ ! -x fuzz/run.sh ]; then
@@ -111,23 +161,28 @@ for phase in $phases; do
 		why=$(rig_missing)
 		if [ -n "$why" ]; then
 			skip_phase "$phase" "$why"
-			continue
+			return
 		fi
 		make -s -j"$jobs" VARIANT=static tests tools ||
-			{ echo "$phase: 0 passed, 1 failed, 0 skipped" >>"$log"; continue; }
+			{ echo "$phase: 0 passed, 1 failed, 0 skipped" >>"$log"; return; }
 		case $phase in
 		rig) run_phase rig make -s -C kernel check \
 			TESTS_DIR="$(pwd)/build/static/tests" ;;
 		series) run_phase series series_phase ;;
 		selftests) run_phase selftests selftests_phase ;;
 		esac ;;
-	*)
-		echo "unknown phase '$phase'" >&2
-		exit 2 ;;
 	esac
+}
+
+check_start=$(date +%s)
+for phase in $phases; do
+	phase_start=$(date +%s)
+	do_phase "$phase"
+	echo "$phase $(( $(date +%s) - phase_start ))s" >>"$times"
 done
 
 note "summary"
 cat "$log"
+echo "phase times: $(awk '$2 != "reruns" { printf "%s%s %s", sep, $1, $2; sep = ", " }' "$times"), total $(( $(date +%s) - check_start ))s$(awk '$2 == "reruns" { printf "; %s needed %s rerun(s)", $1, $3 }' "$times")$stress"
 awk '{ p += $2; f += $4; s += $6 } END {
 	printf "%d passed, %d failed, %d skipped\n", p, f, s; exit f > 0 }' "$log"

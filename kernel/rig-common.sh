@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Shared by rig.sh and selftests.sh (sourced, bash): how a rig guest is
+# booted, how long it may take, and what in its serial log is a failure.
+#
+# env: KVMFAULT_QEMU_CPUS  host CPU list (taskset -c) for QEMU, e.g. "0" to
+#                          give the rig guests fewer host CPUs (stress mode)
+#      KVMFAULT_TIME_SCALE if set, the time scale as is (else measured)
+#      BUSYBOX             static busybox for the initramfs
+
+rig_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+# Kernel messages that fail a run: printk lines (they carry a [time] prefix
+# with PRINTK_TIME) announcing a warning, BUG (KASAN reports are "BUG:
+# KASAN: ..."), oops, lockdep report, UBSAN, RCU stall or hung task.  Not
+# the boot banners of the debug options ("RCU lockdep checking is enabled").
+SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep is turned off|DEBUG_LOCKS_WARN_ON|bad unlock balance|held lock freed|UBSAN:|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
+
+# The command prefix that runs QEMU on the rig's host CPUs.
+rig_qemu_prefix() {
+	if [ -n "${KVMFAULT_QEMU_CPUS:-}" ]; then
+		echo "taskset -c $KVMFAULT_QEMU_CPUS"
+	fi
+}
+
+# How many host CPUs a CPU list such as "0", "0-1" or "0,2" names.
+rig_count_cpus() {
+	echo "$1" | tr ',' '\n' | awk -F- '{ n += (NF == 2 ? $2 - $1 + 1 : 1) } END { print n }'
+}
+
+# The factor by which the rig's timeouts grow on this machine now: the
+# calibration loop on the CPUs QEMU will get, times how much fewer host
+# CPUs those are than the machine has (TCG runs a thread per guest CPU).
+rig_time_scale() {
+	local cpus=${KVMFAULT_QEMU_CPUS:-} scale share
+	scale=$("$rig_here/../scripts/calibrate.sh" "$cpus")
+	case $scale in
+	[0-9]*) ;;
+	*) echo "rig: scripts/calibrate.sh gave no time scale ('$scale')" >&2; exit 2 ;;
+	esac
+	if [ -n "$cpus" ] && [ -z "${KVMFAULT_TIME_SCALE:-}" ]; then
+		share=$(rig_count_cpus "$cpus")
+		scale=$(awk -v s="$scale" -v n="$(nproc)" -v c="$share" \
+			'BEGIN { f = c > 0 && n > c ? n / c : 1; printf "%.1f\n", s * f }')
+	fi
+	echo "$scale"
+}
+
+# scaled SECONDS SCALE: SECONDS times SCALE, rounded up to a whole second.
+scaled() {
+	awk -v s="$1" -v f="$2" 'BEGIN { t = s * f; printf "%d\n", (t == int(t) ? t : int(t) + 1) }'
+}
+
+# make_initrd STAGING OUT: busybox + /init + whatever STAGING holds.
+make_initrd() {
+	local st=$1 out=$2
+	mkdir -p "$st/bin" "$st/dev" "$st/proc" "$st/sys" "$st/tmp" "$st/sbin"
+	cp "$BUSYBOX" "$st/bin/busybox"
+	ln -sf busybox "$st/bin/sh"
+	cp "$rig_here/initramfs/init" "$st/init"
+	cp "$rig_here/../tests/run-tests.sh" "$st/bin/run-tests.sh"
+	chmod +x "$st/init" "$st/bin/run-tests.sh"
+	(cd "$st" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$out"
+}
