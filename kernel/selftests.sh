@@ -4,26 +4,39 @@
 # Regression run: build the KVM selftests that ship in the same source
 # (tools/testing/selftests/kvm, static, against the patched kernel's
 # headers), run them in the QEMU rig on the patched kernel, and compare with
-# kernel/selftests-baseline.txt (the unpatched kernel).  A test that passes
-# in the baseline and does not pass here is a regression: exit status 1.
+# kernel/selftests-baseline.txt (the unpatched kernel).
 #
 # The guest runs the tests in the baseline's order, one line per result on
 # the serial console.  If the guest dies or stops making progress (a hard
 # lockup), the test that was running is recorded as "hang" and the run
 # resumes with the next test in a fresh boot.
 #
-# env: KVMFAULT_CACHE, ST_TIMEOUT (per test, 120), ST_STALL (seconds without
-#      serial output before the guest counts as dead, 300), ST_SMP (2),
-#      ST_ONLY (space separated test names, for a partial run)
+# The verdict is statistical, never one sample: a test that passes in the
+# baseline and not here is a candidate.  Candidates are rerun, round after
+# round, on this kernel and on the same kernel without the series (the
+# control), interleaved, up to ST_RERUNS rounds.  A candidate that passes
+# here in some round, or fails on the control in some round, is timing-
+# sensitive or a property of the rig, and is reported as such; it is a
+# regression (exit status 1) only if it failed here every time and passed
+# on the control every time.  The baseline lists the tests known to be
+# timing-sensitive under the software CPU, with the evidence.
+#
+# env: KVMFAULT_CACHE, ST_TIMEOUT (per test, 120 s times the time scale),
+#      ST_STALL (seconds without serial output before the guest counts as
+#      dead, 300 times the time scale), ST_SMP (2), ST_RERUNS (3),
+#      ST_ONLY (space separated test names, for a partial run),
+#      KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE (rig-common.sh)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
-ST_TIMEOUT=${ST_TIMEOUT:-120}
-ST_STALL=${ST_STALL:-300}
 ST_SMP=${ST_SMP:-2}
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+ST_RERUNS=${ST_RERUNS:-3}
 baseline=$here/selftests-baseline.txt
+# shellcheck source=rig-common.sh
+. "$here/rig-common.sh"
+# shellcheck source=verdict.sh
+. "$here/verdict.sh"
 
 die() { echo "selftests: error: $*" >&2; exit 2; }
 
@@ -83,14 +96,15 @@ printf '#!/bin/sh\nexec /bin/sh "$@"\n' >"$st/bin/bash"
 # ... and it calls sudo; the guest runs everything as root.
 printf '#!/bin/sh\nexec "$@"\n' >"$st/bin/sudo"
 chmod +x "$st/bin/bash" "$st/bin/sudo"
-# shellcheck source=/dev/null
-. <(sed -n '/^make_initrd()/,/^}/p' "$here/rig.sh")
 make_initrd "$st" "$work/initrd.gz"
 nlist=$(wc -l <"$st/selftests/list")
 echo "selftests: ${#tests[@]} tests in the baseline, $nlist built, ${#notbuilt[@]} did not build: ${notbuilt[*]:-none}"
 
 # --- run, resuming after a dead guest ----------------------------------------
-SPLAT_RE=$(sed -n "s/^SPLAT_RE='\(.*\)'$/\1/p" "$here/rig.sh")
+scale=$(rig_time_scale)
+ST_TIMEOUT=${ST_TIMEOUT:-$(scaled 120 "$scale")}
+ST_STALL=${ST_STALL:-$(scaled 300 "$scale")}
+echo "selftests: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${ST_TIMEOUT}s a test, ${ST_STALL}s of silence is a dead guest"
 
 # run_list KDIR INITRD LIST RESULTS LOGPREFIX: run the tests of LIST (the
 # /selftests/list packed in INITRD) on KDIR/bzImage, append to RESULTS.
@@ -108,7 +122,7 @@ while [ "$start_idx" -lt "$nlist" ]; do
 	boot=$((boot + 1))
 	log=$work/serial-$prefix$boot.log
 	timeout --foreground -k 10 $(( nlist * (ST_TIMEOUT + 30) + 120 )) \
-		qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp "$ST_SMP" \
+		$(rig_qemu_prefix) qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp "$ST_SMP" \
 		-nographic -no-reboot -nodefaults -serial stdio -display none \
 		-kernel "$kdir/bzImage" -initrd "$initrd" \
 		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT" \
@@ -177,19 +191,8 @@ echo "selftests: $boot boot(s), $(( $(date +%s) - run_start ))s"
 }
 
 results=$work/results.txt
+rm -f "$work"/serial-*.log
 run_list "$kdir" "$work/initrd.gz" "$st/selftests/list" "$results" ""
-
-# --- kernel splats, per test -----------------------------------------------
-splats=0
-for log in "$work"/serial-[0-9]*.log; do
-	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
-		splats=1
-		echo "selftests: kernel splat in $log:"
-		awk '/^KF-ST-BEGIN/ {t=$3} /^\[ *[0-9.]+\]/ {print t ": " $0}' "$log" |
-			grep -a -E -A 8 "${SPLAT_RE#^}" |
-			head -n 40 | sed 's/^/  ! /'
-	fi
-done
 
 echo "selftests: results:"
 sed 's/^/  /' "$results"
@@ -200,8 +203,8 @@ candidates=()
 fixed=""
 echo "selftests: comparison with $(basename "$baseline") (unpatched kernel):"
 for t in "${tests[@]}"; do
-	base=$(awk -v t="$t" '$1 == t {print $2}' "$baseline")
-	ours=$(awk -v t="$t" '$1 == t {print $2}' "$results")
+	base=$(result_of "$baseline" "$t")
+	ours=$(result_of "$results" "$t")
 	ours=${ours:-notbuilt}
 	if [ "$base" = pass ] && [ "$ours" != pass ]; then
 		regressions=$((regressions + 1))
@@ -213,33 +216,50 @@ for t in "${tests[@]}"; do
 done
 [ -n "$fixed" ] && echo "  pass here, not in the baseline (rig config, e.g. THP/HUGETLBFS/RSEQ):$fixed"
 
-# --- control: rerun the candidates on the same kernel without the series ---
-# The baseline was measured on a defconfig-based kernel; a test that does not
-# pass on the unpatched rig kernel either is a property of the rig (config,
-# QEMU, timing), not a regression of the series.
-if [ "$regressions" -gt 0 ] && [ "${ST_CONTROL:-1}" != 0 ] && [ -z "${KSERIES:-}" ]; then
-	echo "selftests: rerunning the $regressions candidate(s) on the unpatched rig kernel (control)"
-	ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
-		die "cannot build the control kernel"
+# --- the verdict: rerun the candidates here and on the control ----------
+# Tests the baseline classifies as timing-sensitive ("# timing: NAME: why").
+timing_known=$(sed -n 's/^# timing: \([^:]*\):.*/\1/p' "$baseline" | tr '\n' ' ')
+for t in $timing_known; do
+	echo "  timing-sensitive (baseline): $t: here $(result_of "$results" "$t")"
+done
+
+# verdict_rerun ROUND OURS_OUT CONTROL_OUT TEST...: one round on each kernel.
+verdict_rerun() {
+	local round=$1 ours_out=$2 ctl_out=$3 t
+	shift 3
 	: >"$st/selftests/list"
-	for t in "${candidates[@]}"; do
+	for t in "$@"; do
 		[ -e "$st/selftests/$t" ] && echo "$t" >>"$st/selftests/list"
 	done
-	make_initrd "$st" "$work/initrd-control.gz"
-	run_list "$ckdir" "$work/initrd-control.gz" "$st/selftests/list" "$work/results-control.txt" control-
-	regressions=0
-	for t in "${candidates[@]}"; do
-		ctl=$(awk -v t="$t" '$1 == t {print $2}' "$work/results-control.txt")
-		ours=$(awk -v t="$t" '$1 == t {print $2}' "$results")
-		if [ "$ctl" = pass ]; then
-			regressions=$((regressions + 1))
-			echo "  REGRESSION $t: passes unpatched (control), here ${ours:-notbuilt}"
-		else
-			echo "  not a regression: $t is ${ctl:-notbuilt} on the unpatched rig kernel too (here ${ours:-notbuilt})"
-		fi
-	done
+	make_initrd "$st" "$work/initrd-rerun.gz"
+	run_list "$kdir" "$work/initrd-rerun.gz" "$st/selftests/list" "$ours_out" "rerun$round-"
+	run_list "$ckdir" "$work/initrd-rerun.gz" "$st/selftests/list" "$ctl_out" "control$round-"
+}
+
+reruns=0
+if [ "$regressions" -gt 0 ] && [ "${ST_CONTROL:-1}" != 0 ] && [ -z "${KSERIES:-}" ]; then
+	echo "selftests: $regressions candidate(s); rerunning them here and on the unpatched rig kernel (control), up to $ST_RERUNS rounds"
+	ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
+		die "cannot build the control kernel"
+	verdict_run "$results" "$timing_known" "${candidates[@]}"
+	regressions=$verdict_regressions
+	reruns=$verdict_reruns
 fi
+
+# --- kernel splats, per test, on this kernel (first run and reruns) -------
+splats=0
+for log in "$work"/serial-[0-9]*.log "$work"/serial-rerun*.log; do
+	[ -f "$log" ] || continue
+	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+		splats=1
+		echo "selftests: kernel splat in $log:"
+		awk '/^KF-ST-BEGIN/ {t=$3} /^\[ *[0-9.]+\]/ {print t ": " $0}' "$log" |
+			grep -a -E -A 8 "${SPLAT_RE#^}" |
+			head -n 40 | sed 's/^/  ! /'
+	fi
+done
 counts=$(awk '{print $2}' "$results" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
 echo "selftests: results in $results"
+echo "selftests: reruns $reruns"
 echo "selftests: total $(wc -l <"$results"); ${counts%, }; not built ${#notbuilt[@]}; regressions $regressions"
 [ "$regressions" -eq 0 ] && [ "$splats" -eq 0 ]

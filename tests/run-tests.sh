@@ -17,9 +17,15 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-if [ $# -eq 1 ] && [ -d "$1" ]; then
-	set -- $(find "$1" -maxdepth 1 -type f -perm -u+x | sort)
-fi
+# A directory stands for every executable in it.
+for arg in "$@"; do
+	shift
+	if [ -d "$arg" ]; then
+		set -- "$@" $(find "$arg" -maxdepth 1 -type f -perm -u+x | sort)
+	else
+		set -- "$@" "$arg"
+	fi
+done
 
 passed=0
 failed=0
