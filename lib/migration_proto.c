@@ -3,6 +3,7 @@
  * The migration wire protocol: framing, the message parser (which accepts
  * arbitrary bytes), connections and TCP helpers.
  */
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -628,29 +629,80 @@ int kf_mig_accept(int lfd, int timeout_ms)
 	return fd;
 }
 
+static int64_t kf_mig_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+	       (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* One address: 0 connected, else a positive errno. */
+static int kf_mig_connect_one(int fd, const struct addrinfo *ai,
+			      const struct timespec *deadline, bool forever)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	socklen_t len = sizeof(int);
+	int err = 0, ret;
+
+	if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+		return 0;
+	if (errno != EINPROGRESS)
+		return errno;
+	do {
+		int64_t left = forever ? -1 : kf_mig_ms_left(deadline);
+
+		if (!forever && left <= 0)
+			return ETIMEDOUT;
+		ret = poll(&pfd, 1, forever ? -1 : (int)KF_MIN(left, INT32_MAX));
+	} while ((ret < 0 && errno == EINTR) || ret == 0);
+	if (ret < 0)
+		return errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		return errno;
+	return err;
+}
+
 int kf_mig_connect(const char *addr, int timeout_ms)
 {
+	bool forever = timeout_ms < 0;
 	struct addrinfo *res, *ai;
+	struct timespec deadline;
 	int fd = -1, ret, err = ECONNREFUSED;
 
-	(void)timeout_ms;
 	ret = kf_mig_resolve(addr, false, &res);
 	if (ret)
 		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0) {
 			err = errno;
 			continue;
 		}
-		if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+		err = kf_mig_connect_one(fd, ai, &deadline, forever);
+		if (!err && fcntl(fd, F_SETFL, 0))
+			err = errno;
+		if (!err)
 			break;
-		err = errno;
 		close(fd);
 		fd = -1;
+		if (err == ETIMEDOUT)
+			break;
 	}
 	freeaddrinfo(res);
-	if (fd < 0)
-		return kf_fail_errno(err, "connect to %s", addr);
-	return fd;
+	if (fd >= 0)
+		return fd;
+	if (err == ETIMEDOUT)
+		return kf_fail(ETIMEDOUT, "connect to %s: no answer within %d ms",
+			       addr, timeout_ms);
+	return kf_fail_errno(err, "connect to %s", addr);
 }

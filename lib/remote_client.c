@@ -254,7 +254,10 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 
 	*cp = NULL;
 	for (bool told = false;; told = true) {
-		fd = kf_mig_connect(r->addr, timeout_ms);
+		uint64_t now = kf_mig_now_ns();
+
+		fd = kf_mig_connect(r->addr, now >= deadline ? 0 :
+				    (int)((deadline - now) / 1000000));
 		if (fd >= 0 || kf_mig_now_ns() >= deadline)
 			break;
 		if (!told && !r->cfg.quiet)

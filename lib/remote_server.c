@@ -77,10 +77,15 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 
 		r->r = cfg->regions[i];
 		r->npages = r->r.size / KF_PAGE_SIZE;
-		r->sent = calloc(r->npages, 1);
-		if (!r->sent || !r->npages || r->r.size % KF_PAGE_SIZE) {
+		if (!r->npages || r->r.size % KF_PAGE_SIZE) {
 			kf_page_server_destroy(srv);
-			return kf_fail(EINVAL, "page server: region %u is empty, unaligned or too large", i);
+			return kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
+		}
+		r->sent = calloc(r->npages, 1);
+		if (!r->sent) {
+			kf_page_server_destroy(srv);
+			return kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
+				       i, (unsigned long long)r->npages);
 		}
 	}
 	srv->cfg.regions = NULL;

@@ -124,17 +124,23 @@ int kf_uffd_raw_start(const struct kf_uffd_raw_config *cfg,
 	if (!raw)
 		return kf_fail(ENOMEM, "raw uffd loop");
 	raw->cfg = *cfg;
-	raw->nr_parts = nr;
-	raw->stopfd = eventfd(0, EFD_CLOEXEC);
+	raw->alias = MAP_FAILED;
+	raw->stopfd = -1;
 	raw->parts = calloc(nr, sizeof(*raw->parts));
 	raw->threads = calloc((size_t)nr * per, sizeof(*raw->threads));
-	raw->alias = MAP_FAILED;
-	if (raw->stopfd < 0 || !raw->parts || !raw->threads) {
+	if (!raw->parts || !raw->threads) {
 		ret = kf_fail(ENOMEM, "raw uffd loop: setup");
 		goto fail;
 	}
+	/* Only now may the cleanup look at the parts' descriptors. */
+	raw->nr_parts = nr;
 	for (i = 0; i < nr; i++)
 		raw->parts[i].uffd = -1;
+	raw->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (raw->stopfd < 0) {
+		ret = kf_fail_errno(errno, "raw uffd loop: eventfd");
+		goto fail;
+	}
 	if (cfg->minor) {
 		raw->alias = mmap(NULL, cfg->size, PROT_READ | PROT_WRITE,
 				  MAP_SHARED, cfg->memfd, 0);

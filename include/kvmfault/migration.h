@@ -257,6 +257,7 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out);
 /* TCP helpers: "host:port" (numeric or resolvable; port may be 0). */
 int kf_mig_listen(const char *addr, int *portp);
 int kf_mig_accept(int lfd, int timeout_ms);
+/* Gives up after timeout_ms (-ETIMEDOUT); < 0 waits as long as TCP does. */
 int kf_mig_connect(const char *addr, int timeout_ms);
 
 uint64_t kf_mig_now_ns(void);		/* CLOCK_MONOTONIC */
