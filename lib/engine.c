@@ -25,6 +25,8 @@
 #include <kvmfault/kvm.h>
 #include <kvmfault/uffd.h>
 
+#include "internal.h"
+
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
@@ -110,12 +112,12 @@ static pthread_mutex_t kf_engines_lock = PTHREAD_MUTEX_INITIALIZER;
 static int kf_engine_register(struct kf_engine *e)
 {
 	unsigned int i;
-	int ret = kf_fail(ENOSPC, "too many fault engines");
+	int ret = -ENOSPC;
 
 	pthread_mutex_lock(&kf_engines_lock);
 	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
 		if (kf_engines[i].vm == e->vm) {
-			ret = kf_fail(EBUSY, "this VM has a fault engine already");
+			ret = -EBUSY;
 			break;
 		}
 	}
@@ -127,7 +129,12 @@ static int kf_engine_register(struct kf_engine *e)
 		}
 	}
 	pthread_mutex_unlock(&kf_engines_lock);
-	return ret;
+	if (ret == -EBUSY)
+		return kf_fail(EBUSY, "this VM has a fault engine already");
+	if (ret == -ENOSPC)
+		return kf_fail(ENOSPC, "too many fault engines (at most %zu)",
+			       KF_ARRAY_SIZE(kf_engines));
+	return 0;
 }
 
 static void kf_engine_unregister(struct kf_engine *e)
@@ -152,6 +159,20 @@ static struct kf_engine *kf_engine_of(struct kf_vm *vm)
 		if (__atomic_load_n(&kf_engines[i].vm, __ATOMIC_ACQUIRE) == vm)
 			return __atomic_load_n(&kf_engines[i].e, __ATOMIC_ACQUIRE);
 	return NULL;
+}
+
+bool kf_engine_serves(struct kf_vm *vm, uint32_t slot)
+{
+	struct kf_engine *e;
+	bool found = false;
+	unsigned int i;
+
+	pthread_mutex_lock(&kf_engines_lock);
+	e = kf_engine_of(vm);
+	for (i = 0; e && i < e->nr_regions; i++)
+		found |= e->regions[i].slot == slot;
+	pthread_mutex_unlock(&kf_engines_lock);
+	return found;
 }
 
 /* --- backends --- */
@@ -360,7 +381,8 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 			return ret;
 		ret = kf_uffd_copy(uffd, dst, kf_bounce, KF_PAGE_SIZE);
 	}
-	/* EEXIST: mapped already, by nobody the engine knows; keep it. */
+	/* EEXIST (no message): mapped already, by nobody the engine knows;
+	 * keep it. */
 	return ret == -EEXIST ? 0 : ret;
 }
 
@@ -455,8 +477,10 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			/* ENOENT: switched off meanwhile (unregistered);
 			 * the page is in the page cache, populate maps it */
 			if (ret == -ENOENT)
+				kf_error_forget();
+			if (ret == -ENOENT || ret == -EEXIST)
 				ret = 0;
-			if (ret && ret != -EEXIST)
+			if (ret)
 				return ret;
 		}
 		/*

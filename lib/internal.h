@@ -12,6 +12,16 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
+/*
+ * A failure the caller handled (a page mapped already, a range unregistered
+ * meanwhile): bring back the message from before it, so that a call that
+ * succeeds records no message.  Call right after the failing call.
+ */
+void kf_error_forget(void);
+
+/* Whether a fault engine serves memslot slot of vm. */
+bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);
+
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);
 
