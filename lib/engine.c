@@ -54,6 +54,7 @@ struct kf_engine_region {
 	int memfd;
 	enum kf_backend backend;
 	struct kf_pagesrc *src;
+	bool pushing;		/* src->ops->start_push() succeeded */
 	bool zero;		/* the source is all zeros */
 	uint8_t *state;		/* KF_PG_* per page */
 	uint64_t installed;	/* pages in state INSTALLED */
@@ -914,8 +915,23 @@ int kf_engine_start(struct kf_engine *e)
 			kf_engine_stop(e);
 			return ret;
 		}
+		e->regions[i].pushing = true;
 	}
 	return 0;
+}
+
+/* No source thread may call kf_engine_sink() once this returns. */
+static void kf_engine_stop_pushes(struct kf_engine *e)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_engine_region *r = &e->regions[i];
+
+		if (r->pushing)
+			kf_pagesrc_stop_push(r->src);
+		r->pushing = false;
+	}
 }
 
 void kf_engine_stop(struct kf_engine *e)
@@ -941,6 +957,7 @@ void kf_engine_destroy(struct kf_engine *e)
 
 	if (!e)
 		return;
+	kf_engine_stop_pushes(e);
 	kf_engine_stop(e);
 	kf_engine_unregister(e);
 	for (i = 0; i < e->nr_regions; i++) {

@@ -541,8 +541,11 @@ out:
 			snprintf(rep->error, sizeof(rep->error), "%s", kf_remote_error(r));
 	}
 	rep->total_ns = kf_mig_now_ns() - t0;
-	/* Every page is here: the engine lets go (uffd unregistered, the
+	/* The remote's receivers push into the engine: detach them first.
+	 * Every page is here: the engine lets go (uffd unregistered, the
 	 * exit-on-missing flag cleared) before the VM goes. */
+	for (i = 0; i < KF_MIG_MAX_REGIONS; i++)
+		kf_pagesrc_stop_push(srcs[i]);
 	kf_engine_destroy(e);
 	for (i = 0; i < KF_MIG_MAX_REGIONS; i++)
 		kf_pagesrc_destroy(srcs[i]);

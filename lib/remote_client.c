@@ -40,6 +40,7 @@ struct kf_rc_region {
 	void *eager_hva;
 	kf_pagesrc_sink_fn sink;
 	void *sink_opaque;
+	unsigned int sink_calls;	/* calls into sink in flight */
 	struct kf_pagesrc src;
 	struct kf_remote *remote;
 	pthread_t flush_thread;
@@ -147,6 +148,17 @@ static void kf_rc_broken(struct kf_remote *r, const char *why)
 	kf_rc_shutdown_conns(r);
 }
 
+/* A call into the sink returned: kf_rc_stop_push() may be waiting. */
+static void kf_rc_sink_done(struct kf_rc_region *g)
+{
+	struct kf_remote *r = g->remote;
+
+	pthread_mutex_lock(&r->lock);
+	if (!--g->sink_calls)
+		pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
 /*
  * A verified page arrived.  Waiters for it get it (their read() installs
  * it); otherwise it goes to the engine's sink, or to the cache before the
@@ -206,12 +218,15 @@ static int kf_rc_deliver(struct kf_remote *r, uint64_t gpa, const void *page,
 	} else {
 		sink = g->sink;
 		opaque = g->sink_opaque;
+		g->sink_calls++;
 	}
 	if (r->held_pages == r->total_pages)
 		pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	if (sink)
+	if (sink) {
 		ret = sink(opaque, gpa, page, KF_PAGE_SIZE);
+		kf_rc_sink_done(g);
+	}
 	return ret;
 }
 
@@ -570,17 +585,28 @@ static void *kf_rc_flush_thread(void *arg)
 	uint64_t p;
 
 	for (p = 0; p < g->npages; p++) {
-		bool have = false;
+		kf_pagesrc_sink_fn sink = NULL;
+		void *opaque = NULL;
+		int ret;
 
 		pthread_mutex_lock(&r->lock);
+		if (!g->sink) {
+			pthread_mutex_unlock(&r->lock);
+			break;	/* detached */
+		}
 		if (g->cached[p]) {
 			memcpy(page, g->cache + p * KF_PAGE_SIZE, KF_PAGE_SIZE);
 			g->cached[p] = 0;
-			have = true;
+			sink = g->sink;
+			opaque = g->sink_opaque;
+			g->sink_calls++;
 		}
 		pthread_mutex_unlock(&r->lock);
-		if (have && g->sink(g->sink_opaque, g->r.gpa + p * KF_PAGE_SIZE,
-				    page, KF_PAGE_SIZE))
+		if (!sink)
+			continue;
+		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+		kf_rc_sink_done(g);
+		if (ret)
 			break;	/* the engine reports its own failure */
 	}
 	return NULL;
@@ -604,24 +630,30 @@ static int kf_rc_start_push(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
 	return 0;
 }
 
-static void kf_rc_src_destroy(struct kf_pagesrc *src)
+/* Receivers keep running: pages from now on wait in the cache. */
+static void kf_rc_stop_push(struct kf_pagesrc *src)
 {
 	struct kf_rc_region *g = src->priv;
+	struct kf_remote *r = g->remote;
 
+	pthread_mutex_lock(&r->lock);
+	g->sink = NULL;
+	g->sink_opaque = NULL;
+	while (g->sink_calls)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
 	if (g->flush_started) {
 		pthread_join(g->flush_thread, NULL);
 		g->flush_started = false;
 	}
-	pthread_mutex_lock(&g->remote->lock);
-	g->sink = NULL;
-	pthread_mutex_unlock(&g->remote->lock);
 }
 
 static const struct kf_pagesrc_ops kf_rc_ops = {
 	.read = kf_rc_read,
 	.prefetch = kf_rc_prefetch,
 	.start_push = kf_rc_start_push,
-	.destroy = kf_rc_src_destroy,
+	.stop_push = kf_rc_stop_push,
+	.destroy = kf_rc_stop_push,
 };
 
 int kf_remote_pagesrc(struct kf_remote *r, unsigned int i, struct kf_pagesrc **srcp)

@@ -355,6 +355,16 @@ static int remote_close(struct remote_rig *rr, bool ok)
 	return ret;
 }
 
+/* A pushing source (remote) stops calling into the engine before it goes. */
+static void teardown(struct kf_engine *e, struct kf_pagesrc *src,
+		     struct kf_vm *vm)
+{
+	kf_pagesrc_stop_push(src);
+	kf_engine_destroy(e);
+	kf_pagesrc_destroy(src);
+	kf_vm_destroy(vm);
+}
+
 static int make_source(uint64_t gpa, uint64_t size, struct kf_pagesrc **srcp)
 {
 	if (!strcmp(opt.source, "zero"))
@@ -518,16 +528,12 @@ out:
 		char msg[600];
 
 		snprintf(msg, sizeof(msg), "%s", kf_error());
-		kf_engine_destroy(e);
-		kf_vm_destroy(vm);
-		kf_pagesrc_destroy(src);
+		teardown(e, src, vm);
 		if (remote)
 			remote_close(&rr, false);
 		return kf_fail(-ret, "%s", msg);
 	}
-	kf_engine_destroy(e);
-	kf_vm_destroy(vm);
-	kf_pagesrc_destroy(src);
+	teardown(e, src, vm);
 	if (remote)
 		return remote_close(&rr, true);
 	return 0;

@@ -10,7 +10,8 @@
  *                                           .memory_fault = kf_engine_memory_fault
  *                                           .interrupted = kf_engine_interrupted
  *   kf_engine_stats(e, &stats);
- *   kf_engine_destroy(e);                   (sources stay the caller's)
+ *   kf_engine_destroy(e);                   (sources stay the caller's:
+ *                                           destroy them after the engine)
  *
  * Backends (per region; AUTO picks the first that fits):
  *   exit          KVM_MEM_EXIT_ON_MISSING (kvmfault kernel series): the vCPU
@@ -97,7 +98,12 @@ enum kf_backend kf_engine_region_backend(struct kf_engine *e, uint32_t slot);
 int kf_engine_start(struct kf_engine *e);
 /* Stop handler threads (faults then wait until destroy). */
 void kf_engine_stop(struct kf_engine *e);
-/* Stop, unregister, free.  The VM and the sources stay. */
+/*
+ * Detach pushing sources (kf_pagesrc_stop_push(): no source thread calls
+ * into the engine after this), stop, unregister, free.  The VM and the
+ * sources stay; a pushing source without stop_push must be stopped by its
+ * owner before this.
+ */
 void kf_engine_destroy(struct kf_engine *e);
 
 /* vCPU hooks: resolve an exit-backend fault on the vCPU thread; report an
