@@ -94,7 +94,8 @@ struct kf_engine {
 	uint64_t exit_faults;
 	uint64_t uffd_faults;
 
-	/* the first failure */
+	/* the first failure: errmsg is written before error is published */
+	int failing;		/* claimed by the first kf_engine_fail() */
 	int error;
 	char errmsg[512];
 };
@@ -255,11 +256,11 @@ static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 	unsigned int i;
 	int zero = 0;
 
-	if (!__atomic_compare_exchange_n(&e->error, &zero, err, false,
-					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+	if (!__atomic_compare_exchange_n(&e->failing, &zero, 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->error, err ? err : EIO, __ATOMIC_SEQ_CST);
 	/* Stop the VM: every vCPU running on a library thread leaves KVM_RUN. */
 	for (i = 0; i < KF_MAX_VCPUS; i++) {
 		struct kf_vcpu *vcpu = e->vm->vcpus[i];
@@ -269,9 +270,15 @@ static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 	}
 }
 
+/* The published error (its message complete), or 0. */
+static int kf_engine_err(struct kf_engine *e)
+{
+	return __atomic_load_n(&e->error, __ATOMIC_ACQUIRE);
+}
+
 const char *kf_engine_error(struct kf_engine *e)
 {
-	return __atomic_load_n(&e->error, __ATOMIC_ACQUIRE) ? e->errmsg : NULL;
+	return kf_engine_err(e) ? e->errmsg : NULL;
 }
 
 /* --- installing pages --- */
@@ -408,10 +415,11 @@ static void kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
 static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
 {
 	struct kf_engine *e = r->e;
+	int err = kf_engine_err(e);
 
-	return kf_fail(e->error ? e->error : EIO, "gpa 0x%llx: %s",
+	return kf_fail(err ? err : EIO, "gpa 0x%llx: %s",
 		       (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE),
-		       e->error ? e->errmsg : "the page source failed");
+		       err ? e->errmsg : "the page source failed");
 }
 
 enum kf_who {
@@ -526,7 +534,7 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 	if (!e)
 		return kf_fail(EFAULT, "memory fault at gpa 0x%llx: no fault engine serves this VM",
 			       (unsigned long long)f->gpa);
-	if (e->error)
+	if (kf_engine_err(e))
 		return kf_fail(e->error, "%s", e->errmsg);
 	t0 = e->cfg.no_latency ? 0 : kf_now_ns();
 	st = vcpu->id < KF_MAX_VCPUS ? &e->vcpu_stats[vcpu->id] : &e->other;
@@ -551,7 +559,7 @@ int kf_engine_interrupted(struct kf_vcpu *vcpu)
 {
 	struct kf_engine *e = kf_engine_of(vcpu->vm);
 
-	if (e && __atomic_load_n(&e->error, __ATOMIC_ACQUIRE))
+	if (e && kf_engine_err(e))
 		return kf_fail(e->error, "stopped: %s", e->errmsg);
 	if (vcpu->stop)
 		return kf_fail(EINTR, "stopped");
@@ -1064,7 +1072,7 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	pthread_mutex_lock(&e->complete_lock);
 	if (r->complete)
 		goto out;
-	if (e->error) {
+	if (kf_engine_err(e)) {
 		ret = kf_fail(e->error, "fault engine: %s", e->errmsg);
 		goto out;
 	}
