@@ -8,14 +8,16 @@
  * the faulting vCPU's own counters.  No locks, no allocation.
  */
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,7 +58,8 @@ struct kf_engine_region {
 	struct kf_pagesrc *src;
 	bool pushing;		/* src->ops->start_push() succeeded */
 	bool zero;		/* the source is all zeros */
-	uint8_t *state;		/* KF_PG_* per page */
+	uint8_t *state;		/* KF_PG_* per page, padded to whole words */
+	unsigned int waiters;	/* threads in kf_pg_wait() */
 	uint64_t installed;	/* pages in state INSTALLED */
 	bool complete;		/* switched off: unregistered, flag cleared */
 	uint64_t complete_ns;	/* when (CLOCK_MONOTONIC) */
@@ -346,6 +349,40 @@ static bool kf_pg_claim(struct kf_engine_region *r, uint64_t idx)
 					   __ATOMIC_ACQUIRE);
 }
 
+static uint32_t *kf_pg_word(struct kf_engine_region *r, uint64_t idx)
+{
+	return (uint32_t *)(r->state + KF_ALIGN_DOWN(idx, 4));
+}
+
+/*
+ * Leave BUSY (to INSTALLED or FAILED) and wake the threads sleeping on the
+ * page's state word.  Sequentially consistent with kf_pg_wait(): either
+ * the installer sees the waiter counted, or the waiter's FUTEX_WAIT sees
+ * the new state.
+ */
+static void kf_pg_publish(struct kf_engine_region *r, uint64_t idx,
+			  uint8_t state)
+{
+	__atomic_store_n(&r->state[idx], state, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->waiters, __ATOMIC_SEQ_CST))
+		syscall(SYS_futex, kf_pg_word(r, idx), FUTEX_WAKE_PRIVATE,
+			INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleep while the page is BUSY (the timeout only bounds a lost wake-up). */
+static void kf_pg_wait(struct kf_engine_region *r, uint64_t idx)
+{
+	struct timespec ts = { .tv_sec = 1 };
+	uint32_t *word = kf_pg_word(r, idx);
+	uint32_t seen;
+
+	__atomic_fetch_add(&r->waiters, 1, __ATOMIC_SEQ_CST);
+	seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->state[idx], __ATOMIC_SEQ_CST) == KF_PG_BUSY)
+		syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+	__atomic_fetch_sub(&r->waiters, 1, __ATOMIC_SEQ_CST);
+}
+
 /*
  * Put the page's bytes in place and map it, for a page this thread claimed.
  * data: the bytes (a push), or NULL to read the source.
@@ -406,7 +443,7 @@ static void kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
 		 r->src->kind,
 		 (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE), r->slot,
 		 kf_error());
-	__atomic_store_n(&r->state[idx], KF_PG_FAILED, __ATOMIC_RELEASE);
+	kf_pg_publish(r, idx, KF_PG_FAILED);
 	kf_engine_fail(e, err, msg);
 	mprotect(dst, KF_PAGE_SIZE, PROT_NONE);
 	kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
@@ -447,8 +484,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 				kf_fail_page(r, idx, -ret);
 				return kf_page_failed(r, idx);
 			}
-			__atomic_store_n(&r->state[idx], KF_PG_INSTALLED,
-					 __ATOMIC_RELEASE);
+			kf_pg_publish(r, idx, KF_PG_INSTALLED);
 			__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
 			__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
@@ -470,7 +506,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 				__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
 				return 0;
 			}
-			sched_yield();
+			kf_pg_wait(r, idx);
 			continue;
 		}
 		/* Installed: a fault that raced the install, or a write to a
@@ -674,7 +710,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			kf_fail_page(r, idx, -ret);
 			return kf_page_failed(r, idx);
 		}
-		__atomic_store_n(&r->state[idx], KF_PG_INSTALLED, __ATOMIC_RELEASE);
+		kf_pg_publish(r, idx, KF_PG_INSTALLED);
 		__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
 		__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&e->pushed, 1, __ATOMIC_RELAXED);
@@ -820,7 +856,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
 			       (unsigned long long)(need & ~e->uffd_features));
 
-	r->state = calloc(r->pages, 1);
+	r->state = calloc(KF_ALIGN_UP(r->pages, 4), 1);
 	if (!r->state)
 		return kf_fail(ENOMEM, "fault engine: page states of slot %u", slot);
 	r->alias = NULL;

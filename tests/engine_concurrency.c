@@ -2,10 +2,12 @@
 /*
  * The fault engine under concurrency: a failure is published only with
  * its whole message (a thread polling kf_engine_error() never sees a
- * torn or empty one).
+ * torn or empty one), and a thread waiting for a page another thread is
+ * installing sleeps instead of spinning.
  */
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <kvmfault/engine.h>
@@ -27,11 +29,12 @@ static struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
 	return ms;
 }
 
-/* --- a source that fails --- */
+/* --- a source that fails, or that is slow --- */
 
 struct test_src {
 	struct kf_pagesrc src;
 	bool fail;
+	unsigned int delay_ms;
 };
 
 static int test_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
@@ -39,6 +42,8 @@ static int test_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
 {
 	struct test_src *t = (struct test_src *)src;
 
+	if (t->delay_ms)
+		usleep(t->delay_ms * 1000);
 	if (t->fail)
 		return kf_fail(EIO, "the test source fails every read, with a message long enough that writing it takes a while: %0200llu",
 			       (unsigned long long)gpa);
@@ -120,11 +125,67 @@ static void test_fail_publish(void)
 		    torn, TRIALS);
 }
 
+/* --- waiting for a page that is being installed --- */
+
+struct fetcher {
+	struct kf_engine *e;
+	uint64_t gpa;
+	int ret;
+	uint64_t cpu_ns;
+};
+
+static void *fetch_page(void *arg)
+{
+	struct fetcher *f = arg;
+	struct timespec ts;
+
+	f->ret = kf_engine_fetch(f->e, f->gpa, KF_PAGE_SIZE);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	f->cpu_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	return NULL;
+}
+
+static void test_busy_wait_sleeps(void)
+{
+	struct test_src ts = { .delay_ms = 300 };
+	struct fetcher a, b;
+	struct kf_memslot *ms;
+	struct kf_engine *e;
+	struct kf_vm *vm;
+	pthread_t ta, tb;
+
+	TEST_OK(kf_vm_create(&vm));
+	ms = add_anon(vm, 2 * MB);
+	test_src_init(&ts, ms);
+	TEST_OK(kf_engine_create(vm, NULL, &e));
+	TEST_OK(kf_engine_add_region(e, ms->slot, &ts.src));
+	a = (struct fetcher){ .e = e, .gpa = ms->gpa };
+	b = a;
+	/* a claims the page and reads for 300 ms; b waits for it. */
+	TEST_ASSERT(!pthread_create(&ta, NULL, fetch_page, &a), "thread");
+	usleep(50000);
+	TEST_ASSERT(!pthread_create(&tb, NULL, fetch_page, &b), "thread");
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	TEST_OK(a.ret);
+	TEST_OK(b.ret);
+	TEST_ASSERT(kf_engine_page_installed(e, ms->gpa), "page not installed");
+	TEST_ASSERT_EQ(*(volatile uint8_t *)ms->hva, 0x5a);
+	printf("  the waiter used %llu us of CPU while the page took 300 ms\n",
+	       (unsigned long long)b.cpu_ns / 1000);
+	TEST_ASSERT(b.cpu_ns < 30000000ULL,
+		    "the waiter burnt %llu ms of CPU: it spins instead of sleeping",
+		    (unsigned long long)b.cpu_ns / 1000000);
+	kf_engine_destroy(e);
+	kf_vm_destroy(vm);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
 	{ "fail_publish", test_fail_publish },
+	{ "busy_wait_sleeps", test_busy_wait_sleeps },
 };
 
 /* With an argument, only the test of that name. */
@@ -142,5 +203,5 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		tests[i].fn();
 	}
-	TEST_PASS("failures are published whole");
+	TEST_PASS("failures are published whole; waiters for a busy page sleep");
 }
