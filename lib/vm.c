@@ -87,6 +87,7 @@ void kf_vm_destroy(struct kf_vm *vm)
 		if (vcpu->run)
 			munmap(vcpu->run, vm->run_size);
 		close(vcpu->fd);
+		pthread_mutex_destroy(&vcpu->kick_lock);
 		free(vcpu);
 	}
 	if (vm->fd >= 0)
