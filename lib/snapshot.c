@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Snapshot files (see include/kvmfault/snapshot.h). */
 #include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -59,6 +61,62 @@ static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+/*
+ * The new snapshot is written beside the old one, private (0600: it holds
+ * guest memory), and renamed over it only once it is on disk: a crash or
+ * a failed write leaves the old snapshot whole.
+ */
+static int kf_snap_create_tmp(const char *path, char **tmpp)
+{
+	char *tmp;
+	int fd;
+
+	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+		return kf_fail(ENOMEM, "out of memory");
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		int ret = kf_fail_errno(errno, "create a temporary file beside %s",
+					path);
+
+		free(tmp);
+		return ret;
+	}
+	*tmpp = tmp;
+	return fd;
+}
+
+static int kf_snap_fsync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret = 0;
+
+	if (!copy)
+		return kf_fail(ENOMEM, "out of memory");
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd))
+		ret = kf_fail_errno(errno, "fsync the directory of %s", path);
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return ret;
+}
+
+/* fsync, close and rename tmp over path; closes fd in every case. */
+static int kf_snap_commit(int fd, const char *tmp, const char *path)
+{
+	int ret = 0;
+
+	if (fsync(fd))
+		ret = kf_fail_errno(errno, "fsync %s", tmp);
+	if (close(fd) && !ret)
+		ret = kf_fail_errno(errno, "close %s", tmp);
+	if (ret)
+		return ret;
+	if (rename(tmp, path))
+		return kf_fail_errno(errno, "rename %s to %s", tmp, path);
+	return kf_snap_fsync_dir(path);
+}
+
 int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		     unsigned int nr_vcpus, const uint64_t *app_data,
 		     const char *path, uint64_t *bytes)
@@ -66,7 +124,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	struct kf_snap_header h = { .magic = KF_SNAP_MAGIC };
 	struct kf_snap_region regions[KF_SNAP_MAX_REGIONS];
 	struct kf_snap_page *index = NULL;
-	char *vsec = NULL, *tmp = NULL;
+	char *vsec = NULL, *tmp = NULL, *tmppath = NULL;
 	uint64_t meta, p, off;
 	unsigned int i, nr = 0;
 	int fd = -1, ret;
@@ -144,9 +202,9 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		ret = kf_fail(ENOMEM, "out of memory for the page index");
 		goto out;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = kf_snap_create_tmp(path, &tmppath);
 	if (fd < 0) {
-		ret = kf_fail_errno(errno, "create %s", path);
+		ret = fd;
 		goto out;
 	}
 	if (ftruncate(fd, h.file_size)) {
@@ -193,16 +251,18 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	    (ret = kf_pwrite_full(fd, index, h.total_pages * sizeof(*index),
 				  h.index_off, path)))
 		goto out;
-	if (fsync(fd)) {
-		ret = kf_fail_errno(errno, "fsync %s", path);
+	ret = kf_snap_commit(fd, tmppath, path);
+	fd = -1;
+	if (ret)
 		goto out;
-	}
 	if (bytes)
 		*bytes = h.file_size;
-	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (ret && tmppath)
+		unlink(tmppath);
+	free(tmppath);
 	free(tmp);
 	free(index);
 	free(vsec);
