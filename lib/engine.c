@@ -433,20 +433,31 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 
 /* A page whose source failed: make it inaccessible and wake its waiters,
  * who then leave KVM_RUN with EFAULT instead of seeing wrong bytes. */
-static void kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
+static int kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
 {
 	struct kf_engine *e = r->e;
 	char *dst = r->hva + idx * KF_PAGE_SIZE;
-	char msg[512];
+	char msg[512], why[128] = "";
+	int ret = 0;
 
-	snprintf(msg, sizeof(msg), "page source %s failed for gpa 0x%llx (slot %u): %s",
-		 r->src->kind,
+	/* Without it a woken waiter faults again and nobody answers. */
+	if (mprotect(dst, KF_PAGE_SIZE, PROT_NONE)) {
+		ret = -errno;
+		snprintf(why, sizeof(why), "the page cannot be made inaccessible (mprotect: %s), threads touching it may block; ",
+			 strerror(-ret));
+	}
+	snprintf(msg, sizeof(msg), "%spage source %s failed for gpa 0x%llx (slot %u): %s",
+		 why, r->src->kind,
 		 (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE), r->slot,
 		 kf_error());
 	kf_pg_publish(r, idx, KF_PG_FAILED);
 	kf_engine_fail(e, err, msg);
-	mprotect(dst, KF_PAGE_SIZE, PROT_NONE);
-	kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+	if (ret)
+		return kf_fail(-ret, "%s", msg);
+	ret = kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+	if (ret)
+		return kf_fail(-ret, "%s; %s", msg, kf_error());
+	return 0;
 }
 
 static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
@@ -481,8 +492,8 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			ret = kf_install(r, idx, write, NULL, &zero);
 			if (ret) {
 				__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
-				kf_fail_page(r, idx, -ret);
-				return kf_page_failed(r, idx);
+				ret = kf_fail_page(r, idx, -ret);
+				return ret ? ret : kf_page_failed(r, idx);
 			}
 			kf_pg_publish(r, idx, KF_PG_INSTALLED);
 			__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
@@ -647,14 +658,6 @@ static void *kf_engine_handler(void *arg)
 	};
 	struct uffd_msg msgs[KF_MSG_BATCH];
 
-	if (e->cfg.pin_handlers) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(h->uffd % (ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
 	for (;;) {
 		ssize_t n, i;
 
@@ -707,8 +710,8 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		}
 		ret = kf_install(r, idx, true, data, &zero);
 		if (ret) {
-			kf_fail_page(r, idx, -ret);
-			return kf_page_failed(r, idx);
+			ret = kf_fail_page(r, idx, -ret);
+			return ret ? ret : kf_page_failed(r, idx);
 		}
 		kf_pg_publish(r, idx, KF_PG_INSTALLED);
 		__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
@@ -936,10 +939,12 @@ int kf_engine_start(struct kf_engine *e)
 
 			h->e = e;
 			h->uffd = i;
-			ret = pthread_create(&h->thread, NULL, kf_engine_handler, h);
+			ret = kf_start_thread(&h->thread, kf_engine_handler, h,
+					      e->cfg.pin_handlers, i);
 			if (ret) {
 				kf_engine_stop(e);
-				return kf_fail(ret, "fault engine: cannot start a handler thread");
+				return kf_fail(-ret, "fault engine: cannot start a handler thread: %s",
+					       kf_error());
 			}
 			h->started = true;
 			e->nr_handlers++;

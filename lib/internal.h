@@ -3,6 +3,7 @@
 #ifndef KVMFAULT_INTERNAL_H
 #define KVMFAULT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,16 @@ void kf_error_forget(void);
 
 /* Whether a fault engine serves memslot slot of vm. */
 bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);
+
+/* Receive timeout of a socket (0: none), or -errno with a message. */
+int kf_sock_rcvtimeo(int fd, int seconds);
+
+/*
+ * pthread_create(), pinned to CPU i mod the online CPUs when pin is set:
+ * 0, or -errno with a message (a CPU outside this process's set: EINVAL).
+ */
+int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
+		    unsigned int i);
 
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);

@@ -343,9 +343,16 @@ int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
 	*connp = NULL;
 	if (!c)
 		return kf_fail(ENOMEM, "out of memory for a connection");
+	/* Not a TCP socket (a socketpair in tests): nothing to tune. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) &&
+	    errno != EOPNOTSUPP) {
+		int ret = kf_fail_errno(errno, "setsockopt TCP_NODELAY");
+
+		free(c);
+		return ret;
+	}
 	c->fd = fd;
 	pthread_mutex_init(&c->wlock, NULL);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	*connp = c;
 	return 0;
 }
@@ -589,8 +596,8 @@ int kf_mig_listen(const char *addr, int *portp)
 			err = errno;
 			continue;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
+		if (!setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) &&
+		    !bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
 			break;
 		err = errno;
 		close(fd);
@@ -603,12 +610,27 @@ int kf_mig_listen(const char *addr, int *portp)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+			ret = kf_fail_errno(errno, "the port listening on %s",
+					    addr);
+			close(fd);
+			return ret;
+		}
 		*portp = ss.ss_family == AF_INET6 ?
 			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
 			 ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	return fd;
+}
+
+int kf_sock_rcvtimeo(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+		return kf_fail_errno(errno, "setsockopt SO_RCVTIMEO %d s",
+				     seconds);
+	return 0;
 }
 
 int kf_mig_accept(int lfd, int timeout_ms)

@@ -22,6 +22,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/remote.h>
 
+#include "internal.h"
+
 enum kf_rc_state {
 	KF_RC_SETUP,		/* before kf_remote_start() */
 	KF_RC_CONNECTED,
@@ -262,7 +264,6 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		.flags = recover ? KF_MIG_HELLO_RECOVER : 0,
 	};
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	struct timeval tv = { .tv_sec = 10 };
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
 	int fd, ret;
@@ -287,8 +288,9 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		close(fd);
 		return ret;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
+	ret = kf_sock_rcvtimeo(fd, 10);
+	if (!ret)
+		ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
 	if (!ret)
 		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type == KF_MIG_ERROR)
@@ -302,8 +304,11 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		kf_mig_conn_free(c);
 		return ret;
 	}
-	tv.tv_sec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = kf_sock_rcvtimeo(fd, 0);
+	if (ret) {
+		kf_mig_conn_free(c);
+		return ret;
+	}
 	*cp = c;
 	return 0;
 }

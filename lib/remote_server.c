@@ -21,6 +21,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/remote.h>
 
+#include "internal.h"
+
 struct kf_ps_region {
 	struct kf_page_server_region r;
 	uint64_t npages;
@@ -147,7 +149,6 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		.version = KF_MIG_VERSION,
 		.image_id = kf_mig_image_id(),
 	};
-	struct timeval tv = { .tv_sec = 10 };
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
 	int fd, ret;
@@ -161,8 +162,9 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		return ret;
 	}
 	/* A peer that connects and says nothing must not hang us. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ret = kf_mig_recv(c, &msg);
+	ret = kf_sock_rcvtimeo(fd, 10);
+	if (!ret)
+		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type != KF_MIG_HELLO)
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
@@ -201,8 +203,11 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		kf_mig_conn_free(c);
 		return ret;
 	}
-	tv.tv_sec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = kf_sock_rcvtimeo(fd, 0);
+	if (ret) {
+		kf_mig_conn_free(c);
+		return ret;
+	}
 	if (hello.channel == KF_MIG_CH_MAIN)
 		srv->main = c;
 	else
