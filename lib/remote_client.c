@@ -271,9 +271,10 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	*cp = NULL;
 	for (bool told = false;; told = true) {
 		uint64_t now = kf_mig_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000);
 
-		fd = kf_mig_connect(r->addr, now >= deadline ? 0 :
-				    (int)((deadline - now) / 1000000));
+		/* timeout 0 is one attempt: give its connect a second */
+		fd = kf_mig_connect(r->addr, KF_MAX(left, 1000));
 		if (fd >= 0 || kf_mig_now_ns() >= deadline)
 			break;
 		if (!told && !r->cfg.quiet)
