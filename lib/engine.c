@@ -60,10 +60,25 @@ struct kf_engine_region {
 	bool zero;		/* the source is all zeros */
 	uint8_t *state;		/* KF_PG_* per page, padded to whole words */
 	unsigned int waiters;	/* threads in kf_pg_wait() */
-	uint64_t installed;	/* pages in state INSTALLED */
 	bool complete;		/* switched off: unregistered, flag cleared */
 	uint64_t complete_ns;	/* when (CLOCK_MONOTONIC) */
 };
+
+/*
+ * What one vCPU (or all host threads, or all pushes) counted: written by
+ * that vCPU only, on lines of its own, summed when read.
+ */
+struct kf_engine_slot {
+	struct kf_fault_stats st;
+	uint64_t installed;	/* pages this slot installed */
+	uint64_t exit_faults;
+	uint64_t uffd_faults;
+	uint64_t region_installed[KF_MAX_REGIONS];
+} __attribute__((aligned(64)));
+
+#define KF_SLOT_OTHER KF_MAX_VCPUS	/* host threads, KVM outside vCPUs */
+#define KF_SLOT_PUSH (KF_MAX_VCPUS + 1)	/* pushing sources */
+#define KF_NR_SLOTS (KF_MAX_VCPUS + 2)
 
 struct kf_engine_handler {
 	struct kf_engine *e;
@@ -88,14 +103,8 @@ struct kf_engine {
 	unsigned int nr_handlers;
 	struct kf_engine_handler *handlers;
 
-	/* statistics, each vCPU's on its own lines */
-	struct kf_fault_stats vcpu_stats[KF_MAX_VCPUS];
-	struct kf_fault_stats other;
-	uint64_t installed;
-	uint64_t pushed;
+	struct kf_engine_slot slots[KF_NR_SLOTS];
 	uint64_t push_races;
-	uint64_t exit_faults;
-	uint64_t uffd_faults;
 
 	/* the first failure: errmsg is written before error is published */
 	int failing;		/* claimed by the first kf_engine_fail() */
@@ -470,6 +479,26 @@ static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
 		       err ? e->errmsg : "the page source failed");
 }
 
+/* Counted after the page's state became INSTALLED (see region_complete). */
+static void kf_count_install(struct kf_engine_region *r,
+			     struct kf_engine_slot *sl)
+{
+	__atomic_fetch_add(&sl->region_installed[r - r->e->regions], 1,
+			   __ATOMIC_RELEASE);
+	__atomic_fetch_add(&sl->installed, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t kf_region_installed(struct kf_engine_region *r)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < KF_NR_SLOTS; i++)
+		n += __atomic_load_n(&r->e->slots[i].region_installed[r - r->e->regions],
+				     __ATOMIC_ACQUIRE);
+	return n;
+}
+
 enum kf_who {
 	KF_WHO_UFFD,	/* a handler thread: never waits */
 	KF_WHO_VCPU,	/* the faulting vCPU: waits, then makes it mapped */
@@ -478,9 +507,9 @@ enum kf_who {
 
 /* A page fault was seen: install the page if nobody has. */
 static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
-		      struct kf_fault_stats *st, uint64_t t0, enum kf_who who)
+		      struct kf_engine_slot *sl, uint64_t t0, enum kf_who who)
 {
-	struct kf_engine *e = r->e;
+	struct kf_fault_stats *st = &sl->st;
 	char *dst = r->hva + idx * KF_PAGE_SIZE;
 	bool zero;
 	int ret;
@@ -496,8 +525,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 				return ret ? ret : kf_page_failed(r, idx);
 			}
 			kf_pg_publish(r, idx, KF_PG_INSTALLED);
-			__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
-			__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
+			kf_count_install(r, sl);
 			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&st->bytes, KF_PAGE_SIZE, __ATOMIC_RELAXED);
 			if (zero)
@@ -553,7 +581,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 	}
 }
 
-static struct kf_fault_stats *kf_stats_of_tid(struct kf_engine *e, pid_t tid)
+static struct kf_engine_slot *kf_slot_of_tid(struct kf_engine *e, pid_t tid)
 {
 	unsigned int i;
 
@@ -562,10 +590,10 @@ static struct kf_fault_stats *kf_stats_of_tid(struct kf_engine *e, pid_t tid)
 			struct kf_vcpu *v = e->vm->vcpus[i];
 
 			if (v && __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE) == tid)
-				return &e->vcpu_stats[i];
+				return &e->slots[i];
 		}
 	}
-	return &e->other;
+	return &e->slots[KF_SLOT_OTHER];
 }
 
 /* --- the exit backend: the vCPU thread resolves its own fault --- */
@@ -575,7 +603,7 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 {
 	struct kf_engine *e = kf_engine_of(vcpu->vm);
 	uint64_t t0, gpa, end;
-	struct kf_fault_stats *st;
+	struct kf_engine_slot *sl;
 	int ret;
 
 	if (!e)
@@ -584,8 +612,8 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 	if (kf_engine_err(e))
 		return kf_fail(e->error, "%s", e->errmsg);
 	t0 = e->cfg.no_latency ? 0 : kf_now_ns();
-	st = vcpu->id < KF_MAX_VCPUS ? &e->vcpu_stats[vcpu->id] : &e->other;
-	__atomic_fetch_add(&e->exit_faults, 1, __ATOMIC_RELAXED);
+	sl = &e->slots[vcpu->id < KF_MAX_VCPUS ? vcpu->id : KF_SLOT_OTHER];
+	__atomic_fetch_add(&sl->exit_faults, 1, __ATOMIC_RELAXED);
 	gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE);
 	end = KF_ALIGN_UP(f->gpa + (f->size ? f->size : 1), KF_PAGE_SIZE);
 	for (; gpa < end; gpa += KF_PAGE_SIZE) {
@@ -595,7 +623,7 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 			return kf_fail(EFAULT, "memory fault at gpa 0x%llx: not in any region the engine serves",
 				       (unsigned long long)gpa);
 		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE,
-				 f->access & KF_ACCESS_WRITE, st, t0, KF_WHO_VCPU);
+				 f->access & KF_ACCESS_WRITE, sl, t0, KF_WHO_VCPU);
 		if (ret)
 			return ret;
 	}
@@ -630,10 +658,10 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 	uint64_t t0 = e->cfg.no_latency ? 0 : kf_now_ns();
 	uint64_t addr = m->arg.pagefault.address;
 	struct kf_engine_region *r = kf_region_by_hva(e, addr);
-	struct kf_fault_stats *st;
+	struct kf_engine_slot *sl;
 
-	__atomic_fetch_add(&e->uffd_faults, 1, __ATOMIC_RELAXED);
-	st = kf_stats_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	sl = kf_slot_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	__atomic_fetch_add(&sl->uffd_faults, 1, __ATOMIC_RELAXED);
 	if (!r) {
 		char msg[128];
 
@@ -643,7 +671,7 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 		return;
 	}
 	kf_resolve(r, (addr - (uintptr_t)r->hva) / KF_PAGE_SIZE,
-		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, st, t0,
+		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, sl, t0,
 		   KF_WHO_UFFD);
 }
 
@@ -714,9 +742,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			return ret ? ret : kf_page_failed(r, idx);
 		}
 		kf_pg_publish(r, idx, KF_PG_INSTALLED);
-		__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
-		__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&e->pushed, 1, __ATOMIC_RELAXED);
+		kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
 	}
 	return 0;
 }
@@ -1044,7 +1070,7 @@ int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len)
 			return kf_fail(ERANGE, "fetch: gpa 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
 		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE, false,
-				 &e->other, t0, KF_WHO_HOST);
+				 &e->slots[KF_SLOT_OTHER], t0, KF_WHO_HOST);
 		if (ret)
 			return ret;
 	}
@@ -1060,7 +1086,12 @@ bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa)
 
 uint64_t kf_engine_installed_pages(struct kf_engine *e)
 {
-	return __atomic_load_n(&e->installed, __ATOMIC_RELAXED);
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < KF_NR_SLOTS; i++)
+		n += __atomic_load_n(&e->slots[i].installed, __ATOMIC_RELAXED);
+	return n;
 }
 
 void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
@@ -1076,15 +1107,20 @@ void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
 		s->nr_vcpus = i + 1;
 	}
 	for (i = 0; i < s->nr_vcpus; i++) {
-		kf_fault_stats_snapshot(&s->vcpu[i], &e->vcpu_stats[i]);
+		kf_fault_stats_snapshot(&s->vcpu[i], &e->slots[i].st);
 		kf_fault_stats_merge(&s->total, &s->vcpu[i]);
 	}
-	kf_fault_stats_snapshot(&s->other, &e->other);
+	kf_fault_stats_snapshot(&s->other, &e->slots[KF_SLOT_OTHER].st);
 	kf_fault_stats_merge(&s->total, &s->other);
-	s->pushed_pages = __atomic_load_n(&e->pushed, __ATOMIC_RELAXED);
+	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
+					  __ATOMIC_RELAXED);
 	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
-	s->exit_faults = __atomic_load_n(&e->exit_faults, __ATOMIC_RELAXED);
-	s->uffd_faults = __atomic_load_n(&e->uffd_faults, __ATOMIC_RELAXED);
+	for (i = 0; i < KF_NR_SLOTS; i++) {
+		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
+						  __ATOMIC_RELAXED);
+		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
+						  __ATOMIC_RELAXED);
+	}
 }
 
 /* --- switch-off --- */
@@ -1122,7 +1158,7 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	 * happens after its UFFDIO_* returned: at the full count every page
 	 * is mapped, and no state leaves INSTALLED.
 	 */
-	have = __atomic_load_n(&r->installed, __ATOMIC_ACQUIRE);
+	have = kf_region_installed(r);
 	if (have < r->pages) {
 		ret = kf_fail(EBUSY, "fault engine: slot %u has %llu of %llu pages",
 			      slot, (unsigned long long)have,
