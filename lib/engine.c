@@ -1123,6 +1123,59 @@ void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
 	}
 }
 
+static void kf_summary_add(struct kf_fault_summary *t,
+			   const struct kf_fault_summary *s)
+{
+	t->faults += s->faults;
+	t->bytes += s->bytes;
+	t->zero_pages += s->zero_pages;
+	t->spurious += s->spurious;
+	t->errors += s->errors;
+	t->latency_count += s->latency_count;
+	t->latency_sum_ns += s->latency_sum_ns;
+	t->max_ns = KF_MAX(t->max_ns, s->max_ns);
+}
+
+void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s)
+{
+	struct kf_latency_hist *all;
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
+		     kf_backend_name(e->cfg.backend);
+	for (i = 0; i < KF_MAX_VCPUS; i++)
+		if (e->vm->vcpus[i])
+			s->nr_vcpus = i + 1;
+	for (i = 0; i < s->nr_vcpus; i++) {
+		kf_fault_stats_summarize(&e->slots[i].st, &s->vcpu[i]);
+		kf_summary_add(&s->total, &s->vcpu[i]);
+	}
+	kf_fault_stats_summarize(&e->slots[KF_SLOT_OTHER].st, &s->other);
+	kf_summary_add(&s->total, &s->other);
+	/* Percentiles of all faults need the histograms merged: 8 KB. */
+	all = calloc(1, sizeof(*all));
+	if (all) {
+		for (i = 0; i < s->nr_vcpus; i++)
+			kf_hist_merge(all, &e->slots[i].st.latency);
+		kf_hist_merge(all, &e->slots[KF_SLOT_OTHER].st.latency);
+		s->total.p50_ns = kf_hist_percentile(all, 50);
+		s->total.p90_ns = kf_hist_percentile(all, 90);
+		s->total.p99_ns = kf_hist_percentile(all, 99);
+		free(all);
+	}
+	s->installed_pages = kf_engine_installed_pages(e);
+	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
+					  __ATOMIC_RELAXED);
+	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
+	for (i = 0; i < KF_NR_SLOTS; i++) {
+		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
+						  __ATOMIC_RELAXED);
+		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
+						  __ATOMIC_RELAXED);
+	}
+}
+
 /* --- switch-off --- */
 
 static struct kf_engine_region *kf_region_by_slot(struct kf_engine *e,

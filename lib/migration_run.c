@@ -461,9 +461,9 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	rep->switched = true;
 	rep->switch_ns = t_switch - t_resume;
 	{
-		struct kf_engine_stats es;
+		struct kf_engine_summary es;
 
-		kf_engine_stats(e, &es);
+		kf_engine_summary(e, &es);
 		uffd_faults_at_switch = es.uffd_faults;
 	}
 	iter_at_switch = kf_dest_iterations(vm, nv);
@@ -492,9 +492,9 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	rep->run_after_switch_ns = kf_mig_now_ns() - t_switch;
 	rep->iterations_after_switch = kf_dest_iterations(vm, nv) - iter_at_switch;
 	{
-		struct kf_engine_stats es;
+		struct kf_engine_summary es;
 
-		kf_engine_stats(e, &es);
+		kf_engine_summary(e, &es);
 		rep->uffd_faults_after_switch = es.uffd_faults - uffd_faults_at_switch;
 	}
 
@@ -526,7 +526,7 @@ out:
 			kf_vcpu_join(vcpus[i]);
 	}
 	if (e) {
-		kf_engine_stats(e, &rep->engine);
+		kf_engine_summary(e, &rep->engine);
 		if (!rep->backend)
 			rep->backend = rep->engine.backend;
 	}
@@ -592,14 +592,11 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 	if (rep->engine.nr_vcpus) {
 		fprintf(f, "  fault latency per vCPU (us):   faults     p50     p90     p99     max\n");
 		for (i = 0; i < rep->engine.nr_vcpus; i++) {
-			const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+			const struct kf_fault_summary *s = &rep->engine.vcpu[i];
 
 			fprintf(f, "    vCPU %-3u                   %8" PRIu64 " %7.1f %7.1f %7.1f %7.1f\n",
-				i, s->faults,
-				kf_hist_percentile(&s->latency, 50) / 1e3,
-				kf_hist_percentile(&s->latency, 90) / 1e3,
-				kf_hist_percentile(&s->latency, 99) / 1e3,
-				s->latency.max_ns / 1e3);
+				i, s->faults, s->p50_ns / 1e3, s->p90_ns / 1e3,
+				s->p99_ns / 1e3, s->max_ns / 1e3);
 		}
 		fprintf(f, "    other (host threads)       %8" PRIu64 "\n",
 			rep->engine.other.faults);
@@ -650,14 +647,11 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 		kf_ms(rep->run_after_switch_ns), rep->iterations_after_switch,
 		rep->uffd_faults_after_switch);
 	for (i = 0; i < rep->engine.nr_vcpus; i++) {
-		const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+		const struct kf_fault_summary *s = &rep->engine.vcpu[i];
 
 		fprintf(f, "%s{\"vcpu\": %u, \"faults\": %" PRIu64 ", \"p50\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"max\": %.2f}",
-			i ? ", " : "", i, s->faults,
-			kf_hist_percentile(&s->latency, 50) / 1e3,
-			kf_hist_percentile(&s->latency, 90) / 1e3,
-			kf_hist_percentile(&s->latency, 99) / 1e3,
-			s->latency.max_ns / 1e3);
+			i ? ", " : "", i, s->faults, s->p50_ns / 1e3,
+			s->p90_ns / 1e3, s->p99_ns / 1e3, s->max_ns / 1e3);
 	}
 	fprintf(f, "]}\n");
 }

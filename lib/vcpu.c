@@ -205,16 +205,20 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 	vcpu->last_fault = *f;
 	vcpu->last_exit_was_fault = true;
 
-	kf_exit_str(exit, desc, sizeof(desc));
+	/* The description only for a failure: formatting costs per fault. */
 	if (vcpu->repeated_faults > vcpu->max_repeated_faults)
 		return kf_vcpu_fail(vcpu, ELOOP,
 				    "%s repeated %u times without progress: the handler does not map the page",
-				    desc, vcpu->repeated_faults);
+				    kf_exit_str(exit, desc, sizeof(desc)),
+				    vcpu->repeated_faults);
 	if (!vcpu->ops || !vcpu->ops->memory_fault)
-		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s", desc);
+		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s",
+				    kf_exit_str(exit, desc, sizeof(desc)));
 	ret = vcpu->ops->memory_fault(vcpu, f);
 	if (ret < 0)
-		return kf_vcpu_fail(vcpu, -ret, "%s: %s", desc, kf_error());
+		return kf_vcpu_fail(vcpu, -ret, "%s: %s",
+				    kf_exit_str(exit, desc, sizeof(desc)),
+				    kf_error());
 	return 0;
 }
 

@@ -148,7 +148,12 @@ int kf_engine_region_uffd_registered(struct kf_engine *e, uint32_t slot);
 /* The first failure's message, or NULL while all is well. */
 const char *kf_engine_error(struct kf_engine *e);
 
-/* A snapshot of the statistics (vCPU run_ns stays 0: the caller's). */
+/*
+ * A copy of the statistics, histograms included (545 KB: keep it off the
+ * stack; vCPU run_ns stays 0: the caller's).
+ */
 void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s);
+/* The numbers without the histograms, read in place (no big copy). */
+void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s);
 
 #endif

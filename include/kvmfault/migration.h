@@ -336,7 +336,7 @@ struct kf_mig_report {
 	uint64_t reconnects;
 	uint64_t requests, req_messages;
 	uint64_t verified_pages;	/* pages the guest re-checked */
-	struct kf_engine_stats engine;	/* faults and latency per vCPU */
+	struct kf_engine_summary engine; /* faults and latency per vCPU */
 	/* Switch-off (destination): every page here, the engine let go of
 	 * the regions (kf_engine_region_complete) while the guest ran. */
 	bool switched;
