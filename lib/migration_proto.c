@@ -51,7 +51,7 @@ uint64_t kf_mig_image_id(void)
 	const char *p = __executable_start;
 	size_t len = KF_ALIGN_DOWN((size_t)(etext - p), 8);
 
-	return kf_hash(p, len) ^ len;
+	return kf_host_hash(p, len, 0) ^ len;
 }
 
 uint64_t kf_mig_now_ns(void)

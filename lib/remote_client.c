@@ -296,6 +296,10 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type == KF_MIG_ERROR)
 		ret = kf_fail(ECONNREFUSED, "migration source refused: %s", msg.u.text);
+	else if (!ret && msg.hdr.type == KF_MIG_HELLO &&
+		 msg.u.hello.version != KF_MIG_VERSION)
+		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (version 2 changed the page checksums to XXH3)",
+			      msg.u.hello.version, KF_MIG_VERSION);
 	else if (!ret && (msg.hdr.type != KF_MIG_HELLO ||
 			  msg.u.hello.session != r->session ||
 			  msg.u.hello.channel != channel))

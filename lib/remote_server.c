@@ -169,7 +169,7 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
 	if (!ret && msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u",
+		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (version 2 changed the page checksums to XXH3)",
 			      msg.u.hello.version, KF_MIG_VERSION);
 	if (!ret && msg.u.hello.image_id != hello.image_id)
 		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",

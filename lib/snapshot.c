@@ -37,7 +37,20 @@ static uint64_t kf_snap_header_hash(const struct kf_snap_header *h)
 	struct kf_snap_header c = *h;
 
 	c.header_hash = 0;
-	return kf_hash(&c, sizeof(c));
+	return kf_host_hash(&c, sizeof(c), 0);
+}
+
+/* Regions, vCPU states and page index, each hash the next one's seed. */
+static uint64_t kf_snap_meta_hash(const struct kf_snap_region *regions,
+				  uint64_t nr_regions, const void *vcpus,
+				  uint64_t vcpu_len, const struct kf_snap_page *index,
+				  uint64_t nr_pages)
+{
+	uint64_t h;
+
+	h = kf_host_hash(regions, nr_regions * sizeof(*regions), 0);
+	h = kf_host_hash(vcpus, vcpu_len, h);
+	return kf_host_hash(index, nr_pages * sizeof(*index), h);
 }
 
 /* ------------------------------------------------------------------ save */
@@ -231,9 +244,8 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		}
 	}
 
-	meta = kf_hash_continue(KF_HASH_SEED, regions, nr * sizeof(regions[0]));
-	meta = kf_hash_continue(meta, vsec, h.vcpu_len);
-	meta = kf_hash_continue(meta, index, h.total_pages * sizeof(*index));
+	meta = kf_snap_meta_hash(regions, nr, vsec, h.vcpu_len, index,
+				 h.total_pages);
 	h.meta_hash = meta;
 	h.header_hash = kf_snap_header_hash(&h);
 
@@ -318,7 +330,7 @@ static int kf_snap_check(struct kf_snapshot *s)
 	if (memcmp(h->magic, KF_SNAP_MAGIC, 8))
 		return kf_fail(EINVAL, "not a kvmfault snapshot (bad magic)");
 	if (h->version != KF_SNAP_VERSION)
-		return kf_fail(EPROTO, "snapshot format version %u; this program reads version %u",
+		return kf_fail(EPROTO, "snapshot format version %u is not supported: this program reads version %u only (version 2 changed the checksums to XXH3)",
 			       h->version, KF_SNAP_VERSION);
 	if (kf_snap_header_hash(h) != h->header_hash)
 		return kf_fail(EBADMSG, "snapshot header is corrupted (checksum mismatch)");
@@ -355,10 +367,8 @@ static int kf_snap_check(struct kf_snapshot *s)
 	    (ret = kf_snap_read(s, s->index, h->total_pages * sizeof(*s->index),
 				h->index_off, "the page index")))
 		return ret;
-	meta = kf_hash_continue(KF_HASH_SEED, s->regions,
-				h->nr_regions * sizeof(*s->regions));
-	meta = kf_hash_continue(meta, s->vcpus, h->vcpu_len);
-	meta = kf_hash_continue(meta, s->index, h->total_pages * sizeof(*s->index));
+	meta = kf_snap_meta_hash(s->regions, h->nr_regions, s->vcpus,
+				 h->vcpu_len, s->index, h->total_pages);
 	if (meta != h->meta_hash)
 		return kf_fail(EBADMSG, "snapshot metadata (regions, vCPU state or page index) is corrupted (checksum mismatch)");
 

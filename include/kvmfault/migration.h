@@ -38,7 +38,8 @@
 #include <kvmfault/vm.h>
 
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
-#define KF_MIG_VERSION 1
+/* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
+#define KF_MIG_VERSION 2
 #define KF_MIG_MAX_PAYLOAD (4U << 20)
 #define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
 #define KF_MIG_MAX_REQ 256		/* addresses in one REQ */
@@ -200,8 +201,7 @@ struct kf_mig_msg {
 /* The checksum of one page, bound to its address. */
 static inline uint64_t kf_mig_page_hash(uint64_t gpa, const void *page)
 {
-	return kf_hash_continue(KF_HASH_SEED ^ (gpa * 0x9e3779b97f4a7c15ULL),
-				page, KF_PAGE_SIZE);
+	return kf_host_hash(page, KF_PAGE_SIZE, gpa * 0x9e3779b97f4a7c15ULL);
 }
 
 /* An identity of this program's image (guest code comes from it). */

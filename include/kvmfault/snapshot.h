@@ -31,7 +31,8 @@
 #include <kvmfault/vm.h>
 
 #define KF_SNAP_MAGIC "KVMFSNAP"
-#define KF_SNAP_VERSION 1
+/* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
+#define KF_SNAP_VERSION 2
 #define KF_SNAP_MAX_REGIONS 64
 #define KF_SNAP_PAGE_DATA 0
 #define KF_SNAP_PAGE_ZERO 1
