@@ -104,7 +104,7 @@ static void *old_source(void *arg)
 	for (i = 0; i < 2; i++) {
 		struct kf_mig_conn *c;
 		struct kf_mig_msg msg;
-		int fd = kf_mig_accept(lfd, 5000);
+		int fd = kf_mig_accept(lfd, i ? 500 : 5000);
 
 		if (fd < 0 || kf_mig_conn_new(fd, &c))
 			return NULL;
