@@ -25,6 +25,11 @@ void kf_error_forget(void)
 	kf_errcur ^= 1;
 }
 
+void kf_error_restore(const char *msg)
+{
+	snprintf(kf_errbuf[kf_errcur], sizeof(kf_errbuf[0]), "%s", msg);
+}
+
 static int kf_vfail(int err, bool with_strerror, const char *fmt, va_list ap)
 {
 	char *buf = kf_errbuf[kf_errcur ^ 1];

@@ -19,6 +19,8 @@
  * succeeds records no message.  Call right after the failing call.
  */
 void kf_error_forget(void);
+/* The same after several failures: msg is a copy of kf_error() from before. */
+void kf_error_restore(const char *msg);
 
 /* Whether a fault engine serves memslot slot of vm. */
 bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);

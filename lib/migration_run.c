@@ -12,6 +12,8 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "internal.h"
+
 static int kf_report_fail(struct kf_mig_report *rep, int ret)
 {
 	if (rep && !rep->error[0])
@@ -443,8 +445,10 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 			if (ms->slot == KF_SYSTEM_SLOT)
 				continue;
 			ret = kf_engine_region_complete(e, ms->slot);
-			if (ret == -EBUSY)
+			if (ret == -EBUSY) {
+				kf_error_forget();	/* not yet: poll on */
 				busy = true;
+			}
 			else if (ret)
 				goto out;
 		}

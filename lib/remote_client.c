@@ -266,9 +266,11 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
+	char before[512];
 	int fd, ret;
 
 	*cp = NULL;
+	snprintf(before, sizeof(before), "%s", kf_error());
 	for (bool told = false;; told = true) {
 		uint64_t now = kf_mig_now_ns();
 		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000);
@@ -284,6 +286,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	}
 	if (fd < 0)
 		return fd;
+	kf_error_restore(before);	/* the failed attempts are handled */
 	ret = kf_mig_conn_new(fd, &c);
 	if (ret) {
 		close(fd);

@@ -219,8 +219,10 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 			     bool recover)
 {
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	char before[512];
 	int ret;
 
+	snprintf(before, sizeof(before), "%s", kf_error());
 	while (!srv->main || !srv->demand) {
 		uint64_t now = kf_mig_now_ns();
 		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL);
@@ -240,6 +242,7 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 			continue;
 		}
 	}
+	kf_error_restore(before);	/* stray connections are handled */
 	return 0;
 }
 

@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -143,6 +144,67 @@ static void test_connect_timeout(void)
 	       (unsigned long long)ms);
 }
 
+/* --- a connect that succeeds after refusals leaves no message --- */
+
+struct late_server {
+	int port;
+	struct kf_page_server *srv;
+	int lfd;
+};
+
+static void *listen_late(void *arg)
+{
+	static char mem[KF_PAGE_SIZE];
+	struct kf_page_server_region reg = { .gpa = 1ULL << 30,
+					     .size = KF_PAGE_SIZE, .hva = mem };
+	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1 };
+	struct late_server *ls = arg;
+	char addr[64];
+	int port;
+
+	usleep(300000);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ls->port);
+	ls->lfd = kf_mig_listen(addr, &port);
+	if (ls->lfd < 0 || kf_page_server_create(&pc, ls->lfd, &ls->srv))
+		return NULL;
+	kf_page_server_accept(ls->srv, 5000);
+	return NULL;
+}
+
+static void *connect_fresh(void *arg)
+{
+	struct kf_remote_config rc = { .addr = arg, .connect_timeout_ms = 5000,
+				       .quiet = true };
+	struct kf_remote *r;
+
+	TEST_OK(kf_remote_connect(&rc, &r));
+	TEST_ASSERT(!kf_error()[0], "a successful kf_remote_connect left \"%s\"",
+		    kf_error());
+	kf_remote_destroy(r);
+	return NULL;
+}
+
+static void test_no_message_after_retry(void)
+{
+	struct late_server ls = { .lfd = -1 };
+	pthread_t srv, cli;
+	char addr[64];
+	int fd;
+
+	/* A port nobody listens on for the first 300 ms. */
+	fd = kf_mig_listen("127.0.0.1:0", &ls.port);
+	TEST_ASSERT(fd >= 0, "listen: %s", kf_error());
+	close(fd);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ls.port);
+	TEST_ASSERT(!pthread_create(&srv, NULL, listen_late, &ls), "thread");
+	TEST_ASSERT(!pthread_create(&cli, NULL, connect_fresh, addr), "thread");
+	pthread_join(cli, NULL);
+	pthread_join(srv, NULL);
+	TEST_ASSERT(ls.srv, "the late server did not start: %s", kf_error());
+	kf_page_server_destroy(ls.srv);
+	close(ls.lfd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -150,6 +212,7 @@ static const struct {
 	{ "uffd_raw_emfile", test_uffd_raw_emfile },
 	{ "page_server_enomem", test_page_server_enomem },
 	{ "connect_timeout", test_connect_timeout },
+	{ "no_message_after_retry", test_no_message_after_retry },
 };
 
 /* With an argument, only the test of that name. */
