@@ -59,6 +59,7 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 {
 	struct kf_page_server *srv;
 	unsigned int i;
+	int ret = 0;
 
 	*srvp = NULL;
 	if (!cfg->nr_regions || cfg->nr_regions > KF_MIG_MAX_REGIONS)
@@ -79,15 +80,16 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 
 		r->r = cfg->regions[i];
 		r->npages = r->r.size / KF_PAGE_SIZE;
-		if (!r->npages || r->r.size % KF_PAGE_SIZE) {
+		if (r->npages && !(r->r.size % KF_PAGE_SIZE))
+			r->sent = calloc(r->npages, 1);
+		if (!r->npages || r->r.size % KF_PAGE_SIZE)
+			ret = kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
+		else if (!r->sent)
+			ret = kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
+				      i, (unsigned long long)r->npages);
+		if (ret) {
 			kf_page_server_destroy(srv);
-			return kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
-		}
-		r->sent = calloc(r->npages, 1);
-		if (!r->sent) {
-			kf_page_server_destroy(srv);
-			return kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
-				       i, (unsigned long long)r->npages);
+			return ret;
 		}
 	}
 	srv->cfg.regions = NULL;
