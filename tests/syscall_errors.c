@@ -233,6 +233,9 @@ int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
 
+	if (!dlsym(RTLD_NEXT, "setsockopt"))
+		kf_test_skip("a static program: the system calls cannot be interposed");
+
 	if (!only || !strcmp(only, "sockets"))
 		test_sockets();
 	if (!kf_uffd_features())

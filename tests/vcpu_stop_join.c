@@ -107,6 +107,8 @@ static void check_stop_in_join_window(bool run_all)
 
 int main(void)
 {
+	if (!dlsym(RTLD_NEXT, "pthread_kill"))
+		kf_test_skip("a static program: pthread_join and pthread_kill cannot be interposed");
 	kf_test_require_kvm();
 	check_stop_in_join_window(true);
 	check_stop_in_join_window(false);
