@@ -5,7 +5,9 @@
  * torn or empty one), and a thread waiting for a page another thread is
  * installing sleeps instead of spinning.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@ struct test_src {
 	struct kf_pagesrc src;
 	bool fail;
 	unsigned int delay_ms;
+	sem_t *reading;		/* posted when a read starts, if set */
 };
 
 static int test_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
@@ -42,6 +45,8 @@ static int test_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
 {
 	struct test_src *t = (struct test_src *)src;
 
+	if (t->reading)
+		sem_post(t->reading);
 	if (t->delay_ms)
 		usleep(t->delay_ms * 1000);
 	if (t->fail)
@@ -149,6 +154,7 @@ static void test_busy_wait_sleeps(void)
 {
 	struct test_src ts = { .delay_ms = 300 };
 	struct fetcher a, b;
+	sem_t reading;
 	struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
@@ -157,13 +163,17 @@ static void test_busy_wait_sleeps(void)
 	TEST_OK(kf_vm_create(&vm));
 	ms = add_anon(vm, 2 * MB);
 	test_src_init(&ts, ms);
+	TEST_ASSERT(!sem_init(&reading, 0, 0), "sem_init");
+	ts.reading = &reading;
 	TEST_OK(kf_engine_create(vm, NULL, &e));
 	TEST_OK(kf_engine_add_region(e, ms->slot, &ts.src));
 	a = (struct fetcher){ .e = e, .gpa = ms->gpa };
 	b = a;
-	/* a claims the page and reads for 300 ms; b waits for it. */
+	/* a claims the page and reads for 300 ms; b starts only once a is
+	 * reading, so b is the one that waits, however the threads run. */
 	TEST_ASSERT(!pthread_create(&ta, NULL, fetch_page, &a), "thread");
-	usleep(50000);
+	while (sem_wait(&reading) && errno == EINTR)
+		;
 	TEST_ASSERT(!pthread_create(&tb, NULL, fetch_page, &b), "thread");
 	pthread_join(ta, NULL);
 	pthread_join(tb, NULL);
@@ -178,6 +188,7 @@ static void test_busy_wait_sleeps(void)
 		    (unsigned long long)b.cpu_ns / 1000000);
 	kf_engine_destroy(e);
 	kf_vm_destroy(vm);
+	sem_destroy(&reading);
 }
 
 static const struct {

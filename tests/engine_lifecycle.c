@@ -3,8 +3,7 @@
  * The fault engine's life cycle around its VM and its sources: a source
  * pushing pages while the engine is destroyed (no call into a freed
  * engine: run under ASan), a successful create that leaves no message,
- * memslots the engine serves that must not go away under it, and a
- * memslot whose page tables cannot be made.
+ * and memslots the engine serves that must not go away under it.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -21,7 +20,6 @@
 #include <kvmfault/uffd.h>
 
 #define MB (1ULL << 20)
-#define GB (1ULL << 30)
 
 static void expect_error(int ret, int err, const char *needle)
 {
@@ -177,31 +175,6 @@ static void test_remove_served_region(void)
 	kf_vm_destroy(vm);
 }
 
-/* More page directories than the guest's page-table pool holds. */
-static void test_add_region_rollback(void)
-{
-	struct kf_region r = { .gpa = 4 * GB, .size = 300 * GB,
-			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
-	struct kf_vm *vm;
-	int ret;
-
-	TEST_OK(kf_vm_create(&vm));
-	ret = kf_vm_add_region(vm, &r, &ms);
-	if (ret != -ENOSPC) {
-		printf("  add_region rollback: not tested (%s)\n",
-		       ret ? kf_error() : "a 300 GiB slot fit the page tables");
-		kf_vm_destroy(vm);
-		return;
-	}
-	TEST_ASSERT(strstr(kf_error(), "page-table pool"), "%s", kf_error());
-	TEST_ASSERT(!ms, "a slot returned on failure");
-	TEST_ASSERT(!kf_vm_find_slot(vm, r.gpa), "the failed slot stayed registered");
-	/* KVM must have forgotten it too: the same range fits again. */
-	add_anon(vm, r.gpa, 2 * MB);
-	kf_vm_destroy(vm);
-}
-
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -209,7 +182,6 @@ static const struct {
 	{ "destroy_while_pushing", test_destroy_while_pushing },
 	{ "no_message_on_success", test_no_message_on_success },
 	{ "remove_served_region", test_remove_served_region },
-	{ "add_region_rollback", test_add_region_rollback },
 };
 
 /* With an argument, only the test of that name. */
