@@ -18,7 +18,7 @@ KF_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-fno-tree-loop-distribute-patterns
 # Guest code is this program's own code at its link addresses.
 KF_LDFLAGS := -no-pie -pthread
-KF_LIBS :=
+KF_LIBS := -lxxhash
 
 ifeq ($(VARIANT),asan)
 KF_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -57,7 +57,7 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -pthread -o $@ $^
+	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -pthread -o $@ $^ $(KF_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(STATIC_LIB)
 	@mkdir -p $(dir $@)

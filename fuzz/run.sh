@@ -4,7 +4,8 @@
 # and run it for SECONDS seconds (default 30) from a small seed corpus.
 # Prints "fuzz: N passed, N failed, N skipped" (a harness a test) and exits
 # non-zero when a harness crashes or fails to build.
-# Needs clang and libclang-rt (Debian: clang-14 libclang-rt-14-dev).
+# Needs clang and libclang-rt (Debian: clang-14 libclang-rt-14-dev), and
+# libxxhash-dev.
 set -eu
 SECONDS_EACH=${1:-30}
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ CFLAGS="-Wno-gnu-variable-sized-type-not-at-end -g -O1 -std=gnu11 -D_GNU_SOURCE 
 
 # Seeds: a real stream and a real snapshot, made by the seed generator.
 "$CLANG" -Wno-gnu-variable-sized-type-not-at-end -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -pthread -o "$OUT/seeds" \
-	fuzz/seeds.c $LIBSRC -lm
+	fuzz/seeds.c $LIBSRC -lxxhash -lm
 rm -rf "$OUT/corpus-mig" "$OUT/corpus-snap"
 mkdir -p "$OUT/corpus-mig" "$OUT/corpus-snap"
 "$OUT/seeds" "$OUT/corpus-mig" "$OUT/corpus-snap"
@@ -28,7 +29,7 @@ mkdir -p "$OUT/corpus-mig" "$OUT/corpus-snap"
 passed=0
 failed=0
 for h in mig snap; do
-	if ! "$CLANG" $CFLAGS -o "$OUT/${h}_fuzz" "fuzz/${h}_fuzz.c" $LIBSRC -lm; then
+	if ! "$CLANG" $CFLAGS -o "$OUT/${h}_fuzz" "fuzz/${h}_fuzz.c" $LIBSRC -lxxhash -lm; then
 		echo "FAIL ${h}_fuzz: does not build"
 		failed=$((failed + 1))
 		continue

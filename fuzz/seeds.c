@@ -34,7 +34,7 @@ static void stream(const char *dir)
 	if (!f || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || kf_mig_conn_new(sv[0], &c))
 		exit(1);
 	{
-		struct kf_mig_hello h = { .version = 1, .channel = 1, .session = 7 };
+		struct kf_mig_hello h = { .version = KF_MIG_VERSION, .channel = 1, .session = 7 };
 		struct {
 			struct kf_mig_setup s;
 			struct kf_mig_region r;
@@ -96,12 +96,14 @@ static void snapshot(const char *dir)
 	idx[0] = (struct kf_snap_page){ kf_mig_page_hash(r.gpa, file + 8192), 0, 0 };
 	memset(file + 12288, 0, 4096);
 	idx[1] = (struct kf_snap_page){ kf_mig_page_hash(r.gpa + 4096, file + 12288), 1, 0 };
-	h.meta_hash = kf_hash_continue(kf_hash_continue(KF_HASH_SEED, &r, sizeof(r)), idx, sizeof(idx));
+	/* no vCPU section: it hashes as empty */
+	h.meta_hash = kf_host_hash(idx, sizeof(idx),
+				   kf_host_hash(NULL, 0, kf_host_hash(&r, sizeof(r), 0)));
 	h.header_hash = 0;
 	{
 		struct kf_snap_header c = h;
 
-		h.header_hash = kf_hash(&c, sizeof(c));
+		h.header_hash = kf_host_hash(&c, sizeof(c), 0);
 	}
 	memcpy(file, &h, sizeof(h));
 	memcpy(file + 4096, &r, sizeof(r));

@@ -8,14 +8,16 @@
  * the faulting vCPU's own counters.  No locks, no allocation.
  */
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/kvm.h>
 #include <kvmfault/uffd.h>
+
+#include "internal.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -52,12 +56,29 @@ struct kf_engine_region {
 	int memfd;
 	enum kf_backend backend;
 	struct kf_pagesrc *src;
+	bool pushing;		/* src->ops->start_push() succeeded */
 	bool zero;		/* the source is all zeros */
-	uint8_t *state;		/* KF_PG_* per page */
-	uint64_t installed;	/* pages in state INSTALLED */
+	uint8_t *state;		/* KF_PG_* per page, padded to whole words */
+	unsigned int waiters;	/* threads in kf_pg_wait() */
 	bool complete;		/* switched off: unregistered, flag cleared */
 	uint64_t complete_ns;	/* when (CLOCK_MONOTONIC) */
 };
+
+/*
+ * What one vCPU (or all host threads, or all pushes) counted: written by
+ * that vCPU only, on lines of its own, summed when read.
+ */
+struct kf_engine_slot {
+	struct kf_fault_stats st;
+	uint64_t installed;	/* pages this slot installed */
+	uint64_t exit_faults;
+	uint64_t uffd_faults;
+	uint64_t region_installed[KF_MAX_REGIONS];
+} __attribute__((aligned(64)));
+
+#define KF_SLOT_OTHER KF_MAX_VCPUS	/* host threads, KVM outside vCPUs */
+#define KF_SLOT_PUSH (KF_MAX_VCPUS + 1)	/* pushing sources */
+#define KF_NR_SLOTS (KF_MAX_VCPUS + 2)
 
 struct kf_engine_handler {
 	struct kf_engine *e;
@@ -82,16 +103,11 @@ struct kf_engine {
 	unsigned int nr_handlers;
 	struct kf_engine_handler *handlers;
 
-	/* statistics, each vCPU's on its own lines */
-	struct kf_fault_stats vcpu_stats[KF_MAX_VCPUS];
-	struct kf_fault_stats other;
-	uint64_t installed;
-	uint64_t pushed;
+	struct kf_engine_slot slots[KF_NR_SLOTS];
 	uint64_t push_races;
-	uint64_t exit_faults;
-	uint64_t uffd_faults;
 
-	/* the first failure */
+	/* the first failure: errmsg is written before error is published */
+	int failing;		/* claimed by the first kf_engine_fail() */
 	int error;
 	char errmsg[512];
 };
@@ -110,12 +126,12 @@ static pthread_mutex_t kf_engines_lock = PTHREAD_MUTEX_INITIALIZER;
 static int kf_engine_register(struct kf_engine *e)
 {
 	unsigned int i;
-	int ret = kf_fail(ENOSPC, "too many fault engines");
+	int ret = -ENOSPC;
 
 	pthread_mutex_lock(&kf_engines_lock);
 	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
 		if (kf_engines[i].vm == e->vm) {
-			ret = kf_fail(EBUSY, "this VM has a fault engine already");
+			ret = -EBUSY;
 			break;
 		}
 	}
@@ -127,7 +143,12 @@ static int kf_engine_register(struct kf_engine *e)
 		}
 	}
 	pthread_mutex_unlock(&kf_engines_lock);
-	return ret;
+	if (ret == -EBUSY)
+		return kf_fail(EBUSY, "this VM has a fault engine already");
+	if (ret == -ENOSPC)
+		return kf_fail(ENOSPC, "too many fault engines (at most %zu)",
+			       KF_ARRAY_SIZE(kf_engines));
+	return 0;
 }
 
 static void kf_engine_unregister(struct kf_engine *e)
@@ -152,6 +173,20 @@ static struct kf_engine *kf_engine_of(struct kf_vm *vm)
 		if (__atomic_load_n(&kf_engines[i].vm, __ATOMIC_ACQUIRE) == vm)
 			return __atomic_load_n(&kf_engines[i].e, __ATOMIC_ACQUIRE);
 	return NULL;
+}
+
+bool kf_engine_serves(struct kf_vm *vm, uint32_t slot)
+{
+	struct kf_engine *e;
+	bool found = false;
+	unsigned int i;
+
+	pthread_mutex_lock(&kf_engines_lock);
+	e = kf_engine_of(vm);
+	for (i = 0; e && i < e->nr_regions; i++)
+		found |= e->regions[i].slot == slot;
+	pthread_mutex_unlock(&kf_engines_lock);
+	return found;
 }
 
 /* --- backends --- */
@@ -233,11 +268,11 @@ static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 	unsigned int i;
 	int zero = 0;
 
-	if (!__atomic_compare_exchange_n(&e->error, &zero, err, false,
-					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+	if (!__atomic_compare_exchange_n(&e->failing, &zero, 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->error, err ? err : EIO, __ATOMIC_SEQ_CST);
 	/* Stop the VM: every vCPU running on a library thread leaves KVM_RUN. */
 	for (i = 0; i < KF_MAX_VCPUS; i++) {
 		struct kf_vcpu *vcpu = e->vm->vcpus[i];
@@ -247,9 +282,15 @@ static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 	}
 }
 
+/* The published error (its message complete), or 0. */
+static int kf_engine_err(struct kf_engine *e)
+{
+	return __atomic_load_n(&e->error, __ATOMIC_ACQUIRE);
+}
+
 const char *kf_engine_error(struct kf_engine *e)
 {
-	return __atomic_load_n(&e->error, __ATOMIC_ACQUIRE) ? e->errmsg : NULL;
+	return kf_engine_err(e) ? e->errmsg : NULL;
 }
 
 /* --- installing pages --- */
@@ -317,6 +358,40 @@ static bool kf_pg_claim(struct kf_engine_region *r, uint64_t idx)
 					   __ATOMIC_ACQUIRE);
 }
 
+static uint32_t *kf_pg_word(struct kf_engine_region *r, uint64_t idx)
+{
+	return (uint32_t *)(r->state + KF_ALIGN_DOWN(idx, 4));
+}
+
+/*
+ * Leave BUSY (to INSTALLED or FAILED) and wake the threads sleeping on the
+ * page's state word.  Sequentially consistent with kf_pg_wait(): either
+ * the installer sees the waiter counted, or the waiter's FUTEX_WAIT sees
+ * the new state.
+ */
+static void kf_pg_publish(struct kf_engine_region *r, uint64_t idx,
+			  uint8_t state)
+{
+	__atomic_store_n(&r->state[idx], state, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->waiters, __ATOMIC_SEQ_CST))
+		syscall(SYS_futex, kf_pg_word(r, idx), FUTEX_WAKE_PRIVATE,
+			INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleep while the page is BUSY (the timeout only bounds a lost wake-up). */
+static void kf_pg_wait(struct kf_engine_region *r, uint64_t idx)
+{
+	struct timespec ts = { .tv_sec = 1 };
+	uint32_t *word = kf_pg_word(r, idx);
+	uint32_t seen;
+
+	__atomic_fetch_add(&r->waiters, 1, __ATOMIC_SEQ_CST);
+	seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->state[idx], __ATOMIC_SEQ_CST) == KF_PG_BUSY)
+		syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+	__atomic_fetch_sub(&r->waiters, 1, __ATOMIC_SEQ_CST);
+}
+
 /*
  * Put the page's bytes in place and map it, for a page this thread claimed.
  * data: the bytes (a push), or NULL to read the source.
@@ -360,35 +435,68 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 			return ret;
 		ret = kf_uffd_copy(uffd, dst, kf_bounce, KF_PAGE_SIZE);
 	}
-	/* EEXIST: mapped already, by nobody the engine knows; keep it. */
+	/* EEXIST (no message): mapped already, by nobody the engine knows;
+	 * keep it. */
 	return ret == -EEXIST ? 0 : ret;
 }
 
 /* A page whose source failed: make it inaccessible and wake its waiters,
  * who then leave KVM_RUN with EFAULT instead of seeing wrong bytes. */
-static void kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
+static int kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
 {
 	struct kf_engine *e = r->e;
 	char *dst = r->hva + idx * KF_PAGE_SIZE;
-	char msg[512];
+	char msg[512], why[128] = "";
+	int ret = 0;
 
-	snprintf(msg, sizeof(msg), "page source %s failed for gpa 0x%llx (slot %u): %s",
-		 r->src->kind,
+	/* Without it a woken waiter faults again and nobody answers. */
+	if (mprotect(dst, KF_PAGE_SIZE, PROT_NONE)) {
+		ret = -errno;
+		snprintf(why, sizeof(why), "the page cannot be made inaccessible (mprotect: %s), threads touching it may block; ",
+			 strerror(-ret));
+	}
+	snprintf(msg, sizeof(msg), "%spage source %s failed for gpa 0x%llx (slot %u): %s",
+		 why, r->src->kind,
 		 (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE), r->slot,
 		 kf_error());
-	__atomic_store_n(&r->state[idx], KF_PG_FAILED, __ATOMIC_RELEASE);
+	kf_pg_publish(r, idx, KF_PG_FAILED);
 	kf_engine_fail(e, err, msg);
-	mprotect(dst, KF_PAGE_SIZE, PROT_NONE);
-	kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+	if (ret)
+		return kf_fail(-ret, "%s", msg);
+	ret = kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+	if (ret)
+		return kf_fail(-ret, "%s; %s", msg, kf_error());
+	return 0;
 }
 
 static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
 {
 	struct kf_engine *e = r->e;
+	int err = kf_engine_err(e);
 
-	return kf_fail(e->error ? e->error : EIO, "gpa 0x%llx: %s",
+	return kf_fail(err ? err : EIO, "gpa 0x%llx: %s",
 		       (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE),
-		       e->error ? e->errmsg : "the page source failed");
+		       err ? e->errmsg : "the page source failed");
+}
+
+/* Counted after the page's state became INSTALLED (see region_complete). */
+static void kf_count_install(struct kf_engine_region *r,
+			     struct kf_engine_slot *sl)
+{
+	__atomic_fetch_add(&sl->region_installed[r - r->e->regions], 1,
+			   __ATOMIC_RELEASE);
+	__atomic_fetch_add(&sl->installed, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t kf_region_installed(struct kf_engine_region *r)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < KF_NR_SLOTS; i++)
+		n += __atomic_load_n(&r->e->slots[i].region_installed[r - r->e->regions],
+				     __ATOMIC_ACQUIRE);
+	return n;
 }
 
 enum kf_who {
@@ -399,9 +507,9 @@ enum kf_who {
 
 /* A page fault was seen: install the page if nobody has. */
 static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
-		      struct kf_fault_stats *st, uint64_t t0, enum kf_who who)
+		      struct kf_engine_slot *sl, uint64_t t0, enum kf_who who)
 {
-	struct kf_engine *e = r->e;
+	struct kf_fault_stats *st = &sl->st;
 	char *dst = r->hva + idx * KF_PAGE_SIZE;
 	bool zero;
 	int ret;
@@ -413,13 +521,11 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			ret = kf_install(r, idx, write, NULL, &zero);
 			if (ret) {
 				__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
-				kf_fail_page(r, idx, -ret);
-				return kf_page_failed(r, idx);
+				ret = kf_fail_page(r, idx, -ret);
+				return ret ? ret : kf_page_failed(r, idx);
 			}
-			__atomic_store_n(&r->state[idx], KF_PG_INSTALLED,
-					 __ATOMIC_RELEASE);
-			__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
-			__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
+			kf_pg_publish(r, idx, KF_PG_INSTALLED);
+			kf_count_install(r, sl);
 			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&st->bytes, KF_PAGE_SIZE, __ATOMIC_RELAXED);
 			if (zero)
@@ -439,7 +545,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 				__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
 				return 0;
 			}
-			sched_yield();
+			kf_pg_wait(r, idx);
 			continue;
 		}
 		/* Installed: a fault that raced the install, or a write to a
@@ -455,8 +561,10 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			/* ENOENT: switched off meanwhile (unregistered);
 			 * the page is in the page cache, populate maps it */
 			if (ret == -ENOENT)
+				kf_error_forget();
+			if (ret == -ENOENT || ret == -EEXIST)
 				ret = 0;
-			if (ret && ret != -EEXIST)
+			if (ret)
 				return ret;
 		}
 		/*
@@ -473,7 +581,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 	}
 }
 
-static struct kf_fault_stats *kf_stats_of_tid(struct kf_engine *e, pid_t tid)
+static struct kf_engine_slot *kf_slot_of_tid(struct kf_engine *e, pid_t tid)
 {
 	unsigned int i;
 
@@ -482,10 +590,10 @@ static struct kf_fault_stats *kf_stats_of_tid(struct kf_engine *e, pid_t tid)
 			struct kf_vcpu *v = e->vm->vcpus[i];
 
 			if (v && __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE) == tid)
-				return &e->vcpu_stats[i];
+				return &e->slots[i];
 		}
 	}
-	return &e->other;
+	return &e->slots[KF_SLOT_OTHER];
 }
 
 /* --- the exit backend: the vCPU thread resolves its own fault --- */
@@ -495,17 +603,17 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 {
 	struct kf_engine *e = kf_engine_of(vcpu->vm);
 	uint64_t t0, gpa, end;
-	struct kf_fault_stats *st;
+	struct kf_engine_slot *sl;
 	int ret;
 
 	if (!e)
 		return kf_fail(EFAULT, "memory fault at gpa 0x%llx: no fault engine serves this VM",
 			       (unsigned long long)f->gpa);
-	if (e->error)
+	if (kf_engine_err(e))
 		return kf_fail(e->error, "%s", e->errmsg);
 	t0 = e->cfg.no_latency ? 0 : kf_now_ns();
-	st = vcpu->id < KF_MAX_VCPUS ? &e->vcpu_stats[vcpu->id] : &e->other;
-	__atomic_fetch_add(&e->exit_faults, 1, __ATOMIC_RELAXED);
+	sl = &e->slots[vcpu->id < KF_MAX_VCPUS ? vcpu->id : KF_SLOT_OTHER];
+	__atomic_fetch_add(&sl->exit_faults, 1, __ATOMIC_RELAXED);
 	gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE);
 	end = KF_ALIGN_UP(f->gpa + (f->size ? f->size : 1), KF_PAGE_SIZE);
 	for (; gpa < end; gpa += KF_PAGE_SIZE) {
@@ -515,7 +623,7 @@ int kf_engine_memory_fault(struct kf_vcpu *vcpu,
 			return kf_fail(EFAULT, "memory fault at gpa 0x%llx: not in any region the engine serves",
 				       (unsigned long long)gpa);
 		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE,
-				 f->access & KF_ACCESS_WRITE, st, t0, KF_WHO_VCPU);
+				 f->access & KF_ACCESS_WRITE, sl, t0, KF_WHO_VCPU);
 		if (ret)
 			return ret;
 	}
@@ -526,7 +634,7 @@ int kf_engine_interrupted(struct kf_vcpu *vcpu)
 {
 	struct kf_engine *e = kf_engine_of(vcpu->vm);
 
-	if (e && __atomic_load_n(&e->error, __ATOMIC_ACQUIRE))
+	if (e && kf_engine_err(e))
 		return kf_fail(e->error, "stopped: %s", e->errmsg);
 	if (vcpu->stop)
 		return kf_fail(EINTR, "stopped");
@@ -550,10 +658,10 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 	uint64_t t0 = e->cfg.no_latency ? 0 : kf_now_ns();
 	uint64_t addr = m->arg.pagefault.address;
 	struct kf_engine_region *r = kf_region_by_hva(e, addr);
-	struct kf_fault_stats *st;
+	struct kf_engine_slot *sl;
 
-	__atomic_fetch_add(&e->uffd_faults, 1, __ATOMIC_RELAXED);
-	st = kf_stats_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	sl = kf_slot_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	__atomic_fetch_add(&sl->uffd_faults, 1, __ATOMIC_RELAXED);
 	if (!r) {
 		char msg[128];
 
@@ -563,7 +671,7 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 		return;
 	}
 	kf_resolve(r, (addr - (uintptr_t)r->hva) / KF_PAGE_SIZE,
-		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, st, t0,
+		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, sl, t0,
 		   KF_WHO_UFFD);
 }
 
@@ -578,14 +686,6 @@ static void *kf_engine_handler(void *arg)
 	};
 	struct uffd_msg msgs[KF_MSG_BATCH];
 
-	if (e->cfg.pin_handlers) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(h->uffd % (ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
 	for (;;) {
 		ssize_t n, i;
 
@@ -638,13 +738,11 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		}
 		ret = kf_install(r, idx, true, data, &zero);
 		if (ret) {
-			kf_fail_page(r, idx, -ret);
-			return kf_page_failed(r, idx);
+			ret = kf_fail_page(r, idx, -ret);
+			return ret ? ret : kf_page_failed(r, idx);
 		}
-		__atomic_store_n(&r->state[idx], KF_PG_INSTALLED, __ATOMIC_RELEASE);
-		__atomic_fetch_add(&r->installed, 1, __ATOMIC_ACQ_REL);
-		__atomic_fetch_add(&e->installed, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&e->pushed, 1, __ATOMIC_RELAXED);
+		kf_pg_publish(r, idx, KF_PG_INSTALLED);
+		kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
 	}
 	return 0;
 }
@@ -787,7 +885,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
 			       (unsigned long long)(need & ~e->uffd_features));
 
-	r->state = calloc(r->pages, 1);
+	r->state = calloc(KF_ALIGN_UP(r->pages, 4), 1);
 	if (!r->state)
 		return kf_fail(ENOMEM, "fault engine: page states of slot %u", slot);
 	r->alias = NULL;
@@ -867,10 +965,12 @@ int kf_engine_start(struct kf_engine *e)
 
 			h->e = e;
 			h->uffd = i;
-			ret = pthread_create(&h->thread, NULL, kf_engine_handler, h);
+			ret = kf_start_thread(&h->thread, kf_engine_handler, h,
+					      e->cfg.pin_handlers, i);
 			if (ret) {
 				kf_engine_stop(e);
-				return kf_fail(ret, "fault engine: cannot start a handler thread");
+				return kf_fail(-ret, "fault engine: cannot start a handler thread: %s",
+					       kf_error());
 			}
 			h->started = true;
 			e->nr_handlers++;
@@ -890,8 +990,23 @@ int kf_engine_start(struct kf_engine *e)
 			kf_engine_stop(e);
 			return ret;
 		}
+		e->regions[i].pushing = true;
 	}
 	return 0;
+}
+
+/* No source thread may call kf_engine_sink() once this returns. */
+static void kf_engine_stop_pushes(struct kf_engine *e)
+{
+	unsigned int i;
+
+	for (i = 0; i < e->nr_regions; i++) {
+		struct kf_engine_region *r = &e->regions[i];
+
+		if (r->pushing)
+			kf_pagesrc_stop_push(r->src);
+		r->pushing = false;
+	}
 }
 
 void kf_engine_stop(struct kf_engine *e)
@@ -917,6 +1032,7 @@ void kf_engine_destroy(struct kf_engine *e)
 
 	if (!e)
 		return;
+	kf_engine_stop_pushes(e);
 	kf_engine_stop(e);
 	kf_engine_unregister(e);
 	for (i = 0; i < e->nr_regions; i++) {
@@ -954,7 +1070,7 @@ int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len)
 			return kf_fail(ERANGE, "fetch: gpa 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
 		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE, false,
-				 &e->other, t0, KF_WHO_HOST);
+				 &e->slots[KF_SLOT_OTHER], t0, KF_WHO_HOST);
 		if (ret)
 			return ret;
 	}
@@ -970,7 +1086,12 @@ bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa)
 
 uint64_t kf_engine_installed_pages(struct kf_engine *e)
 {
-	return __atomic_load_n(&e->installed, __ATOMIC_RELAXED);
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < KF_NR_SLOTS; i++)
+		n += __atomic_load_n(&e->slots[i].installed, __ATOMIC_RELAXED);
+	return n;
 }
 
 void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
@@ -986,15 +1107,73 @@ void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
 		s->nr_vcpus = i + 1;
 	}
 	for (i = 0; i < s->nr_vcpus; i++) {
-		kf_fault_stats_snapshot(&s->vcpu[i], &e->vcpu_stats[i]);
+		kf_fault_stats_snapshot(&s->vcpu[i], &e->slots[i].st);
 		kf_fault_stats_merge(&s->total, &s->vcpu[i]);
 	}
-	kf_fault_stats_snapshot(&s->other, &e->other);
+	kf_fault_stats_snapshot(&s->other, &e->slots[KF_SLOT_OTHER].st);
 	kf_fault_stats_merge(&s->total, &s->other);
-	s->pushed_pages = __atomic_load_n(&e->pushed, __ATOMIC_RELAXED);
+	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
+					  __ATOMIC_RELAXED);
 	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
-	s->exit_faults = __atomic_load_n(&e->exit_faults, __ATOMIC_RELAXED);
-	s->uffd_faults = __atomic_load_n(&e->uffd_faults, __ATOMIC_RELAXED);
+	for (i = 0; i < KF_NR_SLOTS; i++) {
+		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
+						  __ATOMIC_RELAXED);
+		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
+						  __ATOMIC_RELAXED);
+	}
+}
+
+static void kf_summary_add(struct kf_fault_summary *t,
+			   const struct kf_fault_summary *s)
+{
+	t->faults += s->faults;
+	t->bytes += s->bytes;
+	t->zero_pages += s->zero_pages;
+	t->spurious += s->spurious;
+	t->errors += s->errors;
+	t->latency_count += s->latency_count;
+	t->latency_sum_ns += s->latency_sum_ns;
+	t->max_ns = KF_MAX(t->max_ns, s->max_ns);
+}
+
+void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s)
+{
+	struct kf_latency_hist *all;
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
+		     kf_backend_name(e->cfg.backend);
+	for (i = 0; i < KF_MAX_VCPUS; i++)
+		if (e->vm->vcpus[i])
+			s->nr_vcpus = i + 1;
+	for (i = 0; i < s->nr_vcpus; i++) {
+		kf_fault_stats_summarize(&e->slots[i].st, &s->vcpu[i]);
+		kf_summary_add(&s->total, &s->vcpu[i]);
+	}
+	kf_fault_stats_summarize(&e->slots[KF_SLOT_OTHER].st, &s->other);
+	kf_summary_add(&s->total, &s->other);
+	/* Percentiles of all faults need the histograms merged: 8 KB. */
+	all = calloc(1, sizeof(*all));
+	if (all) {
+		for (i = 0; i < s->nr_vcpus; i++)
+			kf_hist_merge(all, &e->slots[i].st.latency);
+		kf_hist_merge(all, &e->slots[KF_SLOT_OTHER].st.latency);
+		s->total.p50_ns = kf_hist_percentile(all, 50);
+		s->total.p90_ns = kf_hist_percentile(all, 90);
+		s->total.p99_ns = kf_hist_percentile(all, 99);
+		free(all);
+	}
+	s->installed_pages = kf_engine_installed_pages(e);
+	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
+					  __ATOMIC_RELAXED);
+	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
+	for (i = 0; i < KF_NR_SLOTS; i++) {
+		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
+						  __ATOMIC_RELAXED);
+		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
+						  __ATOMIC_RELAXED);
+	}
 }
 
 /* --- switch-off --- */
@@ -1023,7 +1202,7 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	pthread_mutex_lock(&e->complete_lock);
 	if (r->complete)
 		goto out;
-	if (e->error) {
+	if (kf_engine_err(e)) {
 		ret = kf_fail(e->error, "fault engine: %s", e->errmsg);
 		goto out;
 	}
@@ -1032,7 +1211,7 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	 * happens after its UFFDIO_* returned: at the full count every page
 	 * is mapped, and no state leaves INSTALLED.
 	 */
-	have = __atomic_load_n(&r->installed, __ATOMIC_ACQUIRE);
+	have = kf_region_installed(r);
 	if (have < r->pages) {
 		ret = kf_fail(EBUSY, "fault engine: slot %u has %llu of %llu pages",
 			      slot, (unsigned long long)have,

@@ -6,20 +6,39 @@
 
 #include <kvmfault/error.h>
 
-static __thread char kf_errbuf[512];
+#include "internal.h"
+
+/*
+ * Two buffers: a failure writes the one not shown and then shows it, so
+ * kf_error_forget() can bring the message before it back.
+ */
+static __thread char kf_errbuf[2][512];
+static __thread unsigned int kf_errcur;
 
 const char *kf_error(void)
 {
-	return kf_errbuf;
+	return kf_errbuf[kf_errcur];
+}
+
+void kf_error_forget(void)
+{
+	kf_errcur ^= 1;
+}
+
+void kf_error_restore(const char *msg)
+{
+	snprintf(kf_errbuf[kf_errcur], sizeof(kf_errbuf[0]), "%s", msg);
 }
 
 static int kf_vfail(int err, bool with_strerror, const char *fmt, va_list ap)
 {
-	int n = vsnprintf(kf_errbuf, sizeof(kf_errbuf), fmt, ap);
+	char *buf = kf_errbuf[kf_errcur ^ 1];
+	size_t size = sizeof(kf_errbuf[0]);
+	int n = vsnprintf(buf, size, fmt, ap);
 
-	if (with_strerror && n >= 0 && (size_t)n < sizeof(kf_errbuf))
-		snprintf(kf_errbuf + n, sizeof(kf_errbuf) - n, ": %s",
-			 strerror(err));
+	if (with_strerror && n >= 0 && (size_t)n < size)
+		snprintf(buf + n, size - n, ": %s", strerror(err));
+	kf_errcur ^= 1;
 	return -err;
 }
 

@@ -3,6 +3,7 @@
 #ifndef KVMFAULT_INTERNAL_H
 #define KVMFAULT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,28 @@
 #include <kvmfault/ucall.h>
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
+
+/*
+ * A failure the caller handled (a page mapped already, a range unregistered
+ * meanwhile): bring back the message from before it, so that a call that
+ * succeeds records no message.  Call right after the failing call.
+ */
+void kf_error_forget(void);
+/* The same after several failures: msg is a copy of kf_error() from before. */
+void kf_error_restore(const char *msg);
+
+/* Whether a fault engine serves memslot slot of vm. */
+bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);
+
+/* Receive timeout of a socket (0: none), or -errno with a message. */
+int kf_sock_rcvtimeo(int fd, int seconds);
+
+/*
+ * pthread_create(), pinned to CPU i mod the online CPUs when pin is set:
+ * 0, or -errno with a message (a CPU outside this process's set: EINVAL).
+ */
+int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
+		    unsigned int i);
 
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);

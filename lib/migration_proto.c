@@ -3,6 +3,7 @@
  * The migration wire protocol: framing, the message parser (which accepts
  * arbitrary bytes), connections and TCP helpers.
  */
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -50,7 +51,7 @@ uint64_t kf_mig_image_id(void)
 	const char *p = __executable_start;
 	size_t len = KF_ALIGN_DOWN((size_t)(etext - p), 8);
 
-	return kf_hash(p, len) ^ len;
+	return kf_host_hash(p, len, 0) ^ len;
 }
 
 uint64_t kf_mig_now_ns(void)
@@ -342,9 +343,16 @@ int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
 	*connp = NULL;
 	if (!c)
 		return kf_fail(ENOMEM, "out of memory for a connection");
+	/* Not a TCP socket (a socketpair in tests): nothing to tune. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) &&
+	    errno != EOPNOTSUPP) {
+		int ret = kf_fail_errno(errno, "setsockopt TCP_NODELAY");
+
+		free(c);
+		return ret;
+	}
 	c->fd = fd;
 	pthread_mutex_init(&c->wlock, NULL);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	*connp = c;
 	return 0;
 }
@@ -588,8 +596,8 @@ int kf_mig_listen(const char *addr, int *portp)
 			err = errno;
 			continue;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
+		if (!setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) &&
+		    !bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
 			break;
 		err = errno;
 		close(fd);
@@ -602,12 +610,27 @@ int kf_mig_listen(const char *addr, int *portp)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+			ret = kf_fail_errno(errno, "the port listening on %s",
+					    addr);
+			close(fd);
+			return ret;
+		}
 		*portp = ss.ss_family == AF_INET6 ?
 			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
 			 ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	return fd;
+}
+
+int kf_sock_rcvtimeo(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+		return kf_fail_errno(errno, "setsockopt SO_RCVTIMEO %d s",
+				     seconds);
+	return 0;
 }
 
 int kf_mig_accept(int lfd, int timeout_ms)
@@ -628,29 +651,80 @@ int kf_mig_accept(int lfd, int timeout_ms)
 	return fd;
 }
 
+static int64_t kf_mig_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+	       (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* One address: 0 connected, else a positive errno. */
+static int kf_mig_connect_one(int fd, const struct addrinfo *ai,
+			      const struct timespec *deadline, bool forever)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	socklen_t len = sizeof(int);
+	int err = 0, ret;
+
+	if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+		return 0;
+	if (errno != EINPROGRESS)
+		return errno;
+	do {
+		int64_t left = forever ? -1 : kf_mig_ms_left(deadline);
+
+		if (!forever && left <= 0)
+			return ETIMEDOUT;
+		ret = poll(&pfd, 1, forever ? -1 : (int)KF_MIN(left, INT32_MAX));
+	} while ((ret < 0 && errno == EINTR) || ret == 0);
+	if (ret < 0)
+		return errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		return errno;
+	return err;
+}
+
 int kf_mig_connect(const char *addr, int timeout_ms)
 {
+	bool forever = timeout_ms < 0;
 	struct addrinfo *res, *ai;
+	struct timespec deadline;
 	int fd = -1, ret, err = ECONNREFUSED;
 
-	(void)timeout_ms;
 	ret = kf_mig_resolve(addr, false, &res);
 	if (ret)
 		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0) {
 			err = errno;
 			continue;
 		}
-		if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+		err = kf_mig_connect_one(fd, ai, &deadline, forever);
+		if (!err && fcntl(fd, F_SETFL, 0))
+			err = errno;
+		if (!err)
 			break;
-		err = errno;
 		close(fd);
 		fd = -1;
+		if (err == ETIMEDOUT)
+			break;
 	}
 	freeaddrinfo(res);
-	if (fd < 0)
-		return kf_fail_errno(err, "connect to %s", addr);
-	return fd;
+	if (fd >= 0)
+		return fd;
+	if (err == ETIMEDOUT)
+		return kf_fail(ETIMEDOUT, "connect to %s: no answer within %d ms",
+			       addr, timeout_ms);
+	return kf_fail_errno(err, "connect to %s", addr);
 }

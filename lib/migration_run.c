@@ -12,6 +12,8 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "internal.h"
+
 static int kf_report_fail(struct kf_mig_report *rep, int ret)
 {
 	if (rep && !rep->error[0])
@@ -443,8 +445,10 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 			if (ms->slot == KF_SYSTEM_SLOT)
 				continue;
 			ret = kf_engine_region_complete(e, ms->slot);
-			if (ret == -EBUSY)
+			if (ret == -EBUSY) {
+				kf_error_forget();	/* not yet: poll on */
 				busy = true;
+			}
 			else if (ret)
 				goto out;
 		}
@@ -461,9 +465,9 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	rep->switched = true;
 	rep->switch_ns = t_switch - t_resume;
 	{
-		struct kf_engine_stats es;
+		struct kf_engine_summary es;
 
-		kf_engine_stats(e, &es);
+		kf_engine_summary(e, &es);
 		uffd_faults_at_switch = es.uffd_faults;
 	}
 	iter_at_switch = kf_dest_iterations(vm, nv);
@@ -492,9 +496,9 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	rep->run_after_switch_ns = kf_mig_now_ns() - t_switch;
 	rep->iterations_after_switch = kf_dest_iterations(vm, nv) - iter_at_switch;
 	{
-		struct kf_engine_stats es;
+		struct kf_engine_summary es;
 
-		kf_engine_stats(e, &es);
+		kf_engine_summary(e, &es);
 		rep->uffd_faults_after_switch = es.uffd_faults - uffd_faults_at_switch;
 	}
 
@@ -526,7 +530,7 @@ out:
 			kf_vcpu_join(vcpus[i]);
 	}
 	if (e) {
-		kf_engine_stats(e, &rep->engine);
+		kf_engine_summary(e, &rep->engine);
 		if (!rep->backend)
 			rep->backend = rep->engine.backend;
 	}
@@ -541,8 +545,11 @@ out:
 			snprintf(rep->error, sizeof(rep->error), "%s", kf_remote_error(r));
 	}
 	rep->total_ns = kf_mig_now_ns() - t0;
-	/* Every page is here: the engine lets go (uffd unregistered, the
+	/* The remote's receivers push into the engine: detach them first.
+	 * Every page is here: the engine lets go (uffd unregistered, the
 	 * exit-on-missing flag cleared) before the VM goes. */
+	for (i = 0; i < KF_MIG_MAX_REGIONS; i++)
+		kf_pagesrc_stop_push(srcs[i]);
 	kf_engine_destroy(e);
 	for (i = 0; i < KF_MIG_MAX_REGIONS; i++)
 		kf_pagesrc_destroy(srcs[i]);
@@ -589,14 +596,11 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 	if (rep->engine.nr_vcpus) {
 		fprintf(f, "  fault latency per vCPU (us):   faults     p50     p90     p99     max\n");
 		for (i = 0; i < rep->engine.nr_vcpus; i++) {
-			const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+			const struct kf_fault_summary *s = &rep->engine.vcpu[i];
 
 			fprintf(f, "    vCPU %-3u                   %8" PRIu64 " %7.1f %7.1f %7.1f %7.1f\n",
-				i, s->faults,
-				kf_hist_percentile(&s->latency, 50) / 1e3,
-				kf_hist_percentile(&s->latency, 90) / 1e3,
-				kf_hist_percentile(&s->latency, 99) / 1e3,
-				s->latency.max_ns / 1e3);
+				i, s->faults, s->p50_ns / 1e3, s->p90_ns / 1e3,
+				s->p99_ns / 1e3, s->max_ns / 1e3);
 		}
 		fprintf(f, "    other (host threads)       %8" PRIu64 "\n",
 			rep->engine.other.faults);
@@ -647,14 +651,11 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 		kf_ms(rep->run_after_switch_ns), rep->iterations_after_switch,
 		rep->uffd_faults_after_switch);
 	for (i = 0; i < rep->engine.nr_vcpus; i++) {
-		const struct kf_fault_stats *s = &rep->engine.vcpu[i];
+		const struct kf_fault_summary *s = &rep->engine.vcpu[i];
 
 		fprintf(f, "%s{\"vcpu\": %u, \"faults\": %" PRIu64 ", \"p50\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"max\": %.2f}",
-			i ? ", " : "", i, s->faults,
-			kf_hist_percentile(&s->latency, 50) / 1e3,
-			kf_hist_percentile(&s->latency, 90) / 1e3,
-			kf_hist_percentile(&s->latency, 99) / 1e3,
-			s->latency.max_ns / 1e3);
+			i ? ", " : "", i, s->faults, s->p50_ns / 1e3,
+			s->p90_ns / 1e3, s->p99_ns / 1e3, s->max_ns / 1e3);
 	}
 	fprintf(f, "]}\n");
 }

@@ -22,6 +22,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/remote.h>
 
+#include "internal.h"
+
 enum kf_rc_state {
 	KF_RC_SETUP,		/* before kf_remote_start() */
 	KF_RC_CONNECTED,
@@ -40,6 +42,7 @@ struct kf_rc_region {
 	void *eager_hva;
 	kf_pagesrc_sink_fn sink;
 	void *sink_opaque;
+	unsigned int sink_calls;	/* calls into sink in flight */
 	struct kf_pagesrc src;
 	struct kf_remote *remote;
 	pthread_t flush_thread;
@@ -147,6 +150,17 @@ static void kf_rc_broken(struct kf_remote *r, const char *why)
 	kf_rc_shutdown_conns(r);
 }
 
+/* A call into the sink returned: kf_rc_stop_push() may be waiting. */
+static void kf_rc_sink_done(struct kf_rc_region *g)
+{
+	struct kf_remote *r = g->remote;
+
+	pthread_mutex_lock(&r->lock);
+	if (!--g->sink_calls)
+		pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
 /*
  * A verified page arrived.  Waiters for it get it (their read() installs
  * it); otherwise it goes to the engine's sink, or to the cache before the
@@ -206,12 +220,15 @@ static int kf_rc_deliver(struct kf_remote *r, uint64_t gpa, const void *page,
 	} else {
 		sink = g->sink;
 		opaque = g->sink_opaque;
+		g->sink_calls++;
 	}
 	if (r->held_pages == r->total_pages)
 		pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	if (sink)
+	if (sink) {
 		ret = sink(opaque, gpa, page, KF_PAGE_SIZE);
+		kf_rc_sink_done(g);
+	}
 	return ret;
 }
 
@@ -247,14 +264,19 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		.flags = recover ? KF_MIG_HELLO_RECOVER : 0,
 	};
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	struct timeval tv = { .tv_sec = 10 };
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
+	char before[512];
 	int fd, ret;
 
 	*cp = NULL;
+	snprintf(before, sizeof(before), "%s", kf_error());
 	for (bool told = false;; told = true) {
-		fd = kf_mig_connect(r->addr, timeout_ms);
+		uint64_t now = kf_mig_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000);
+
+		/* timeout 0 is one attempt: give its connect a second */
+		fd = kf_mig_connect(r->addr, KF_MAX(left, 1000));
 		if (fd >= 0 || kf_mig_now_ns() >= deadline)
 			break;
 		if (!told && !r->cfg.quiet)
@@ -264,17 +286,23 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	}
 	if (fd < 0)
 		return fd;
+	kf_error_restore(before);	/* the failed attempts are handled */
 	ret = kf_mig_conn_new(fd, &c);
 	if (ret) {
 		close(fd);
 		return ret;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
+	ret = kf_sock_rcvtimeo(fd, 10);
+	if (!ret)
+		ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
 	if (!ret)
 		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type == KF_MIG_ERROR)
 		ret = kf_fail(ECONNREFUSED, "migration source refused: %s", msg.u.text);
+	else if (!ret && msg.hdr.type == KF_MIG_HELLO &&
+		 msg.u.hello.version != KF_MIG_VERSION)
+		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (version 2 changed the page checksums to XXH3)",
+			      msg.u.hello.version, KF_MIG_VERSION);
 	else if (!ret && (msg.hdr.type != KF_MIG_HELLO ||
 			  msg.u.hello.session != r->session ||
 			  msg.u.hello.channel != channel))
@@ -284,8 +312,11 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		kf_mig_conn_free(c);
 		return ret;
 	}
-	tv.tv_sec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = kf_sock_rcvtimeo(fd, 0);
+	if (ret) {
+		kf_mig_conn_free(c);
+		return ret;
+	}
 	*cp = c;
 	return 0;
 }
@@ -567,17 +598,28 @@ static void *kf_rc_flush_thread(void *arg)
 	uint64_t p;
 
 	for (p = 0; p < g->npages; p++) {
-		bool have = false;
+		kf_pagesrc_sink_fn sink = NULL;
+		void *opaque = NULL;
+		int ret;
 
 		pthread_mutex_lock(&r->lock);
+		if (!g->sink) {
+			pthread_mutex_unlock(&r->lock);
+			break;	/* detached */
+		}
 		if (g->cached[p]) {
 			memcpy(page, g->cache + p * KF_PAGE_SIZE, KF_PAGE_SIZE);
 			g->cached[p] = 0;
-			have = true;
+			sink = g->sink;
+			opaque = g->sink_opaque;
+			g->sink_calls++;
 		}
 		pthread_mutex_unlock(&r->lock);
-		if (have && g->sink(g->sink_opaque, g->r.gpa + p * KF_PAGE_SIZE,
-				    page, KF_PAGE_SIZE))
+		if (!sink)
+			continue;
+		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+		kf_rc_sink_done(g);
+		if (ret)
 			break;	/* the engine reports its own failure */
 	}
 	return NULL;
@@ -601,24 +643,30 @@ static int kf_rc_start_push(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
 	return 0;
 }
 
-static void kf_rc_src_destroy(struct kf_pagesrc *src)
+/* Receivers keep running: pages from now on wait in the cache. */
+static void kf_rc_stop_push(struct kf_pagesrc *src)
 {
 	struct kf_rc_region *g = src->priv;
+	struct kf_remote *r = g->remote;
 
+	pthread_mutex_lock(&r->lock);
+	g->sink = NULL;
+	g->sink_opaque = NULL;
+	while (g->sink_calls)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
 	if (g->flush_started) {
 		pthread_join(g->flush_thread, NULL);
 		g->flush_started = false;
 	}
-	pthread_mutex_lock(&g->remote->lock);
-	g->sink = NULL;
-	pthread_mutex_unlock(&g->remote->lock);
 }
 
 static const struct kf_pagesrc_ops kf_rc_ops = {
 	.read = kf_rc_read,
 	.prefetch = kf_rc_prefetch,
 	.start_push = kf_rc_start_push,
-	.destroy = kf_rc_src_destroy,
+	.stop_push = kf_rc_stop_push,
+	.destroy = kf_rc_stop_push,
 };
 
 int kf_remote_pagesrc(struct kf_remote *r, unsigned int i, struct kf_pagesrc **srcp)

@@ -21,6 +21,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/remote.h>
 
+#include "internal.h"
+
 struct kf_ps_region {
 	struct kf_page_server_region r;
 	uint64_t npages;
@@ -57,6 +59,7 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 {
 	struct kf_page_server *srv;
 	unsigned int i;
+	int ret = 0;
 
 	*srvp = NULL;
 	if (!cfg->nr_regions || cfg->nr_regions > KF_MIG_MAX_REGIONS)
@@ -77,10 +80,16 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 
 		r->r = cfg->regions[i];
 		r->npages = r->r.size / KF_PAGE_SIZE;
-		r->sent = calloc(r->npages, 1);
-		if (!r->sent || !r->npages || r->r.size % KF_PAGE_SIZE) {
+		if (r->npages && !(r->r.size % KF_PAGE_SIZE))
+			r->sent = calloc(r->npages, 1);
+		if (!r->npages || r->r.size % KF_PAGE_SIZE)
+			ret = kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
+		else if (!r->sent)
+			ret = kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
+				      i, (unsigned long long)r->npages);
+		if (ret) {
 			kf_page_server_destroy(srv);
-			return kf_fail(EINVAL, "page server: region %u is empty, unaligned or too large", i);
+			return ret;
 		}
 	}
 	srv->cfg.regions = NULL;
@@ -142,7 +151,6 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		.version = KF_MIG_VERSION,
 		.image_id = kf_mig_image_id(),
 	};
-	struct timeval tv = { .tv_sec = 10 };
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
 	int fd, ret;
@@ -156,13 +164,14 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		return ret;
 	}
 	/* A peer that connects and says nothing must not hang us. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ret = kf_mig_recv(c, &msg);
+	ret = kf_sock_rcvtimeo(fd, 10);
+	if (!ret)
+		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type != KF_MIG_HELLO)
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
 	if (!ret && msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u",
+		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (version 2 changed the page checksums to XXH3)",
 			      msg.u.hello.version, KF_MIG_VERSION);
 	if (!ret && msg.u.hello.image_id != hello.image_id)
 		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",
@@ -196,8 +205,11 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		kf_mig_conn_free(c);
 		return ret;
 	}
-	tv.tv_sec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = kf_sock_rcvtimeo(fd, 0);
+	if (ret) {
+		kf_mig_conn_free(c);
+		return ret;
+	}
 	if (hello.channel == KF_MIG_CH_MAIN)
 		srv->main = c;
 	else
@@ -209,8 +221,10 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 			     bool recover)
 {
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	char before[512];
 	int ret;
 
+	snprintf(before, sizeof(before), "%s", kf_error());
 	while (!srv->main || !srv->demand) {
 		uint64_t now = kf_mig_now_ns();
 		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL);
@@ -230,6 +244,7 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 			continue;
 		}
 	}
+	kf_error_restore(before);	/* stray connections are handled */
 	return 0;
 }
 

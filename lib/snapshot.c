@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Snapshot files (see include/kvmfault/snapshot.h). */
 #include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,7 +37,20 @@ static uint64_t kf_snap_header_hash(const struct kf_snap_header *h)
 	struct kf_snap_header c = *h;
 
 	c.header_hash = 0;
-	return kf_hash(&c, sizeof(c));
+	return kf_host_hash(&c, sizeof(c), 0);
+}
+
+/* Regions, vCPU states and page index, each hash the next one's seed. */
+static uint64_t kf_snap_meta_hash(const struct kf_snap_region *regions,
+				  uint64_t nr_regions, const void *vcpus,
+				  uint64_t vcpu_len, const struct kf_snap_page *index,
+				  uint64_t nr_pages)
+{
+	uint64_t h;
+
+	h = kf_host_hash(regions, nr_regions * sizeof(*regions), 0);
+	h = kf_host_hash(vcpus, vcpu_len, h);
+	return kf_host_hash(index, nr_pages * sizeof(*index), h);
 }
 
 /* ------------------------------------------------------------------ save */
@@ -59,6 +74,62 @@ static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+/*
+ * The new snapshot is written beside the old one, private (0600: it holds
+ * guest memory), and renamed over it only once it is on disk: a crash or
+ * a failed write leaves the old snapshot whole.
+ */
+static int kf_snap_create_tmp(const char *path, char **tmpp)
+{
+	char *tmp;
+	int fd;
+
+	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+		return kf_fail(ENOMEM, "out of memory");
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		int ret = kf_fail_errno(errno, "create a temporary file beside %s",
+					path);
+
+		free(tmp);
+		return ret;
+	}
+	*tmpp = tmp;
+	return fd;
+}
+
+static int kf_snap_fsync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret = 0;
+
+	if (!copy)
+		return kf_fail(ENOMEM, "out of memory");
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd))
+		ret = kf_fail_errno(errno, "fsync the directory of %s", path);
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return ret;
+}
+
+/* fsync, close and rename tmp over path; closes fd in every case. */
+static int kf_snap_commit(int fd, const char *tmp, const char *path)
+{
+	int ret = 0;
+
+	if (fsync(fd))
+		ret = kf_fail_errno(errno, "fsync %s", tmp);
+	if (close(fd) && !ret)
+		ret = kf_fail_errno(errno, "close %s", tmp);
+	if (ret)
+		return ret;
+	if (rename(tmp, path))
+		return kf_fail_errno(errno, "rename %s to %s", tmp, path);
+	return kf_snap_fsync_dir(path);
+}
+
 int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		     unsigned int nr_vcpus, const uint64_t *app_data,
 		     const char *path, uint64_t *bytes)
@@ -66,7 +137,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	struct kf_snap_header h = { .magic = KF_SNAP_MAGIC };
 	struct kf_snap_region regions[KF_SNAP_MAX_REGIONS];
 	struct kf_snap_page *index = NULL;
-	char *vsec = NULL, *tmp = NULL;
+	char *vsec = NULL, *tmp = NULL, *tmppath = NULL;
 	uint64_t meta, p, off;
 	unsigned int i, nr = 0;
 	int fd = -1, ret;
@@ -144,9 +215,9 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		ret = kf_fail(ENOMEM, "out of memory for the page index");
 		goto out;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = kf_snap_create_tmp(path, &tmppath);
 	if (fd < 0) {
-		ret = kf_fail_errno(errno, "create %s", path);
+		ret = fd;
 		goto out;
 	}
 	if (ftruncate(fd, h.file_size)) {
@@ -173,9 +244,8 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		}
 	}
 
-	meta = kf_hash_continue(KF_HASH_SEED, regions, nr * sizeof(regions[0]));
-	meta = kf_hash_continue(meta, vsec, h.vcpu_len);
-	meta = kf_hash_continue(meta, index, h.total_pages * sizeof(*index));
+	meta = kf_snap_meta_hash(regions, nr, vsec, h.vcpu_len, index,
+				 h.total_pages);
 	h.meta_hash = meta;
 	h.header_hash = kf_snap_header_hash(&h);
 
@@ -193,16 +263,18 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	    (ret = kf_pwrite_full(fd, index, h.total_pages * sizeof(*index),
 				  h.index_off, path)))
 		goto out;
-	if (fsync(fd)) {
-		ret = kf_fail_errno(errno, "fsync %s", path);
+	ret = kf_snap_commit(fd, tmppath, path);
+	fd = -1;
+	if (ret)
 		goto out;
-	}
 	if (bytes)
 		*bytes = h.file_size;
-	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (ret && tmppath)
+		unlink(tmppath);
+	free(tmppath);
 	free(tmp);
 	free(index);
 	free(vsec);
@@ -258,7 +330,7 @@ static int kf_snap_check(struct kf_snapshot *s)
 	if (memcmp(h->magic, KF_SNAP_MAGIC, 8))
 		return kf_fail(EINVAL, "not a kvmfault snapshot (bad magic)");
 	if (h->version != KF_SNAP_VERSION)
-		return kf_fail(EPROTO, "snapshot format version %u; this program reads version %u",
+		return kf_fail(EPROTO, "snapshot format version %u is not supported: this program reads version %u only (version 2 changed the checksums to XXH3)",
 			       h->version, KF_SNAP_VERSION);
 	if (kf_snap_header_hash(h) != h->header_hash)
 		return kf_fail(EBADMSG, "snapshot header is corrupted (checksum mismatch)");
@@ -295,10 +367,8 @@ static int kf_snap_check(struct kf_snapshot *s)
 	    (ret = kf_snap_read(s, s->index, h->total_pages * sizeof(*s->index),
 				h->index_off, "the page index")))
 		return ret;
-	meta = kf_hash_continue(KF_HASH_SEED, s->regions,
-				h->nr_regions * sizeof(*s->regions));
-	meta = kf_hash_continue(meta, s->vcpus, h->vcpu_len);
-	meta = kf_hash_continue(meta, s->index, h->total_pages * sizeof(*s->index));
+	meta = kf_snap_meta_hash(s->regions, h->nr_regions, s->vcpus,
+				 h->vcpu_len, s->index, h->total_pages);
 	if (meta != h->meta_hash)
 		return kf_fail(EBADMSG, "snapshot metadata (regions, vCPU state or page index) is corrupted (checksum mismatch)");
 

@@ -49,11 +49,14 @@ void kf_hist_merge(struct kf_latency_hist *dst, const struct kf_latency_hist *sr
 {
 	unsigned int i;
 
-	dst->count += src->count;
-	dst->sum_ns += src->sum_ns;
-	dst->max_ns = KF_MAX(dst->max_ns, src->max_ns);
+	/* src may be live: relaxed loads. */
+	dst->count += __atomic_load_n(&src->count, __ATOMIC_RELAXED);
+	dst->sum_ns += __atomic_load_n(&src->sum_ns, __ATOMIC_RELAXED);
+	dst->max_ns = KF_MAX(dst->max_ns,
+			     __atomic_load_n(&src->max_ns, __ATOMIC_RELAXED));
 	for (i = 0; i < KF_HIST_BUCKETS; i++)
-		dst->buckets[i] += src->buckets[i];
+		dst->buckets[i] += __atomic_load_n(&src->buckets[i],
+						   __ATOMIC_RELAXED);
 }
 
 uint64_t kf_hist_percentile(const struct kf_latency_hist *h, double p)
@@ -61,21 +64,40 @@ uint64_t kf_hist_percentile(const struct kf_latency_hist *h, double p)
 	uint64_t total = 0, want, seen = 0;
 	unsigned int i;
 
+	uint64_t max = __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED);
+
+	/* Relaxed loads: h may be live, still counting. */
 	for (i = 0; i < KF_HIST_BUCKETS; i++)
-		total += h->buckets[i];
+		total += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
 	if (!total)
 		return 0;
 	if (p >= 100.0)
-		return h->max_ns;
+		return max;
 	want = (uint64_t)(p / 100.0 * (double)total + 0.5);
 	if (want < 1)
 		want = 1;
 	for (i = 0; i < KF_HIST_BUCKETS; i++) {
-		seen += h->buckets[i];
+		seen += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
 		if (seen >= want)
-			return KF_MIN(kf_hist_bucket_value(i), h->max_ns);
+			return KF_MIN(kf_hist_bucket_value(i), max);
 	}
-	return h->max_ns;
+	return max;
+}
+
+void kf_fault_stats_summarize(const struct kf_fault_stats *s,
+			      struct kf_fault_summary *out)
+{
+	out->faults = __atomic_load_n(&s->faults, __ATOMIC_RELAXED);
+	out->bytes = __atomic_load_n(&s->bytes, __ATOMIC_RELAXED);
+	out->zero_pages = __atomic_load_n(&s->zero_pages, __ATOMIC_RELAXED);
+	out->spurious = __atomic_load_n(&s->spurious, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+	out->latency_count = __atomic_load_n(&s->latency.count, __ATOMIC_RELAXED);
+	out->latency_sum_ns = __atomic_load_n(&s->latency.sum_ns, __ATOMIC_RELAXED);
+	out->p50_ns = kf_hist_percentile(&s->latency, 50);
+	out->p90_ns = kf_hist_percentile(&s->latency, 90);
+	out->p99_ns = kf_hist_percentile(&s->latency, 99);
+	out->max_ns = __atomic_load_n(&s->latency.max_ns, __ATOMIC_RELAXED);
 }
 
 static uint64_t kf_load(const uint64_t *p)

@@ -2,12 +2,16 @@
 /* userfaultfd helpers. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <kvmfault/error.h>
 #include <kvmfault/uffd.h>
+
+#include "internal.h"
 
 static int kf_uffd_syscall(void)
 {
@@ -42,6 +46,33 @@ int kf_uffd_open(uint64_t need, uint64_t *have)
 		return ret;
 	}
 	return fd;
+}
+
+int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
+		    unsigned int i)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int cpu = i % (ncpu > 0 ? ncpu : 1);
+	pthread_attr_t attr;
+	cpu_set_t set;
+	int ret;
+
+	ret = pthread_attr_init(&attr);
+	if (ret)
+		return kf_fail(ret, "pthread_attr_init: %s", strerror(ret));
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (pin)
+		ret = pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	if (!ret)
+		ret = pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (ret && pin)
+		return kf_fail(ret, "cannot start a thread pinned to CPU %u: %s",
+			       cpu, strerror(ret));
+	if (ret)
+		return kf_fail(ret, "cannot start a thread: %s", strerror(ret));
+	return 0;
 }
 
 static uint64_t kf_uffd_offered;

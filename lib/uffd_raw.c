@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -17,6 +16,8 @@
 
 #include <kvmfault/error.h>
 #include <kvmfault/uffd.h>
+
+#include "internal.h"
 #include <kvmfault/vm.h>
 
 struct kf_uffd_raw_part {
@@ -58,14 +59,6 @@ static void *kf_raw_handler(void *arg)
 	};
 	struct uffd_msg msg;
 
-	if (raw->cfg.pin) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET((unsigned long)(part - raw->parts) % (ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
 	for (;;) {
 		uint64_t addr, off;
 		ssize_t n;
@@ -124,17 +117,23 @@ int kf_uffd_raw_start(const struct kf_uffd_raw_config *cfg,
 	if (!raw)
 		return kf_fail(ENOMEM, "raw uffd loop");
 	raw->cfg = *cfg;
-	raw->nr_parts = nr;
-	raw->stopfd = eventfd(0, EFD_CLOEXEC);
+	raw->alias = MAP_FAILED;
+	raw->stopfd = -1;
 	raw->parts = calloc(nr, sizeof(*raw->parts));
 	raw->threads = calloc((size_t)nr * per, sizeof(*raw->threads));
-	raw->alias = MAP_FAILED;
-	if (raw->stopfd < 0 || !raw->parts || !raw->threads) {
+	if (!raw->parts || !raw->threads) {
 		ret = kf_fail(ENOMEM, "raw uffd loop: setup");
 		goto fail;
 	}
+	/* Only now may the cleanup look at the parts' descriptors. */
+	raw->nr_parts = nr;
 	for (i = 0; i < nr; i++)
 		raw->parts[i].uffd = -1;
+	raw->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (raw->stopfd < 0) {
+		ret = kf_fail_errno(errno, "raw uffd loop: eventfd");
+		goto fail;
+	}
 	if (cfg->minor) {
 		raw->alias = mmap(NULL, cfg->size, PROT_READ | PROT_WRITE,
 				  MAP_SHARED, cfg->memfd, 0);
@@ -166,10 +165,11 @@ int kf_uffd_raw_start(const struct kf_uffd_raw_config *cfg,
 	}
 	for (i = 0; i < nr; i++) {
 		for (t = 0; t < per; t++) {
-			ret = pthread_create(&raw->threads[raw->nr_threads], NULL,
-					     kf_raw_handler, &raw->parts[i]);
+			ret = kf_start_thread(&raw->threads[raw->nr_threads],
+					      kf_raw_handler, &raw->parts[i],
+					      cfg->pin, i);
 			if (ret) {
-				ret = kf_fail(ret, "raw uffd loop: pthread_create");
+				ret = kf_fail(-ret, "raw uffd loop: %s", kf_error());
 				goto fail;
 			}
 			raw->nr_threads++;

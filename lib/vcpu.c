@@ -36,10 +36,12 @@ int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 		return kf_fail(ENOMEM, "out of memory for a vCPU");
 	vcpu->vm = vm;
 	vcpu->id = id;
+	pthread_mutex_init(&vcpu->kick_lock, NULL);
 	vcpu->max_repeated_faults = KF_DEFAULT_MAX_REPEATED_FAULTS;
 	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0) {
 		ret = kf_fail_errno(errno, "KVM_CREATE_VCPU %u", id);
+		pthread_mutex_destroy(&vcpu->kick_lock);
 		free(vcpu);
 		return ret;
 	}
@@ -48,6 +50,7 @@ int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 	if (vcpu->run == MAP_FAILED) {
 		ret = kf_fail_errno(errno, "mmap kvm_run of vCPU %u", id);
 		close(vcpu->fd);
+		pthread_mutex_destroy(&vcpu->kick_lock);
 		free(vcpu);
 		return ret;
 	}
@@ -202,16 +205,20 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 	vcpu->last_fault = *f;
 	vcpu->last_exit_was_fault = true;
 
-	kf_exit_str(exit, desc, sizeof(desc));
+	/* The description only for a failure: formatting costs per fault. */
 	if (vcpu->repeated_faults > vcpu->max_repeated_faults)
 		return kf_vcpu_fail(vcpu, ELOOP,
 				    "%s repeated %u times without progress: the handler does not map the page",
-				    desc, vcpu->repeated_faults);
+				    kf_exit_str(exit, desc, sizeof(desc)),
+				    vcpu->repeated_faults);
 	if (!vcpu->ops || !vcpu->ops->memory_fault)
-		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s", desc);
+		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s",
+				    kf_exit_str(exit, desc, sizeof(desc)));
 	ret = vcpu->ops->memory_fault(vcpu, f);
 	if (ret < 0)
-		return kf_vcpu_fail(vcpu, -ret, "%s: %s", desc, kf_error());
+		return kf_vcpu_fail(vcpu, -ret, "%s: %s",
+				    kf_exit_str(exit, desc, sizeof(desc)),
+				    kf_error());
 	return 0;
 }
 
@@ -306,6 +313,9 @@ static void *kf_vcpu_thread(void *arg)
 	struct kf_vcpu *vcpu = arg;
 
 	kf_vcpu_run(vcpu, vcpu->ops);
+	pthread_mutex_lock(&vcpu->kick_lock);
+	vcpu->thread_running = false;
+	pthread_mutex_unlock(&vcpu->kick_lock);
 	return NULL;
 }
 
@@ -319,7 +329,10 @@ int kf_vcpu_start(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 		return kf_fail(EBUSY, "vCPU %u is running already", vcpu->id);
 	pthread_once(&kf_kick_once, kf_kick_install);
 	vcpu->ops = ops;
+	pthread_mutex_lock(&vcpu->kick_lock);
 	ret = pthread_create(&vcpu->thread, NULL, kf_vcpu_thread, vcpu);
+	vcpu->thread_running = !ret;
+	pthread_mutex_unlock(&vcpu->kick_lock);
 	if (ret)
 		return kf_fail(ret, "cannot start the thread of vCPU %u", vcpu->id);
 	vcpu->thread_started = true;
@@ -343,8 +356,11 @@ void kf_vcpu_stop(struct kf_vcpu *vcpu)
 {
 	vcpu->stop = 1;
 	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	if (vcpu->thread_started)
+	/* thread_started stays true until after the join: not a guard. */
+	pthread_mutex_lock(&vcpu->kick_lock);
+	if (vcpu->thread_running)
 		pthread_kill(vcpu->thread, kf_kick_signal());
+	pthread_mutex_unlock(&vcpu->kick_lock);
 }
 
 int kf_vm_run_all(struct kf_vm *vm, const struct kf_vcpu_ops *ops)

@@ -87,6 +87,7 @@ void kf_vm_destroy(struct kf_vm *vm)
 		if (vcpu->run)
 			munmap(vcpu->run, vm->run_size);
 		close(vcpu->fd);
+		pthread_mutex_destroy(&vcpu->kick_lock);
 		free(vcpu);
 	}
 	if (vm->fd >= 0)
@@ -250,8 +251,15 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 	}
 	ms->used = true;
 	ret = kf_arch_map_region(vm, ms->gpa, ms->size);
-	if (ret)
+	if (ret) {
+		/* The guest must not keep memory its page tables lack. */
+		if (kf_set_memslot(vm, ms, ms->flags, 0))
+			ret = kf_fail_errno(errno, "delete memslot %u after: %s",
+					    ms->slot, kf_error());
+		else
+			kf_memslot_release(ms);
 		goto out;
+	}
 	if (slotp)
 		*slotp = ms;
 out:
@@ -273,12 +281,17 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 	struct kf_memslot *ms;
 	int ret = 0;
 
+	if (!vm)
+		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
 	ms = kf_vm_slot(vm, slot);
 	if (!ms)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
 		ret = kf_fail(EBUSY, "slot 0 holds the guest's code and page tables");
+	else if (kf_engine_serves(vm, slot))
+		ret = kf_fail(EBUSY, "memslot %u is served by a fault engine: destroy the engine before removing the slot",
+			      slot);
 	else if (kf_set_memslot(vm, ms, ms->flags, 0))
 		ret = kf_fail_errno(errno, "delete memslot %u", slot);
 	else

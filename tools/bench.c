@@ -222,23 +222,33 @@ static void calibrate_tsc(void)
 
 static uint64_t sync_start[KF_MAX_VCPUS], sync_end[KF_MAX_VCPUS];
 
-static void pin_self(unsigned int i)
+static int pin_self(unsigned int i)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int cpu = i % (n > 0 ? n : 1);
 	cpu_set_t set;
+	int ret;
 
 	CPU_ZERO(&set);
-	CPU_SET(i % (n > 0 ? n : 1), &set);
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	CPU_SET(cpu, &set);
+	ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (ret)
+		return kf_fail(ret, "cannot pin vCPU %u to CPU %u: %s", i, cpu,
+			       strerror(ret));
+	return 0;
 }
 
 static int bench_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
 	uint64_t t;
+	int ret;
 
 	/* The first SYNC comes before the walk, on the vCPU thread. */
-	if (opt.pin && uc->args[0] == 1)
-		pin_self(vcpu->id);
+	if (opt.pin && uc->args[0] == 1) {
+		ret = pin_self(vcpu->id);
+		if (ret)
+			return ret;
+	}
 	t = now_ns();
 
 	if (uc->args[1] != vcpu->id)
@@ -353,6 +363,16 @@ static int remote_close(struct remote_rig *rr, bool ok)
 		close(rr->lfd);
 	rr->lfd = -1;
 	return ret;
+}
+
+/* A pushing source (remote) stops calling into the engine before it goes. */
+static void teardown(struct kf_engine *e, struct kf_pagesrc *src,
+		     struct kf_vm *vm)
+{
+	kf_pagesrc_stop_push(src);
+	kf_engine_destroy(e);
+	kf_pagesrc_destroy(src);
+	kf_vm_destroy(vm);
 }
 
 static int make_source(uint64_t gpa, uint64_t size, struct kf_pagesrc **srcp)
@@ -518,16 +538,12 @@ out:
 		char msg[600];
 
 		snprintf(msg, sizeof(msg), "%s", kf_error());
-		kf_engine_destroy(e);
-		kf_vm_destroy(vm);
-		kf_pagesrc_destroy(src);
+		teardown(e, src, vm);
 		if (remote)
 			remote_close(&rr, false);
 		return kf_fail(-ret, "%s", msg);
 	}
-	kf_engine_destroy(e);
-	kf_vm_destroy(vm);
-	kf_pagesrc_destroy(src);
+	teardown(e, src, vm);
 	if (remote)
 		return remote_close(&rr, true);
 	return 0;

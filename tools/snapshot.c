@@ -109,7 +109,7 @@ static int do_restore_one(const char *path, bool lazy, int backend, int run_ms,
 	};
 	struct kf_snapshot_restore rs = { .lazy = lazy, .backend = backend };
 	struct kf_snapshot *snap = NULL;
-	struct kf_engine_stats es;
+	struct kf_engine_summary es;
 	uint64_t t0 = kf_mig_now_ns();
 	unsigned int i;
 	int ret, first = 0;
@@ -144,7 +144,7 @@ static int do_restore_one(const char *path, bool lazy, int backend, int run_ms,
 		if (kf_engine_error(rs.engine))
 			snprintf(res->error, sizeof(res->error), "%s",
 				 kf_engine_error(rs.engine));
-		kf_engine_stats(rs.engine, &es);
+		kf_engine_summary(rs.engine, &es);
 		res->faults = es.total.faults;
 		res->backend = es.backend;
 	}

@@ -10,7 +10,8 @@
  *                                           .memory_fault = kf_engine_memory_fault
  *                                           .interrupted = kf_engine_interrupted
  *   kf_engine_stats(e, &stats);
- *   kf_engine_destroy(e);                   (sources stay the caller's)
+ *   kf_engine_destroy(e);                   (sources stay the caller's:
+ *                                           destroy them after the engine)
  *
  * Backends (per region; AUTO picks the first that fits):
  *   exit          KVM_MEM_EXIT_ON_MISSING (kvmfault kernel series): the vCPU
@@ -97,7 +98,12 @@ enum kf_backend kf_engine_region_backend(struct kf_engine *e, uint32_t slot);
 int kf_engine_start(struct kf_engine *e);
 /* Stop handler threads (faults then wait until destroy). */
 void kf_engine_stop(struct kf_engine *e);
-/* Stop, unregister, free.  The VM and the sources stay. */
+/*
+ * Detach pushing sources (kf_pagesrc_stop_push(): no source thread calls
+ * into the engine after this), stop, unregister, free.  The VM and the
+ * sources stay; a pushing source without stop_push must be stopped by its
+ * owner before this.
+ */
 void kf_engine_destroy(struct kf_engine *e);
 
 /* vCPU hooks: resolve an exit-backend fault on the vCPU thread; report an
@@ -142,7 +148,12 @@ int kf_engine_region_uffd_registered(struct kf_engine *e, uint32_t slot);
 /* The first failure's message, or NULL while all is well. */
 const char *kf_engine_error(struct kf_engine *e);
 
-/* A snapshot of the statistics (vCPU run_ns stays 0: the caller's). */
+/*
+ * A copy of the statistics, histograms included (545 KB: keep it off the
+ * stack; vCPU run_ns stays 0: the caller's).
+ */
 void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s);
+/* The numbers without the histograms, read in place (no big copy). */
+void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s);
 
 #endif

@@ -11,7 +11,11 @@
 
 #define KF_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 
-/* The message of this thread's last failed call ("" when there is none). */
+/*
+ * The message of this thread's last failed call ("" when there is none).
+ * A call that succeeds records no message, not even for a failure it
+ * recovered from inside.
+ */
 const char *kf_error(void);
 
 /* Record a message for this thread and return -err (err is a positive errno). */

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The page checksum that guests and hosts both compute: the guest checks the
- * bytes it sees against what the host installed.  64-bit FNV-1a over words,
- * with a xor-shift in each round so that high bits reach the low ones.
+ * kf_hash(): the page checksum that guests and hosts both compute: the
+ * guest checks the bytes it sees against what the host installed.  64-bit
+ * FNV-1a over words, with a xor-shift in each round so that high bits reach
+ * the low ones.  Guest code calls no library, so it keeps this one.
+ *
+ * kf_host_hash(): the host's checksum (XXH3 from libxxhash, several times
+ * faster): the page and metadata checksums of the migration stream and of
+ * snapshot files (format version 2 on).  Host code only.
  */
 #ifndef KVMFAULT_HASH_H
 #define KVMFAULT_HASH_H
@@ -33,5 +38,7 @@ KF_GUEST_INLINE uint64_t kf_hash(const void *buf, size_t len)
 {
 	return kf_hash_continue(KF_HASH_SEED, buf, len);
 }
+
+uint64_t kf_host_hash(const void *buf, size_t len, uint64_t seed);
 
 #endif

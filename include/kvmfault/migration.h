@@ -38,7 +38,8 @@
 #include <kvmfault/vm.h>
 
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
-#define KF_MIG_VERSION 1
+/* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
+#define KF_MIG_VERSION 2
 #define KF_MIG_MAX_PAYLOAD (4U << 20)
 #define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
 #define KF_MIG_MAX_REQ 256		/* addresses in one REQ */
@@ -200,8 +201,7 @@ struct kf_mig_msg {
 /* The checksum of one page, bound to its address. */
 static inline uint64_t kf_mig_page_hash(uint64_t gpa, const void *page)
 {
-	return kf_hash_continue(KF_HASH_SEED ^ (gpa * 0x9e3779b97f4a7c15ULL),
-				page, KF_PAGE_SIZE);
+	return kf_host_hash(page, KF_PAGE_SIZE, gpa * 0x9e3779b97f4a7c15ULL);
 }
 
 /* An identity of this program's image (guest code comes from it). */
@@ -257,6 +257,7 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out);
 /* TCP helpers: "host:port" (numeric or resolvable; port may be 0). */
 int kf_mig_listen(const char *addr, int *portp);
 int kf_mig_accept(int lfd, int timeout_ms);
+/* Gives up after timeout_ms (-ETIMEDOUT); < 0 waits as long as TCP does. */
 int kf_mig_connect(const char *addr, int timeout_ms);
 
 uint64_t kf_mig_now_ns(void);		/* CLOCK_MONOTONIC */
@@ -335,7 +336,7 @@ struct kf_mig_report {
 	uint64_t reconnects;
 	uint64_t requests, req_messages;
 	uint64_t verified_pages;	/* pages the guest re-checked */
-	struct kf_engine_stats engine;	/* faults and latency per vCPU */
+	struct kf_engine_summary engine; /* faults and latency per vCPU */
 	/* Switch-off (destination): every page here, the engine let go of
 	 * the regions (kf_engine_region_complete) while the guest ran. */
 	bool switched;

@@ -32,6 +32,13 @@ struct kf_pagesrc_ops {
 	/* Optional: start pushing pages to sink in the background. */
 	int (*start_push)(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
 			  void *opaque);
+	/*
+	 * With start_push: detach from the sink.  Returns once no call into
+	 * the sink is in flight and none will follow; calling it again, or
+	 * without start_push, does nothing.  kf_engine_destroy() calls it
+	 * before it frees anything; destroy() must do it too.
+	 */
+	void (*stop_push)(struct kf_pagesrc *src);
 	void (*destroy)(struct kf_pagesrc *src);
 };
 
@@ -54,6 +61,13 @@ static inline int kf_pagesrc_read(struct kf_pagesrc *src, uint64_t gpa,
 				  void *buf, size_t len)
 {
 	return src->ops->read(src, gpa, buf, len);
+}
+
+/* Stop a source's pushes before the sink's owner (the engine) goes. */
+static inline void kf_pagesrc_stop_push(struct kf_pagesrc *src)
+{
+	if (src && src->ops->stop_push)
+		src->ops->stop_push(src);
 }
 
 static inline void kf_pagesrc_destroy(struct kf_pagesrc *src)

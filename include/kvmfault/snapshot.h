@@ -31,7 +31,8 @@
 #include <kvmfault/vm.h>
 
 #define KF_SNAP_MAGIC "KVMFSNAP"
-#define KF_SNAP_VERSION 1
+/* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
+#define KF_SNAP_VERSION 2
 #define KF_SNAP_MAX_REGIONS 64
 #define KF_SNAP_PAGE_DATA 0
 #define KF_SNAP_PAGE_ZERO 1
@@ -82,7 +83,9 @@ struct kf_snapshot;
 /*
  * Save every memslot of vm and the state of vcpus[0..nr_vcpus) (stopped,
  * ids 0..nr_vcpus-1) to path.  app_data (8 words, may be NULL) is stored
- * in the header.  *bytes gets the file's size (may be NULL).
+ * in the header.  *bytes gets the file's size (may be NULL).  The file is
+ * written beside path with mode 0600, synced and renamed over path: path
+ * holds the old snapshot or the complete new one, never a partial one.
  */
 int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		     unsigned int nr_vcpus, const uint64_t *app_data,

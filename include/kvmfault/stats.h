@@ -58,6 +58,17 @@ void kf_fault_stats_merge(struct kf_fault_stats *dst,
 /* Pages per second over run_ns (0 when no time was recorded). */
 double kf_fault_stats_rate(const struct kf_fault_stats *s);
 
+/* The numbers of a struct kf_fault_stats, without its histogram (88 bytes). */
+struct kf_fault_summary {
+	uint64_t faults, bytes, zero_pages, spurious, errors;
+	uint64_t latency_count, latency_sum_ns;
+	uint64_t p50_ns, p90_ns, p99_ns, max_ns;
+};
+
+/* Summarize live or copied stats (each field read atomically). */
+void kf_fault_stats_summarize(const struct kf_fault_stats *s,
+			      struct kf_fault_summary *out);
+
 /* Everything the engine counted. */
 struct kf_engine_stats {
 	const char *backend;		/* "exit", "uffd-missing", "uffd-minor" */
@@ -69,6 +80,23 @@ struct kf_engine_stats {
 	uint64_t push_races;		/* pushes that found the page there */
 	uint64_t exit_faults;		/* faults seen as KVM exits */
 	uint64_t uffd_faults;		/* faults seen through userfaultfd */
+};
+
+/*
+ * What the engine counted, without histograms: about 6 KB where struct
+ * kf_engine_stats is 545 KB.  Read with kf_engine_summary().
+ */
+struct kf_engine_summary {
+	const char *backend;
+	unsigned int nr_vcpus;
+	struct kf_fault_summary vcpu[KF_MAX_VCPUS];
+	struct kf_fault_summary other;
+	struct kf_fault_summary total;
+	uint64_t installed_pages;	/* by faults and pushes */
+	uint64_t pushed_pages;
+	uint64_t push_races;
+	uint64_t exit_faults;
+	uint64_t uffd_faults;
 };
 
 /* CSV: a header line, then one line per vCPU and one "total" line. */

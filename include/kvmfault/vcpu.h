@@ -58,6 +58,10 @@ struct kf_vcpu {
 	pthread_t thread;
 	pid_t tid;		/* the thread in kf_vcpu_run(), 0 before */
 	bool thread_started;
+	/* The thread has not left kf_vcpu_run() yet: it may be signalled
+	 * (under kick_lock; a joined thread must never be). */
+	bool thread_running;
+	pthread_mutex_t kick_lock;
 	volatile int stop;
 	int result;
 	char errmsg[512];

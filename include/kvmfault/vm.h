@@ -77,7 +77,10 @@ void kf_vm_destroy(struct kf_vm *vm);
 int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *region,
 		     struct kf_memslot **slotp);
 
-/* Delete a memslot (its mapping is unmapped if the library made it). */
+/*
+ * Delete a memslot (its mapping is unmapped if the library made it).
+ * -EBUSY while a fault engine serves the slot: destroy the engine first.
+ */
 int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot);
 
 /* Change only the flags of a memslot (KVM_MR_FLAGS_ONLY). */
