@@ -1,39 +1,58 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the rig kernel: linux-source-6.1 + kernel/patches/series, configured
-# from tinyconfig + kernel/rig.config (+ optional extra fragments).
+# Build the rig kernel of one base: linux-source-$KBASE + the series in
+# kernel/patches/$KBASE/, configured from tinyconfig + kernel/rig.config +
+# kernel/rig-$KBASE.config (if present) + optional extra fragments.
 #
 # Layout under $KVMFAULT_CACHE (outside the repository checkout):
-#   src/        pristine source as a git tree (tag "base"), reused forever;
+#   src-$KBASE/   pristine source as a git tree (tag "base"), reused forever;
 #               for each build it is reset to "base" and the series applied
 #               (git only rewrites the files that differ, so the object
 #               directory rebuilds incrementally)
-#   obj-$FLAVOR/  kbuild object directory (O=), incremental across builds
-#   kernel-$KEY/  finished build: bzImage, config, headers/ (headers_install),
-#               KEY is a hash of every input (tarball, patches, fragments)
-#   current-$FLAVOR -> kernel-$KEY
+#   obj-$KBASE-$CONF/  kbuild object directory (O=), one per base and config
+#               (CONF hashes the fragments): the patched kernel, the
+#               unpatched control and each step of check-series share it,
+#               so switching between them rebuilds only what differs
+#   kernel-$KBASE-$FLAVOR-$KEY/  finished build: bzImage, config, headers/
+#               (headers_install); KEY is a hash of every input (tarball,
+#               patches, fragments, this script)
+#   current-$KBASE-$FLAVOR -> kernel-$KBASE-$FLAVOR-$KEY
 #
 # A build whose key already exists is reused as is.
 #
-# usage: build.sh [--print-dir] [--apply-only DIR]
-#   env: KVMFAULT_CACHE, LINUX_TARBALL, KFLAVOR (name of the build flavour),
-#        KFRAGMENTS (space separated fragment files), KSERIES (series file),
-#        JOBS
+# usage: build.sh [--print-dir | --print-fragments | --print-obj | --apply-only]
+#   env: KVMFAULT_CACHE, KBASE (6.12 or 6.1; default 6.12), LINUX_TARBALL
+#        (default /usr/src/linux-source-$KBASE.tar.xz), KFLAVOR (name of
+#        the build flavour), KFRAGMENTS (extra fragment files), KSERIES
+#        (series file; /dev/null for an unpatched control kernel), JOBS
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
-TARBALL=${LINUX_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
+TARBALL=${LINUX_TARBALL:-/usr/src/linux-source-$BASE.tar.xz}
 FLAVOR=${KFLAVOR:-rig}
-FRAGMENTS=${KFRAGMENTS:-$here/rig.config}
 JOBS=${JOBS:-$(nproc)}
-SERIES_DIR=$here/patches
+SERIES_DIR=$here/patches/$BASE
 
 log() { echo "kernel: $*" >&2; }
 die() { echo "kernel: error: $*" >&2; exit 1; }
 
-[ -r "$TARBALL" ] || die "$TARBALL missing: run 'make -C kernel deps' (apt-get install linux-source-6.1)"
+[ -n "${KSERIES:-}" ] || [ -d "$SERIES_DIR" ] ||
+	die "no series for base '$BASE' (kernel/patches/$BASE/): KBASE is one of $(cd "$here/patches" && echo */ | tr -d /)"
+# The fragments: common, then the base's own, then the flavour's extras.
+FRAGMENTS="$here/rig.config"
+[ -r "$here/rig-$BASE.config" ] && FRAGMENTS="$FRAGMENTS $here/rig-$BASE.config"
+FRAGMENTS="$FRAGMENTS ${KFRAGMENTS:-}"
+# shellcheck disable=SC2086
+obj=$CACHE/obj-$BASE-$(cat $FRAGMENTS | sha256sum | cut -c1-8)
+case "${1:-}" in
+--print-fragments) echo "$FRAGMENTS"; exit 0 ;;
+--print-obj) echo "$obj"; exit 0 ;;
+esac
+
+[ -r "$TARBALL" ] || die "$TARBALL missing: run 'make -C kernel deps' (apt-get install linux-source-$BASE)"
 # KSERIES: another series file, e.g. /dev/null for an unpatched control
 # kernel (use it with its own KFLAVOR, e.g. "base").
 SERIES_FILE=${KSERIES:-$SERIES_DIR/series}
@@ -49,13 +68,13 @@ done <"$SERIES_FILE"
 # The key covers everything the kernel image depends on.
 key=$( {
 	stat -c '%n %s %Y' "$TARBALL"
-	echo "flavor $FLAVOR"
+	echo "base $BASE flavor $FLAVOR"
 	echo "series ${#patches[@]}"
 	for f in "${patches[@]}" $FRAGMENTS "$here/build.sh"; do
 		echo "== $(basename "$f")"; cat "$f"
 	done
 } | sha256sum | cut -c1-16)
-out=$CACHE/kernel-$FLAVOR-$key
+out=$CACHE/kernel-$BASE-$FLAVOR-$key
 
 if [ "${1:-}" = --print-dir ]; then
 	echo "$out"
@@ -70,22 +89,22 @@ flock 9
 
 if [ -f "$out/.done" ]; then
 	log "reusing cached build $out (inputs unchanged)"
-	ln -sfn "$(basename "$out")" "$CACHE/current-$FLAVOR"
+	ln -sfn "$(basename "$out")" "$CACHE/current-$BASE-$FLAVOR"
 	echo "$out"
 	exit 0
 fi
 
 # --- pristine source tree, extracted once -------------------------------
-src=$CACHE/src
+src=$CACHE/src-$BASE
 srcid=$(stat -c '%s %Y' "$TARBALL")
 if [ ! -f "$src/.kvmfault-base" ] || [ "$(cat "$src/.kvmfault-base")" != "$srcid" ]; then
 	log "extracting $TARBALL into $src"
-	rm -rf "$src" "$CACHE/src.tmp"
-	mkdir -p "$CACHE/src.tmp"
-	tar -C "$CACHE/src.tmp" -xf "$TARBALL"
-	top=$(find "$CACHE/src.tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
+	rm -rf "$src" "$src.tmp"
+	mkdir -p "$src.tmp"
+	tar -C "$src.tmp" -xf "$TARBALL"
+	top=$(find "$src.tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
 	mv "$top" "$src"
-	rmdir "$CACHE/src.tmp"
+	rmdir "$src.tmp"
 	log "recording the pristine tree (git, tag base)"
 	(
 		cd "$src"
@@ -119,7 +138,6 @@ if [ "${1:-}" = --apply-only ]; then
 fi
 
 # --- configure and build --------------------------------------------------
-obj=$CACHE/obj-$FLAVOR
 mkdir -p "$obj"
 log "configuring: tinyconfig + $(for f in $FRAGMENTS; do basename "$f"; done | tr '\n' ' ')"
 make -s O="$obj" tinyconfig >/dev/null
@@ -144,11 +162,11 @@ done
 
 log "building bzImage (-j$JOBS) in $obj"
 start=$(date +%s)
-if ! make -s -j"$JOBS" O="$obj" bzImage >"$CACHE/build.log" 2>&1; then
-	tail -n 40 "$CACHE/build.log" >&2
-	die "kernel build failed (full log: $CACHE/build.log)"
+if ! make -s -j"$JOBS" O="$obj" bzImage >"$CACHE/build-$BASE.log" 2>&1; then
+	tail -n 40 "$CACHE/build-$BASE.log" >&2
+	die "kernel build failed (full log: $CACHE/build-$BASE.log)"
 fi
-grep -E 'warning:' "$CACHE/build.log" >&2 || true
+grep -E 'warning:' "$CACHE/build-$BASE.log" >&2 || true
 log "built in $(( $(date +%s) - start ))s"
 
 rm -rf "$out.tmp"
@@ -160,6 +178,6 @@ printf '%s\n' "${patches[@]##*/}" >"$out.tmp/series"
 touch "$out.tmp/.done"
 rm -rf "$out"
 mv "$out.tmp" "$out"
-ln -sfn "$(basename "$out")" "$CACHE/current-$FLAVOR"
+ln -sfn "$(basename "$out")" "$CACHE/current-$BASE-$FLAVOR"
 log "kernel ready: $out/bzImage"
 echo "$out"

@@ -12,7 +12,7 @@
 #     skip what the kernel lacks).
 # After the last patch, compare include/kvmfault/uapi.h with the headers.
 #
-# usage: check-series.sh        env: KVMFAULT_CACHE, TESTS_DIR, JOBS
+# usage: check-series.sh   env: KVMFAULT_CACHE, KBASE, TESTS_DIR, JOBS
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,29 +23,34 @@ IDENTITY='kvmfault developers <developers@kvmfault.invalid>'
 die() { echo "check-series: FAIL: $*" >&2; exit 1; }
 say() { echo "check-series: $*"; }
 
+BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
+series_dir=$here/patches/$BASE
+
 # Make sure the pristine tree exists (build.sh extracts it) and take the
-# same lock as build.sh: both use $CACHE/src.
+# same lock as build.sh: both use $CACHE/src-$BASE.
 "$here/build.sh" --apply-only >/dev/null
+fragments=$(KFRAGMENTS= "$here/build.sh" --print-fragments)
+obj=$(KFRAGMENTS= "$here/build.sh" --print-obj)
 exec 9>"$CACHE/.lock"
 flock 9
 
-src=$CACHE/src
-obj=$CACHE/obj-series
-work=$CACHE/series-check
+src=$CACHE/src-$BASE
+work=$CACHE/series-check-$BASE
 rm -rf "$work"
 mkdir -p "$obj" "$work"
 
 patches=()
 while read -r p; do
 	case "$p" in ''|'#'*) continue ;; esac
-	patches+=("$here/patches/$p")
-done <"$here/patches/series"
+	patches+=("$series_dir/$p")
+done <"$series_dir/series"
 
 cd "$src"
 git reset -q --hard base
 git clean -q -fdx -e .kvmfault-base
 make -s O="$obj" tinyconfig >/dev/null
-scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" "$here/rig.config" >/dev/null 2>&1
+# shellcheck disable=SC2086
+scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" $fragments >/dev/null 2>&1
 make -s O="$obj" olddefconfig 2>/dev/null
 
 n=0
@@ -53,7 +58,7 @@ total_start=$(date +%s)
 for p in "${patches[@]}"; do
 	n=$((n + 1))
 	name=$(basename "$p")
-	say "[$n/${#patches[@]}] $name"
+	say "[$BASE $n/${#patches[@]}] $name"
 
 	grep -qx "From: $IDENTITY" "$p" || die "$name: From: is not '$IDENTITY'"
 	grep -qx "Signed-off-by: $IDENTITY" "$p" || die "$name: no 'Signed-off-by: $IDENTITY'"
@@ -110,4 +115,4 @@ for p in "${patches[@]}"; do
 done
 
 "$here/uapi-check.sh" "$work/hdr/include" "$here/../include/kvmfault/uapi.h"
-say "OK: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"
+say "OK: $BASE: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"

@@ -62,7 +62,7 @@ boot() {
 cmd_tests() {
 	local dir=$1
 	[ -d "$dir" ] || die "TESTS_DIR $dir is not a directory"
-	local rigdir=${RIG_LOG_DIR:-$CACHE/rig$( [ "${KFLAVOR:-rig}" = rig ] || echo "-$KFLAVOR")}
+	local rigdir=${RIG_LOG_DIR:-$CACHE/rig-${KBASE:-6.12}$( [ "${KFLAVOR:-rig}" = rig ] || echo "-$KFLAVOR")}
 	mkdir -p "$rigdir"
 	local st=$rigdir/initramfs
 	rm -rf "$st" "$rigdir"/serial-smp*.log

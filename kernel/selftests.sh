@@ -21,7 +21,11 @@
 # on the control every time.  The baseline lists the tests known to be
 # timing-sensitive under the software CPU, with the evidence.
 #
-# env: KVMFAULT_CACHE, ST_TIMEOUT (per test, 120 s times the time scale),
+# usage: selftests.sh             compare the patched kernel with the baseline
+#        selftests.sh --baseline  run every x86 selftest on the unpatched
+#                                 kernel and write the baseline of KBASE
+#
+# env: KVMFAULT_CACHE, KBASE (6.12 or 6.1), ST_TIMEOUT (per test, 120 s times the time scale),
 #      ST_STALL (seconds without serial output before the guest counts as
 #      dead, 300 times the time scale), ST_SMP (2), ST_RERUNS (3),
 #      ST_ONLY (space separated test names, for a partial run),
@@ -32,7 +36,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
 ST_SMP=${ST_SMP:-2}
 ST_RERUNS=${ST_RERUNS:-3}
-baseline=$here/selftests-baseline.txt
+BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
+baseline=$here/selftests-baseline-$BASE.txt
+mode=compare
+if [ "${1:-}" = --baseline ]; then
+	mode=baseline
+	# The unpatched kernel of the same config.
+	export KFLAVOR=base KSERIES=/dev/null
+fi
 # shellcheck source=rig-common.sh
 . "$here/rig-common.sh"
 # shellcheck source=verdict.sh
@@ -40,12 +51,17 @@ baseline=$here/selftests-baseline.txt
 
 die() { echo "selftests: error: $*" >&2; exit 2; }
 
-kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)}
+if [ "$mode" = baseline ]; then
+	kdir=$("$here/build.sh" | tail -n 1) || die "cannot build the unpatched $BASE kernel"
+else
+	kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)}
+	[ -r "$baseline" ] || die "no baseline for $BASE ($baseline): make -C kernel selftests-baseline KBASE=$BASE"
+fi
 [ -f "$kdir/.done" ] || die "no kernel built for the current inputs: make -C kernel"
-src=$CACHE/src
+src=$CACHE/src-$BASE
 [ -d "$src/tools/testing/selftests/kvm" ] || die "$src missing: make -C kernel"
 
-work=$CACHE/selftests-${KFLAVOR:-rig}
+work=$CACHE/selftests-$BASE-${KFLAVOR:-rig}
 out=$work/build
 mkdir -p "$work" "$out"
 
@@ -55,16 +71,23 @@ start=$(date +%s)
 make -k -j"$(nproc)" -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" \
 	INSTALL_HDR_PATH="$kdir/headers" KHDR_INCLUDES="-isystem $kdir/headers/include" \
 	EXTRA_CFLAGS=-static >"$work/build.log" 2>&1
-# steal_time.c includes <asm/kvm.h> without <linux/stddef.h>, which the
-# installed 6.1 headers need for __DECLARE_FLEX_ARRAY: build it with the
-# header forced in (a build fix only, the test is unchanged).
-make -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" \
-	INSTALL_HDR_PATH="$kdir/headers" KHDR_INCLUDES="-isystem $kdir/headers/include" \
-	EXTRA_CFLAGS="-static -include $kdir/headers/include/linux/stddef.h" \
-	"$out/steal_time" >>"$work/build.log" 2>&1
+# 6.1's steal_time.c includes <asm/kvm.h> without <linux/stddef.h>, which
+# the installed 6.1 headers need for __DECLARE_FLEX_ARRAY: build it with
+# the header forced in (a build fix only, the test is unchanged).
+if [ "$BASE" = 6.1 ]; then
+	make -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" \
+		INSTALL_HDR_PATH="$kdir/headers" KHDR_INCLUDES="-isystem $kdir/headers/include" \
+		EXTRA_CFLAGS="-static -include $kdir/headers/include/linux/stddef.h" \
+		"$out/steal_time" >>"$work/build.log" 2>&1
+fi
 echo "selftests: build took $(( $(date +%s) - start ))s (log $work/build.log)"
 
-# --- the list, in baseline order ----------------------------------------
+# --- the list: the baseline's order, or the Makefile's x86 tests -----------
+# x86_tests: TEST_GEN_PROGS_x86_64 and TEST_PROGS_x86_64, in order.
+x86_tests() {
+	sed -n -E 's/^TEST_(GEN_)?PROGS_x86_64[[:space:]]*\+?=[[:space:]]*([^[:space:]]+).*/\2/p' \
+		"$src/tools/testing/selftests/kvm/Makefile"
+}
 tests=()
 while read -r name _; do
 	case "$name" in ''|'#'*|TEST) continue ;; esac
@@ -72,7 +95,7 @@ while read -r name _; do
 		continue
 	fi
 	tests+=("$name")
-done <"$baseline"
+done < <(if [ "$mode" = baseline ]; then x86_tests; else cat "$baseline"; fi)
 
 st=$work/initramfs
 rm -rf "$st"
@@ -196,6 +219,23 @@ run_list "$kdir" "$work/initrd.gz" "$st/selftests/list" "$results" ""
 
 echo "selftests: results:"
 sed 's/^/  /' "$results"
+
+if [ "$mode" = baseline ]; then
+	counts=$(awk '{print $2}' "$results" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
+	{
+		echo "# Per-test results of the KVM selftests of $(basename "$(readlink -f "$src")") on the"
+		echo "# UNPATCHED rig kernel (KSERIES=/dev/null, rig config), QEMU TCG -cpu max"
+		echo "# -smp $ST_SMP -m 2G, ${ST_TIMEOUT}s per test, written by"
+		echo "# 'kernel/selftests.sh --baseline' (KBASE=$BASE) on $(date -u +%Y-%m-%d)."
+		echo "# kernel/selftests.sh reruns a test that passes here and does not pass on"
+		echo "# the patched kernel (see verdict.sh)."
+		printf '%-46s %-8s %4s %6s  %s\n' TEST RESULT RC SECS NOTE
+		cat "$results"
+		echo "# counts: total $(wc -l <"$results"); ${counts%, }; not built ${#notbuilt[@]}: ${notbuilt[*]:-none}"
+	} >"$baseline"
+	echo "selftests: wrote $baseline"
+	exit 0
+fi
 
 # --- compare with the baseline -----------------------------------------------
 regressions=0

@@ -10,8 +10,11 @@
 #   selftests  the kernel's own KVM selftests on the patched kernel, compared
 #           with the unpatched kernel: a regression fails; tests that skip,
 #           or fail on the unpatched kernel too, count as skipped
-# KVMFAULT_PHASES="host asan" limits the phases; KVMFAULT_FUZZ_SECONDS sets
-# the fuzzing time a harness.
+# The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
+# then 6.1), as rig-6.12, rig-6.1 and so on.
+# KVMFAULT_PHASES="host asan" limits the phases ("rig" is every base's rig,
+# "rig-6.1" one base's); KVMFAULT_BASES="6.1" limits the bases;
+# KVMFAULT_FUZZ_SECONDS sets the fuzzing time a harness.
 #
 # Timeouts follow the machine: each phase measures how slow the machine is
 # at its start (scripts/calibrate.sh) and scales its per-test timeouts.
@@ -21,7 +24,16 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-phases=${KVMFAULT_PHASES:-host asan fuzz rig series selftests}
+# The kernel bases with a series, newest first.
+bases=${KVMFAULT_BASES:-$(for d in kernel/patches/*/series; do
+	[ -r "$d" ] && basename "$(dirname "$d")"; done | sort -rV | tr '\n' ' ')}
+phases=""
+for p in ${KVMFAULT_PHASES:-host asan fuzz rig series selftests}; do
+	case $p in
+	rig|series|selftests) for b in $bases; do phases="$phases $p-$b"; done ;;
+	*) phases="$phases $p" ;;
+	esac
+done
 jobs=$(nproc 2>/dev/null || echo 2)
 log=$(mktemp /tmp/kf-check.XXXXXX)
 times=$log.times
@@ -63,33 +75,44 @@ host_timeout() {
 	echo "$t"
 }
 
-# The series check: one test a patch when it passes, a failure otherwise.
+# The rig of base $1: the UAPI check, then our tests inside QEMU.
+rig_phase() {
+	make -s -C kernel check KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
+		sed "s/^rig: \([0-9]* passed,\)/rig-$1: \1/"
+}
+
+# The series check of base $1: one test a patch when it passes, a failure
+# otherwise.
 series_phase() {
-	if make -s -C kernel check-series TESTS_DIR="$(pwd)/build/static/tests"; then
-		echo "series: $(grep -c . kernel/patches/series) passed, 0 failed, 0 skipped"
+	if make -s -C kernel check-series KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests"; then
+		echo "series-$1: $(grep -c '^[^#]' "kernel/patches/$1/series") passed, 0 failed, 0 skipped"
 	else
-		echo "series: 0 passed, 1 failed, 0 skipped"
+		echo "series-$1: 0 passed, 1 failed, 0 skipped"
 	fi
 }
 
-# The selftests: passed, regressions as failed, everything else skipped.
+# The selftests of base $1: passed, regressions as failed, everything else
+# skipped.
 selftests_phase() {
+	label=selftests-$1
 	out=$(mktemp /tmp/kf-selftests.XXXXXX)
-	make -s -C kernel selftests >"$out" 2>&1
+	make -s -C kernel selftests KBASE="$1" >"$out" 2>&1
 	rc=$?
 	cat "$out"
 	line=$(grep -a "^selftests: total" "$out" | tail -n 1)
+	reruns=$(sed -n 's/^selftests: reruns \([0-9]*\).*/\1/p' "$out" | tail -n 1)
 	rm -f "$out"
 	total=$(echo "$line" | sed -n 's/.*total \([0-9]*\);.*/\1/p')
 	pass=$(echo "$line" | sed -n 's/.*[ ;]pass \([0-9]*\).*/\1/p')
 	regr=$(echo "$line" | sed -n 's/.*regressions \([0-9]*\).*/\1/p')
 	if [ -z "$total" ] || [ -z "$regr" ]; then
-		echo "selftests: 0 passed, 1 failed, 0 skipped"
+		echo "$label: 0 passed, 1 failed, 0 skipped"
 		return
 	fi
 	[ $rc -ne 0 ] && [ "$regr" -eq 0 ] && regr=1
 	pass=${pass:-0}
-	echo "selftests: $pass passed, $regr failed, $((total - pass)) skipped"
+	echo "$label: reruns ${reruns:-0}"
+	echo "$label: $pass passed, $regr failed, $((total - pass)) skipped"
 }
 
 # Why the QEMU rig cannot run here; nothing when it can.
@@ -107,13 +130,18 @@ skip_phase() {
 }
 
 deps_flag=""
-case " $phases " in *" rig "*|*" fuzz "*) deps_flag=--all ;; esac
+case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" fuzz "*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
 
 for phase in $phases; do
 	case $phase in
-	host|asan|fuzz|rig|series|selftests) ;;
-	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests)" >&2
+	host|asan|fuzz) ;;
+	rig-*|series-*|selftests-*)
+		[ -r "kernel/patches/${phase#*-}/series" ] || {
+			echo "unknown kernel base in '$phase' (bases: $bases)" >&2
+			exit 2
+		} ;;
+	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests, rig-BASE ...)" >&2
 	   exit 2 ;;
 	esac
 done
@@ -152,11 +180,12 @@ do_phase() {
 		else
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
-	rig|series|selftests)
+	rig-*|series-*|selftests-*)
+		base=${phase#*-}
 		case $phase in
-		rig) note "rig: the patched kernel under QEMU" ;;
-		series) note "series: each patch on its own" ;;
-		selftests) note "selftests: the kernel's KVM selftests on the patched kernel" ;;
+		rig-*) note "$phase: the patched $base kernel under QEMU" ;;
+		series-*) note "$phase: each patch of the $base series on its own" ;;
+		selftests-*) note "$phase: the KVM selftests of $base on the patched kernel" ;;
 		esac
 		why=$(rig_missing)
 		if [ -n "$why" ]; then
@@ -166,10 +195,9 @@ do_phase() {
 		make -s -j"$jobs" VARIANT=static tests tools ||
 			{ echo "$phase: 0 passed, 1 failed, 0 skipped" >>"$log"; return; }
 		case $phase in
-		rig) run_phase rig make -s -C kernel check \
-			TESTS_DIR="$(pwd)/build/static/tests" ;;
-		series) run_phase series series_phase ;;
-		selftests) run_phase selftests selftests_phase ;;
+		rig-*) run_phase "$phase" rig_phase "$base" ;;
+		series-*) run_phase "$phase" series_phase "$base" ;;
+		selftests-*) run_phase "$phase" selftests_phase "$base" ;;
 		esac ;;
 	esac
 }
