@@ -78,7 +78,7 @@ host_timeout() {
 # The rig of base $1: the UAPI check, then our tests inside QEMU.
 rig_phase() {
 	make -s -C kernel check KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
-		sed "s/^rig: \([0-9]* passed,\)/rig-$1: \1/"
+		sed -u "s/^rig: \([0-9]* passed,\)/rig-$1: \1/"
 }
 
 # The series check of base $1: one test a patch when it passes, a failure
@@ -188,6 +188,10 @@ do_phase() {
 		selftests-*) note "$phase: the KVM selftests of $base on the patched kernel" ;;
 		esac
 		why=$(rig_missing)
+		case $phase in
+		selftests-*) [ -r "kernel/selftests-baseline-$base.txt" ] ||
+			why="no baseline of the unpatched $base kernel yet (make -C kernel selftests-baseline KBASE=$base)" ;;
+		esac
 		if [ -n "$why" ]; then
 			skip_phase "$phase" "$why"
 			return
