@@ -22,6 +22,8 @@
 #include <kvmfault/test.h>
 #include <kvmfault/uffd.h>
 
+#include "orphan_slot.h"
+
 #define REGION_SIZE (2ULL << 20)
 #define NR_FAULTS 1000
 
@@ -55,32 +57,6 @@ static int ignore_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 	return 0;
 }
 
-/* As in memory_fault_host: the one real exit 39 this host gives. */
-static int add_orphaned_guest_memfd_slot(struct kf_vm *vm, uint64_t gpa)
-{
-	struct kvm_create_guest_memfd cg = {
-		.size = REGION_SIZE,
-		.flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-	};
-	struct kf_region r = {
-		.gpa = gpa, .size = REGION_SIZE, .flags = KVM_MEM_GUEST_MEMFD,
-		.backing = KF_BACKING_USER,
-	};
-	int fd;
-
-	if (!kf_check_cap(vm->fd, KVM_CAP_GUEST_MEMFD) ||
-	    (kf_check_cap(vm->fd, KVM_CAP_GUEST_MEMFD_FLAGS) & 3) != 3)
-		return -EOPNOTSUPP;
-	fd = ioctl(vm->fd, KVM_CREATE_GUEST_MEMFD, &cg);
-	TEST_ASSERT(fd >= 0, "KVM_CREATE_GUEST_MEMFD: %m");
-	r.hva = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	TEST_ASSERT(r.hva != MAP_FAILED, "mmap guest_memfd: %m");
-	r.guest_memfd = fd;
-	TEST_OK(kf_vm_add_region(vm, &r, NULL));
-	munmap(r.hva, REGION_SIZE);
-	close(fd);
-	return 0;
-}
 
 /* Faults the handler "resolves" cost no text; only the final failure. */
 static void test_no_description_per_fault(void)
@@ -92,7 +68,7 @@ static void test_no_description_per_fault(void)
 
 	TEST_OK(kf_vm_create(&vm));
 	gpa = kf_vm_free_gpa(vm);
-	if (add_orphaned_guest_memfd_slot(vm, gpa)) {
+	if (add_orphaned_guest_memfd_slot(vm, gpa, REGION_SIZE)) {
 		printf("  descriptions: not tested, no guest_memfd with MMAP and INIT_SHARED here\n");
 		kf_vm_destroy(vm);
 		return;
