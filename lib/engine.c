@@ -1094,33 +1094,56 @@ uint64_t kf_engine_installed_pages(struct kf_engine *e)
 	return n;
 }
 
-void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
+/*
+ * What kf_engine_stats() and kf_engine_summary() report alike: the backend,
+ * how many vCPU slots count, and the engine-wide counters.
+ */
+struct kf_engine_common {
+	const char *backend;
+	unsigned int nr_vcpus;
+	uint64_t pushed_pages, push_races, exit_faults, uffd_faults;
+};
+
+static void kf_engine_common(struct kf_engine *e, struct kf_engine_common *c)
 {
 	unsigned int i;
 
-	memset(s, 0, sizeof(*s));
-	s->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
+	memset(c, 0, sizeof(*c));
+	c->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
 		     kf_backend_name(e->cfg.backend);
-	for (i = 0; i < KF_MAX_VCPUS; i++) {
-		if (!e->vm->vcpus[i])
-			continue;
-		s->nr_vcpus = i + 1;
+	for (i = 0; i < KF_MAX_VCPUS; i++)
+		if (e->vm->vcpus[i])
+			c->nr_vcpus = i + 1;
+	c->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
+					  __ATOMIC_RELAXED);
+	c->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
+	for (i = 0; i < KF_NR_SLOTS; i++) {
+		c->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
+						  __ATOMIC_RELAXED);
+		c->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
+						  __ATOMIC_RELAXED);
 	}
+}
+
+void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s)
+{
+	struct kf_engine_common c;
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	kf_engine_common(e, &c);
+	s->backend = c.backend;
+	s->nr_vcpus = c.nr_vcpus;
 	for (i = 0; i < s->nr_vcpus; i++) {
 		kf_fault_stats_snapshot(&s->vcpu[i], &e->slots[i].st);
 		kf_fault_stats_merge(&s->total, &s->vcpu[i]);
 	}
 	kf_fault_stats_snapshot(&s->other, &e->slots[KF_SLOT_OTHER].st);
 	kf_fault_stats_merge(&s->total, &s->other);
-	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
-					  __ATOMIC_RELAXED);
-	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
-	for (i = 0; i < KF_NR_SLOTS; i++) {
-		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
-						  __ATOMIC_RELAXED);
-		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
-						  __ATOMIC_RELAXED);
-	}
+	s->pushed_pages = c.pushed_pages;
+	s->push_races = c.push_races;
+	s->exit_faults = c.exit_faults;
+	s->uffd_faults = c.uffd_faults;
 }
 
 static void kf_summary_add(struct kf_fault_summary *t,
@@ -1138,15 +1161,14 @@ static void kf_summary_add(struct kf_fault_summary *t,
 
 void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s)
 {
+	struct kf_engine_common c;
 	struct kf_latency_hist *all;
 	unsigned int i;
 
 	memset(s, 0, sizeof(*s));
-	s->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
-		     kf_backend_name(e->cfg.backend);
-	for (i = 0; i < KF_MAX_VCPUS; i++)
-		if (e->vm->vcpus[i])
-			s->nr_vcpus = i + 1;
+	kf_engine_common(e, &c);
+	s->backend = c.backend;
+	s->nr_vcpus = c.nr_vcpus;
 	for (i = 0; i < s->nr_vcpus; i++) {
 		kf_fault_stats_summarize(&e->slots[i].st, &s->vcpu[i]);
 		kf_summary_add(&s->total, &s->vcpu[i]);
@@ -1165,15 +1187,10 @@ void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s)
 		free(all);
 	}
 	s->installed_pages = kf_engine_installed_pages(e);
-	s->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
-					  __ATOMIC_RELAXED);
-	s->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
-	for (i = 0; i < KF_NR_SLOTS; i++) {
-		s->exit_faults += __atomic_load_n(&e->slots[i].exit_faults,
-						  __ATOMIC_RELAXED);
-		s->uffd_faults += __atomic_load_n(&e->slots[i].uffd_faults,
-						  __ATOMIC_RELAXED);
-	}
+	s->pushed_pages = c.pushed_pages;
+	s->push_races = c.push_races;
+	s->exit_faults = c.exit_faults;
+	s->uffd_faults = c.uffd_faults;
 }
 
 /* --- switch-off --- */
