@@ -8,6 +8,7 @@
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 #include <kvmfault/kvm.h>
+#include <kvmfault/uapi.h>
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
@@ -16,6 +17,23 @@
 #define KF_KNOWN_SLOT_FLAGS \
 	(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD | \
 	 KVM_MEM_EXIT_ON_MISSING)
+
+/*
+ * Memory-fault exits say whether the guest read, wrote or fetched only on
+ * VMs that ask (KVM_CAP_MEMORY_FAULT_ACCESS, before the first vCPU): ask
+ * wherever the kernel offers it.
+ */
+static int kf_vm_enable_fault_access(struct kf_vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MEMORY_FAULT_ACCESS };
+
+	if (kf_check_cap(vm->fd, KVM_CAP_MEMORY_FAULT_ACCESS) <= 0)
+		return 0;
+	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
+		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_MEMORY_FAULT_ACCESS)");
+	vm->fault_access = true;
+	return 0;
+}
 
 int kf_vm_create(struct kf_vm **vmp)
 {
@@ -52,6 +70,9 @@ int kf_vm_create(struct kf_vm **vmp)
 	vm->max_vcpus = KF_MIN(max > 0 ? (unsigned long)max : 1UL,
 			       (unsigned long)KF_MAX_VCPUS);
 
+	ret = kf_vm_enable_fault_access(vm);
+	if (ret)
+		goto fail;
 	ret = kf_arch_vm_init(vm);
 	if (ret)
 		goto fail;

@@ -2,11 +2,14 @@
 /*
  * Capabilities and memslot flags of the kvmfault kernel series: the values
  * (upstream's 232 for KVM_CAP_MEMORY_FAULT_INFO, 512 for
- * KVM_CAP_EXIT_ON_MISSING), both informational (KVM_ENABLE_CAP fails with
- * EINVAL), and which KVM_MEM_EXIT_ON_MISSING combinations the memslot ioctl
- * accepts: at creation, toggled by a flags-only update, never with
- * KVM_MEM_READONLY; unknown flags stay refused.  On a kernel with only
- * patches 1-2 (no capability 512) the flag must be refused.
+ * KVM_CAP_EXIT_ON_MISSING, 513 for KVM_CAP_MEMORY_FAULT_ACCESS, bit 15 for
+ * KVM_MEM_EXIT_ON_MISSING); 232 and 512 informational (KVM_ENABLE_CAP
+ * fails with EINVAL); 513 enabled on the VM only with zero flags and args
+ * and only before the first vCPU (EBUSY after); and which
+ * KVM_MEM_EXIT_ON_MISSING combinations the memslot ioctl accepts: at
+ * creation, with KVM_MEM_READONLY and dirty logging too, toggled by a
+ * flags-only update; unknown flags stay refused.  On a kernel without
+ * capability 512 the flag must be refused.
  */
 #include <sys/mman.h>
 
@@ -26,14 +29,46 @@ static int set_slot(int vm, uint32_t slot, uint32_t flags, uint64_t gpa,
 	return ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) ? -errno : 0;
 }
 
+static int enable_cap(int fd, uint32_t cap, uint32_t flags, uint64_t arg0)
+{
+	struct kvm_enable_cap ec = { .cap = cap, .flags = flags,
+				     .args = { arg0 } };
+
+	return ioctl(fd, KVM_ENABLE_CAP, &ec) ? -errno : 0;
+}
+
 static void expect_enable_cap_einval(int fd, uint32_t cap, const char *what)
 {
-	struct kvm_enable_cap ec = { .cap = cap };
+	int ret = enable_cap(fd, cap, 0, 0);
 
-	errno = 0;
-	TEST_ASSERT(ioctl(fd, KVM_ENABLE_CAP, &ec) == -1 && errno == EINVAL,
-		    "KVM_ENABLE_CAP(%u) on the %s: expected EINVAL, got %s",
-		    cap, what, strerror(errno));
+	TEST_ASSERT(ret == -EINVAL, "KVM_ENABLE_CAP(%u) on the %s: expected EINVAL, got %s",
+		    cap, what, strerror(-ret));
+}
+
+/* KVM_CAP_MEMORY_FAULT_ACCESS: VM-scoped opt-in, before the first vCPU. */
+static void check_fault_access_cap(int kvm)
+{
+	int vm, vcpu;
+
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	TEST_ASSERT(vm >= 0, "KVM_CREATE_VM: %s", strerror(errno));
+	TEST_ASSERT_EQ(kf_check_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS), 1);
+	TEST_ASSERT_EQ(enable_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS, 1, 0), -EINVAL);
+	TEST_ASSERT_EQ(enable_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS, 0, 1), -EINVAL);
+	TEST_ASSERT_EQ(enable_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS, 0, 0), 0);
+	TEST_ASSERT_EQ(enable_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS, 0, 0), 0);
+	close(vm);
+
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	TEST_ASSERT(vm >= 0, "KVM_CREATE_VM: %s", strerror(errno));
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	TEST_ASSERT(vcpu >= 0, "KVM_CREATE_VCPU: %s", strerror(errno));
+	TEST_ASSERT_EQ(enable_cap(vm, KVM_CAP_MEMORY_FAULT_ACCESS, 0, 0), -EBUSY);
+	/* A vCPU is not where it is enabled. */
+	TEST_ASSERT(enable_cap(vcpu, KVM_CAP_MEMORY_FAULT_ACCESS, 0, 0) < 0,
+		    "KVM_ENABLE_CAP(KVM_CAP_MEMORY_FAULT_ACCESS) succeeded on a vCPU");
+	close(vcpu);
+	close(vm);
 }
 
 int main(void)
@@ -51,17 +86,18 @@ int main(void)
 	/* Values: the numbers themselves are compile-time UAPI, check them. */
 	TEST_ASSERT_EQ(KVM_CAP_MEMORY_FAULT_INFO, 232);
 	TEST_ASSERT_EQ(KVM_CAP_EXIT_ON_MISSING, 512);
+	TEST_ASSERT_EQ(KVM_CAP_MEMORY_FAULT_ACCESS, 513);
 	TEST_ASSERT_EQ(KVM_EXIT_MEMORY_FAULT, 39);
-	TEST_ASSERT_EQ(KVM_MEM_EXIT_ON_MISSING, 1u << 3);
+	TEST_ASSERT_EQ(KVM_MEM_EXIT_ON_MISSING, 1u << 15);
 	TEST_ASSERT_EQ(kf_check_cap(kvm, KVM_CAP_MEMORY_FAULT_INFO), 1);
 
 	vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	TEST_ASSERT(vm >= 0, "KVM_CREATE_VM: %s", strerror(errno));
 	TEST_ASSERT_EQ(kf_check_cap(vm, KVM_CAP_MEMORY_FAULT_INFO), 1);
 	TEST_ASSERT_EQ(kf_check_cap(vm, KVM_CAP_EXIT_ON_MISSING), eom);
-	/* Nothing in between: no capability of upstream's range is claimed. */
+	/* Nothing around ours is claimed. */
 	TEST_ASSERT_EQ(kf_check_cap(vm, 511), 0);
-	TEST_ASSERT_EQ(kf_check_cap(vm, 513), 0);
+	TEST_ASSERT_EQ(kf_check_cap(vm, 514), 0);
 
 	/* Informational: enabling fails with EINVAL, on the VM and a vCPU. */
 	expect_enable_cap_einval(vm, KVM_CAP_MEMORY_FAULT_INFO, "VM");
@@ -84,24 +120,24 @@ int main(void)
 	}
 	expect_enable_cap_einval(vm, KVM_CAP_EXIT_ON_MISSING, "VM");
 	expect_enable_cap_einval(vcpu, KVM_CAP_EXIT_ON_MISSING, "vCPU");
+	/* The series that has 512 has 513 as well. */
+	check_fault_access_cap(kvm);
 
-	/* Refused: with READONLY, and every bit the kernel does not know. */
-	TEST_ASSERT_EQ(set_slot(vm, 1, KVM_MEM_EXIT_ON_MISSING | KVM_MEM_READONLY,
-				GPA, SIZE, mem), -EINVAL);
-	TEST_ASSERT_EQ(set_slot(vm, 1, KVM_MEM_EXIT_ON_MISSING | KVM_MEM_READONLY |
-				KVM_MEM_LOG_DIRTY_PAGES, GPA, SIZE, mem), -EINVAL);
+	/* Refused: every bit the kernel does not know, alone and with ours. */
 	for (bit = 2; bit < 32; bit++) {
-		if (bit == 3)
+		if (1u << bit == KVM_MEM_EXIT_ON_MISSING)
 			continue;
 		TEST_ASSERT_EQ(set_slot(vm, 1, 1u << bit, GPA, SIZE, mem), -EINVAL);
 		TEST_ASSERT_EQ(set_slot(vm, 1, KVM_MEM_EXIT_ON_MISSING | (1u << bit),
 					GPA, SIZE, mem), -EINVAL);
 	}
 
-	/* Accepted at creation, alone and with dirty logging. */
+	/* Accepted at creation, alone, with dirty logging, with READONLY. */
 	TEST_ASSERT_EQ(set_slot(vm, 1, KVM_MEM_EXIT_ON_MISSING, GPA, SIZE, mem), 0);
 	TEST_ASSERT_EQ(set_slot(vm, 2, KVM_MEM_EXIT_ON_MISSING |
 				KVM_MEM_LOG_DIRTY_PAGES, 2 * GPA, SIZE, mem), 0);
+	TEST_ASSERT_EQ(set_slot(vm, 3, KVM_MEM_EXIT_ON_MISSING | KVM_MEM_READONLY,
+				3 * GPA, SIZE, mem), 0);
 
 	/* Toggled by flags-only updates, alone and together with dirty logging. */
 	TEST_ASSERT_EQ(set_slot(vm, 1, 0, GPA, SIZE, mem), 0);
@@ -111,10 +147,12 @@ int main(void)
 				KVM_MEM_LOG_DIRTY_PAGES, GPA, SIZE, mem), 0);
 	TEST_ASSERT_EQ(set_slot(vm, 2, KVM_MEM_LOG_DIRTY_PAGES, 2 * GPA, SIZE, mem), 0);
 
-	/* A READONLY slot cannot gain the flag, and the flag cannot go RO. */
+	/* A READONLY slot toggles the flag; READONLY itself never changes. */
 	TEST_ASSERT_EQ(set_slot(vm, 3, KVM_MEM_READONLY, 3 * GPA, SIZE, mem), 0);
 	TEST_ASSERT_EQ(set_slot(vm, 3, KVM_MEM_READONLY | KVM_MEM_EXIT_ON_MISSING,
-				3 * GPA, SIZE, mem), -EINVAL);
+				3 * GPA, SIZE, mem), 0);
+	TEST_ASSERT_EQ(set_slot(vm, 3, KVM_MEM_EXIT_ON_MISSING, 3 * GPA, SIZE, mem),
+		       -EINVAL);
 	TEST_ASSERT_EQ(set_slot(vm, 1, KVM_MEM_READONLY | KVM_MEM_EXIT_ON_MISSING,
 				GPA, SIZE, mem), -EINVAL);
 	/* An unknown bit on an update of an existing slot is refused too. */
@@ -129,5 +167,5 @@ int main(void)
 	close(vm);
 	close(kvm);
 	munmap(mem, SIZE);
-	TEST_PASS("caps 232/512 informational; EXIT_ON_MISSING flag rules hold");
+	TEST_PASS("caps 232/512 informational, 513 opt-in before vCPUs; EXIT_ON_MISSING flag rules hold");
 }

@@ -24,7 +24,11 @@
 #define KVM_CAP_MEMORY_FAULT_INFO 232
 #endif
 
-/* memory_fault.flags: arch-neutral access bits and the kind of memory */
+/*
+ * memory_fault.flags: arch-neutral access bits (kvmfault kernel series, set
+ * only if the VM enabled KVM_CAP_MEMORY_FAULT_ACCESS) and the kind of memory
+ * (PRIVATE, upstream).
+ */
 #ifndef KVM_MEMORY_EXIT_FLAG_READ
 #define KVM_MEMORY_EXIT_FLAG_READ (1ULL << 0)
 #endif
@@ -123,13 +127,26 @@ struct kvm_memory_attributes {
 #define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
 #endif
 
-/* --- exit-on-missing memslots (kvmfault kernel series) --- */
+/*
+ * --- kvmfault kernel series (not upstream) ---
+ *
+ * Upstream allocates memslot flags from bit 3 upwards (bit 2 is
+ * KVM_MEM_GUEST_MEMFD since 6.8, so also on 6.12; bit 3 is KVM_MEM_USERFAULT
+ * in the posted KVM Userfault series; bits 16-31 are KVM-internal) and
+ * capability numbers sequentially (about 246 at 6.18).  These values are
+ * chosen away from both: the highest userspace flag bit, and capabilities
+ * above 511.  That avoids upstream's next assignments but cannot rule out a
+ * collision; the numbers would be reassigned on an upstream submission.
+ */
 #ifndef KVM_MEM_EXIT_ON_MISSING
-#define KVM_MEM_EXIT_ON_MISSING (1UL << 3)
+#define KVM_MEM_EXIT_ON_MISSING (1UL << 15)
 #endif
-/* Far above upstream's numbers (about 246 at 6.18), so none can collide. */
 #ifndef KVM_CAP_EXIT_ON_MISSING
 #define KVM_CAP_EXIT_ON_MISSING 512
+#endif
+/* VM capability (KVM_ENABLE_CAP, before vCPUs): access flags in exits. */
+#ifndef KVM_CAP_MEMORY_FAULT_ACCESS
+#define KVM_CAP_MEMORY_FAULT_ACCESS 513
 #endif
 
 #endif /* KVMFAULT_UAPI_H */

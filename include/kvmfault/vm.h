@@ -62,6 +62,7 @@ struct kf_vm {
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	unsigned int nr_vcpus;
 	unsigned int max_vcpus;
+	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
 	void *arch;		/* struct kf_x86_vm */
 };
 
