@@ -13,7 +13,12 @@
 #     skip what the kernel lacks).
 # After the last patch, compare include/kvmfault/uapi.h with the headers.
 #
-# usage: check-series.sh   env: KVMFAULT_CACHE, KBASE, TESTS_DIR, JOBS
+# The verdict is a function of its inputs (the source tarball, the patches,
+# the config, these scripts and the tests), so a pass is kept in the cache
+# under a hash of all of them and not redone while they stay the same.
+#
+# usage: check-series.sh   env: KVMFAULT_CACHE, KBASE, TESTS_DIR, JOBS,
+#                          KVMFAULT_SERIES_RECHECK=1 (ignore a kept pass)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +31,25 @@ say() { echo "check-series: $*"; }
 
 BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
 series_dir=$here/patches/$BASE
+
+# The inputs of the verdict: build.sh's key (tarball, patches, config,
+# build.sh) and everything that builds, boots and judges each step.
+verdict_key=$( {
+	basename "$("$here/build.sh" --print-dir)"
+	cat "$0" "$here/rig.sh" "$here/rig-common.sh" "$here/uapi-check.sh" \
+		"$here/initramfs/init" "$here/../tests/run-tests.sh" \
+		"$here/../include/kvmfault/uapi.h"
+	if [ -n "${TESTS_DIR:-}" ]; then
+		echo "tests"
+		cat "$TESTS_DIR"/kernel_*
+	fi
+} | sha256sum | cut -c1-16)
+verdict=$CACHE/series-verdict-$BASE-$verdict_key
+if [ -r "$verdict" ] && [ "${KVMFAULT_SERIES_RECHECK:-0}" != 1 ]; then
+	say "$(cat "$verdict")"
+	say "kept pass for unchanged inputs ($verdict, $(date -r "$verdict" '+%F %T')); KVMFAULT_SERIES_RECHECK=1 redoes it"
+	exit 0
+fi
 
 # Make sure the pristine tree exists (build.sh extracts it) and take the
 # same lock as build.sh: both use $CACHE/src-$BASE.
@@ -119,4 +143,6 @@ for p in "${patches[@]}"; do
 done
 
 "$here/uapi-check.sh" "$work/hdr/include" "$here/../include/kvmfault/uapi.h"
-say "OK: $BASE: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"
+result="OK: $BASE: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"
+say "$result"
+echo "$result" >"$verdict.tmp" && mv "$verdict.tmp" "$verdict"
