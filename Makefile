@@ -51,13 +51,23 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) $(KF_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tests/%.o $(BUILD)/obj/tools/%.o: KF_CFLAGS += -fno-PIC
+# Only the public API (KF_API_BEGIN/END in include/kvmfault/) leaves the
+# shared library; lib/kvmfault.api lists it and makes its version script.
+$(BUILD)/obj/lib/%.o: KF_CFLAGS += -fvisibility=hidden
 
 $(STATIC_LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -pthread -o $@ $^ $(KF_LIBS)
+$(BUILD)/kvmfault.map: lib/kvmfault.api
+	@mkdir -p $(dir $@)
+	{ echo 'KVMFAULT_0 {'; echo 'global:'; \
+	  sed -n 's/^\(kf_[a-z0-9_]*\)$$/\t\1;/p' $<; \
+	  echo 'local: *;'; echo '};'; } > $@
+
+$(SHARED_LIB): $(LIB_OBJS) $(BUILD)/kvmfault.map
+	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -Wl,--version-script=$(BUILD)/kvmfault.map \
+		-Wl,--no-undefined -pthread -o $@ $(LIB_OBJS) $(KF_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(STATIC_LIB)
 	@mkdir -p $(dir $@)

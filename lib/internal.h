@@ -42,6 +42,11 @@ bool kf_page_is_zero(const void *page);
 int kf_image_extent(uint64_t *start, uint64_t *end);
 /* Copy every loaded segment to the same guest physical address. */
 int kf_image_copy(struct kf_vm *vm);
+/*
+ * The executable's code as loaded (its first executable segment, also in a
+ * position-independent program): 0, or -ENOEXEC with a message.
+ */
+int kf_image_text(const void **p, size_t *len);
 /* Whether [p, p + len) lies inside the program image. */
 bool kf_image_contains(const void *p, size_t len);
 

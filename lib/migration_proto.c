@@ -47,10 +47,14 @@ const char *kf_mig_type_name(uint32_t type)
 
 uint64_t kf_mig_image_id(void)
 {
-	extern const char __executable_start[], etext[];
-	const char *p = __executable_start;
-	size_t len = KF_ALIGN_DOWN((size_t)(etext - p), 8);
+	const void *p;
+	size_t len;
 
+	if (kf_image_text(&p, &len)) {
+		kf_error_forget();
+		return 0;
+	}
+	len = KF_ALIGN_DOWN(len, 8);
 	return kf_host_hash(p, len, 0) ^ len;
 }
 

@@ -46,6 +46,10 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 enum kf_backend {
 	KF_BACKEND_AUTO,
 	KF_BACKEND_EXIT,
@@ -155,5 +159,7 @@ const char *kf_engine_error(struct kf_engine *e);
 void kf_engine_stats(struct kf_engine *e, struct kf_engine_stats *s);
 /* The numbers without the histograms, read in place (no big copy). */
 void kf_engine_summary(struct kf_engine *e, struct kf_engine_summary *s);
+
+KF_API_END
 
 #endif

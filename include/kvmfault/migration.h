@@ -37,6 +37,8 @@
 #include <kvmfault/hash.h>
 #include <kvmfault/vm.h>
 
+KF_API_BEGIN
+
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
 /* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
 #define KF_MIG_VERSION 2
@@ -262,6 +264,8 @@ int kf_mig_connect(const char *addr, int timeout_ms);
 
 uint64_t kf_mig_now_ns(void);		/* CLOCK_MONOTONIC */
 uint64_t kf_mig_realtime_ns(void);	/* CLOCK_REALTIME */
+
+KF_API_END
 
 /* ----------------------------------------------------------------------
  * The migration workload: each vCPU writes pages of its own part of a data

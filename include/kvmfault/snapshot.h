@@ -30,6 +30,10 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_SNAP_MAGIC "KVMFSNAP"
 /* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
 #define KF_SNAP_VERSION 2
@@ -143,5 +147,7 @@ struct kf_snapshot_restore {
 int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs);
 /* Tear down what kf_snapshot_restore_vm() built (vCPUs must be joined). */
 void kf_snapshot_restore_free(struct kf_snapshot_restore *rs);
+
+KF_API_END
 
 #endif

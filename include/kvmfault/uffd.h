@@ -11,6 +11,10 @@
 
 #include <linux/userfaultfd.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 /* Newer than the 6.1 headers Debian 12 ships. */
 #ifndef UFFD_FEATURE_EXACT_ADDRESS
 #define UFFD_FEATURE_EXACT_ADDRESS (1 << 11)
@@ -66,5 +70,7 @@ int kf_uffd_raw_start(const struct kf_uffd_raw_config *cfg,
 uint64_t kf_uffd_raw_faults(struct kf_uffd_raw *raw);
 /* Stop the threads, unregister and free; returns the first error or 0. */
 int kf_uffd_raw_stop(struct kf_uffd_raw *raw);
+
+KF_API_END
 
 #endif

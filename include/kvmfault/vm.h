@@ -17,6 +17,10 @@
 
 #include <kvmfault/uapi.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_PAGE_SIZE 4096ULL
 #define KF_MAX_VCPUS 64
 #define KF_MAX_SLOTS 64
@@ -107,5 +111,7 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* Where guest test memory may start: above the system slot. */
 uint64_t kf_vm_free_gpa(struct kf_vm *vm);
+
+KF_API_END
 
 #endif

@@ -54,6 +54,7 @@ _Static_assert(offsetof(struct kf_guest_vcpu, ucall) == 32, "trampoline offset")
 _Static_assert(offsetof(struct kf_ucall, cmd) == 0, "trampoline offset");
 __asm__(".pushsection .rodata\n"
 	".globl kf_x86_return_code\n"
+	".hidden kf_x86_return_code\n"
 	"kf_x86_return_code:\n"
 	"1: mov %gs:0, %rax\n"
 	"   movq $2, 32(%rax)\n"	/* KF_UCALL_DONE */
@@ -61,6 +62,7 @@ __asm__(".pushsection .rodata\n"
 	"   out %al, %dx\n"
 	"   jmp 1b\n"
 	".globl kf_x86_return_end\n"
+	".hidden kf_x86_return_end\n"
 	"kf_x86_return_end:\n"
 	".popsection\n");
 extern const char kf_x86_return_code[], kf_x86_return_end[];
@@ -82,6 +84,7 @@ __asm__(".pushsection .rodata\n"
 	"  jmp 2f\n"
 	".endm\n"
 	".globl kf_x86_exc_code\n"
+	".hidden kf_x86_exc_code\n"
 	".balign 16\n"
 	"kf_x86_exc_code:\n"
 	"  kf_exc_stub 0, 0\n  kf_exc_stub 1, 0\n  kf_exc_stub 2, 0\n"
@@ -108,6 +111,7 @@ __asm__(".pushsection .rodata\n"
 	"   jmp 3b\n"
 	".purgem kf_exc_stub\n"
 	".globl kf_x86_exc_end\n"
+	".hidden kf_x86_exc_end\n"
 	"kf_x86_exc_end:\n"
 	".popsection\n");
 extern const char kf_x86_exc_code[], kf_x86_exc_end[];
