@@ -22,9 +22,6 @@ void kf_error_forget(void);
 /* The same after several failures: msg is a copy of kf_error() from before. */
 void kf_error_restore(const char *msg);
 
-/* Whether a fault engine serves memslot slot of vm. */
-bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);
-
 /* Receive timeout of a socket (0: none), or -errno with a message. */
 int kf_sock_rcvtimeo(int fd, int seconds);
 

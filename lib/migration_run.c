@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/remote.h>

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/snapshot.h>

@@ -310,7 +310,7 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
 		ret = kf_fail(EBUSY, "slot 0 holds the guest's code and page tables");
-	else if (kf_engine_serves(vm, slot))
+	else if (ms->engine)
 		ret = kf_fail(EBUSY, "memslot %u is served by a fault engine: destroy the engine before removing the slot",
 			      slot);
 	else if (kf_set_memslot(vm, ms, ms->flags, 0))

@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/remote.h>

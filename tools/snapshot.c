@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/snapshot.h>

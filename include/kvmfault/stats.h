@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <kvmfault/vm.h>
+#include <kvmfault/limits.h>
 
 #include <kvmfault/compiler.h>
 
