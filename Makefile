@@ -33,8 +33,10 @@ LIB_SRCS := $(wildcard lib/*.c lib/$(ARCH)/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# One tool, kvmfault, with a subcommand in each tools/builtin-*.c.
 TOOL_SRCS := $(wildcard tools/*.c)
-TOOLS := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/kvmfault-%)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOLS := $(BUILD)/bin/kvmfault
 STATIC_LIB := $(BUILD)/libkvmfault.a
 SHARED_LIB := $(BUILD)/libkvmfault.so
 
@@ -73,9 +75,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
 
-$(BUILD)/bin/kvmfault-%: $(BUILD)/obj/tools/%.o $(STATIC_LIB)
+$(BUILD)/obj/tools/kvmfault.o: KF_CFLAGS += -DKVMFAULT_VERSION='"$(VERSION)"'
+
+$(BUILD)/bin/kvmfault: $(TOOL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
+	$(CC) $(KF_LDFLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(KF_LIBS) -lm
 
 # Every test; ends with one line "N passed, N failed, N skipped".
 check:
