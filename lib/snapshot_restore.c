@@ -3,11 +3,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <kvmfault/vm_engine.h>
+#include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/snapshot.h>
 #include <kvmfault/vcpu_state.h>
+#include <kvmfault/vm_engine.h>
+
+/* The entry a vCPU is made with before its saved state replaces it all:
+ * never runs. */
+static KF_GUEST void kf_restore_placeholder(uint64_t arg)
+{
+	(void)arg;
+}
 
 int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs)
 {
@@ -72,7 +80,7 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 		const void *blob;
 		size_t len;
 
-		ret = kf_vcpu_add(rs->vm, i, rs->entry ? rs->entry : kf_workload_guest,
+		ret = kf_vcpu_add(rs->vm, i, rs->entry ? rs->entry : kf_restore_placeholder,
 				  0, &rs->vcpus[i]);
 		if (ret)
 			goto fail;

@@ -16,6 +16,7 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 

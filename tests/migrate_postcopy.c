@@ -18,6 +18,7 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/test.h>
 
 static unsigned int nr_vcpus = 2;

@@ -21,6 +21,7 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 #include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
 
 static int fail_sockopt = -1;	/* fail setsockopt of this option */
 static bool fail_getsockname;

@@ -27,6 +27,7 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/stats.h>
 #include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
 
 #include "builtin.h"
 

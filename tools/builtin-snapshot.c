@@ -23,6 +23,7 @@
 #include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/snapshot.h>
 
 #include "builtin.h"

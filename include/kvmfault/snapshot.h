@@ -127,8 +127,9 @@ struct kf_engine;
 struct kf_snapshot_restore {
 	bool lazy;			/* demand-page data regions from the file */
 	int backend;			/* enum kf_backend, for lazy */
-	void (*entry)(uint64_t);	/* placeholder vCPU entry (state is
-					 * overwritten); NULL: the workload's */
+	void (*entry)(uint64_t);	/* placeholder vCPU entry (the saved
+					 * state replaces it); NULL: one of
+					 * the library's */
 	/* results */
 	struct kf_vm *vm;
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The migration workload (see include/kvmfault/migration.h).  Guest code:
+ * The migration workload (see lib/harness/include/kvmfault/migration_run.h).  Guest code:
  * calls only inline helpers and KF_GUEST functions.
  *
  * Region layout: one span a vCPU, each span csum_pages of checksums (one
@@ -11,6 +11,7 @@
 #include <kvmfault/error.h>
 #include <kvmfault/guest.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/vcpu.h>
 
 /* In slot 0, like all of the program's data: it migrates with the guest. */

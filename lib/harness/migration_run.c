@@ -9,10 +9,11 @@
 #include <kvmfault/vm_engine.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 static int kf_report_fail(struct kf_mig_report *rep, int ret)
 {
