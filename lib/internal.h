@@ -58,6 +58,17 @@ int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
 /* The ucall this exit carries, or NULL when it is no ucall. */
 struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit);
+/*
+ * A guest exception that a KF_UCALL_EXCEPTION reports (args: vector,
+ * error code, instruction pointer, fault address), in words: on x86
+ * "#PF (vector 14) at rip 0x..., error code 0x4, address 0x10".
+ */
+void kf_arch_exception_str(const struct kf_ucall *uc, char *buf, size_t len);
+/*
+ * Copy program memory as raw bytes, unseen by the sanitizers: the image
+ * spans their redzones between globals, part of it like everything else.
+ */
+void kf_arch_raw_copy(void *dst, const void *src, size_t len);
 /* Registers worth printing with an unexpected exit. */
 void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len);
 

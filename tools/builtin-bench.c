@@ -5,8 +5,9 @@
  * userfaultfd loop measured in the same run.
  *
  * Each vCPU walks its own range (memory per vCPU, -b) page by page, reading
- * or writing one word per page, and times every touch with rdtsc inside the
- * guest (end-to-end fault latency, including KVM and the kernel).  The host
+ * or writing one word per page, and times every touch with the cycle
+ * counter (kf_guest_cycles(): rdtsc on x86) inside the guest (end-to-end
+ * fault latency, including KVM and the kernel).  The host
  * times each vCPU's walk between two SYNC ucalls.  Every configuration runs
  * -r times; the row shows the median run by total pages/s.
  */
@@ -37,18 +38,10 @@ struct bench_walk {
 	uint64_t gpa;
 	uint64_t pages;
 	uint64_t write;
-	uint64_t lat_gpa;	/* TSC cycles per touch, not demand paged */
+	uint64_t lat_gpa;	/* cycles per touch, not demand paged */
 };
 
 static struct bench_walk bench_walks[KF_MAX_VCPUS];
-
-static inline __attribute__((KF_GUEST_ATTRS, always_inline)) uint64_t bench_rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
-	return (uint64_t)hi << 32 | lo;
-}
 
 static KF_GUEST void bench_guest(uint64_t v)
 {
@@ -59,13 +52,13 @@ static KF_GUEST void bench_guest(uint64_t v)
 	GUEST_SYNC_ARGS(1, v, 0, 0);
 	for (i = 0; i < w->pages; i++) {
 		volatile uint64_t *p = (volatile uint64_t *)(w->gpa + i * KF_PAGE_SIZE);
-		uint64_t t0 = bench_rdtsc();
+		uint64_t t0 = kf_guest_cycles();
 
 		if (w->write)
 			*p = i;
 		else
 			(void)*p;
-		lat[i] = bench_rdtsc() - t0;
+		lat[i] = kf_guest_cycles() - t0;
 	}
 	GUEST_SYNC_ARGS(2, v, 0, 0);
 }
@@ -198,11 +191,11 @@ static double tsc_per_ns;
 
 static void calibrate_tsc(void)
 {
-	uint64_t t0 = now_ns(), c0 = __builtin_ia32_rdtsc(), t1, c1;
+	uint64_t t0 = now_ns(), c0 = kf_host_cycles(), t1, c1;
 
 	usleep(50000);
 	t1 = now_ns();
-	c1 = __builtin_ia32_rdtsc();
+	c1 = kf_host_cycles();
 	tsc_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
 }
 
