@@ -22,6 +22,13 @@ void kf_error_forget(void);
 /* The same after several failures: msg is a copy of kf_error() from before. */
 void kf_error_restore(const char *msg);
 
+/*
+ * Whether this VM's system slot ms is the saved or migrated VM's
+ * [gpa, +size): 0, or -err with "WHOSE system slot ... differs ...".
+ */
+int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,
+			    uint64_t size, int err, const char *whose);
+
 /* Receive timeout of a socket (0: none), or -errno with a message. */
 int kf_sock_rcvtimeo(int fd, int seconds);
 

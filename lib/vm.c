@@ -411,6 +411,16 @@ bool kf_page_is_zero(const void *page)
 	return true;
 }
 
+int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,
+			    uint64_t size, int err, const char *whose)
+{
+	if (ms->gpa == gpa && ms->size == size)
+		return 0;
+	return kf_fail(err, "%s system slot [0x%llx, +0x%llx) differs from this VM's [0x%llx, +0x%llx)",
+		       whose, (unsigned long long)gpa, (unsigned long long)size,
+		       (unsigned long long)ms->gpa, (unsigned long long)ms->size);
+}
+
 uint64_t kf_vm_free_gpa(struct kf_vm *vm)
 {
 	return kf_arch_free_gpa(vm);

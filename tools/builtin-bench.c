@@ -755,7 +755,7 @@ int cmd_bench(int argc, char **argv)
 {
 	const char *why;
 	unsigned int b, m, v;
-	int c, ret = 0;
+	int c, ret = 0, bad = 0;
 
 	static const struct option longopts[] = {
 		{ "pin", no_argument, NULL, 'P' },
@@ -763,8 +763,8 @@ int cmd_bench(int argc, char **argv)
 		{ 0 },
 	};
 
-	while ((c = getopt_long(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h",
-				longopts, NULL)) != -1) {
+	while (!bad && (c = getopt_long(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h",
+					longopts, NULL)) != -1) {
 		switch (c) {
 		case 'P': opt.pin = true; break;
 		case 'v':
@@ -790,8 +790,7 @@ int cmd_bench(int argc, char **argv)
 				return 2;
 			break;
 		case 't':
-			if (tool_uint("bench", "-t", optarg, 1, 64, &opt.handlers))
-				return 2;
+			bad = tool_uint("bench", "-t", optarg, 1, 64, &opt.handlers);
 			break;
 		case 's':
 			opt.source = optarg;
@@ -805,8 +804,7 @@ int cmd_bench(int argc, char **argv)
 			}
 			break;
 		case 'r':
-			if (tool_uint("bench", "-r", optarg, 1, 32, &opt.reps))
-				return 2;
+			bad = tool_uint("bench", "-r", optarg, 1, 32, &opt.reps);
 			break;
 		case 'R': opt.raw = false; break;
 		case 'M': opt.memfd_exit = true; break;
@@ -818,6 +816,8 @@ int cmd_bench(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (bad)
+		return 2;
 	if (optind < argc) {
 		usage(stderr);
 		return 2;

@@ -83,6 +83,12 @@ static void usage(FILE *f)
 		"Environment: KF_MIGRATE_PAGES, KF_MIGRATE_VCPUS override the defaults.\n");
 }
 
+/* A time in milliseconds, optarg of option opt. */
+static int ms_arg(const char *opt, int *out)
+{
+	return tool_int("migrate", opt, optarg, 0, INT_MAX, out);
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
@@ -139,30 +145,15 @@ static int parse(int argc, char **argv, struct opts *o)
 			bad = tool_uint("migrate", "--precopy", optarg, 0, 1000,
 					&o->precopy);
 			break;
-		case O_WARMUP:
-			bad = tool_int("migrate", "--warmup-ms", optarg, 0,
-				       INT_MAX, &o->warmup_ms);
-			break;
-		case O_RUN:
-			bad = tool_int("migrate", "--run-ms", optarg, 0, INT_MAX,
-				       &o->run_ms);
-			break;
-		case O_RECOVER:
-			bad = tool_int("migrate", "--recover-timeout", optarg, 0,
-				       INT_MAX, &o->recover_ms);
-			break;
-		case O_TIMEOUT:
-			bad = tool_int("migrate", "--timeout", optarg, 0, INT_MAX,
-				       &o->timeout_ms);
-			break;
 		case O_DROPP:
 			bad = tool_u64("migrate", "--drop-after-pages", optarg, 0,
 				       UINT64_MAX, &o->drop_after_pages);
 			break;
-		case O_DROPMS:
-			bad = tool_int("migrate", "--drop-after-ms", optarg, 0,
-				       INT_MAX, &o->drop_after_ms);
-			break;
+		case O_WARMUP: bad = ms_arg("--warmup-ms", &o->warmup_ms); break;
+		case O_RUN: bad = ms_arg("--run-ms", &o->run_ms); break;
+		case O_RECOVER: bad = ms_arg("--recover-timeout", &o->recover_ms); break;
+		case O_TIMEOUT: bad = ms_arg("--timeout", &o->timeout_ms); break;
+		case O_DROPMS: bad = ms_arg("--drop-after-ms", &o->drop_after_ms); break;
 		case O_NOPUSH: o->no_push = true; break;
 		case O_JSON: o->json = true; break;
 		case O_QUIET: o->quiet = true; break;

@@ -346,14 +346,10 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
 
 		if (ms && ms->slot == KF_SYSTEM_SLOT) {
-			if (ms->gpa != mr->gpa || ms->size != mr->size) {
-				ret = kf_fail(EPROTO, "migration: the source's system slot [0x%llx, +0x%llx) differs from ours [0x%llx, +0x%llx)",
-					      (unsigned long long)mr->gpa,
-					      (unsigned long long)mr->size,
-					      (unsigned long long)ms->gpa,
-					      (unsigned long long)ms->size);
+			ret = kf_vm_check_system_slot(ms, mr->gpa, mr->size, EPROTO,
+						      "migration: the source's");
+			if (ret)
 				goto out;
-			}
 			ret = kf_remote_set_eager(r, i, ms->hva);
 		} else {
 			ret = kf_vm_add_region(vm, &reg, NULL);
