@@ -4,7 +4,8 @@
 # DESTDIR, then build examples/minimal-vmm against it with nothing but
 # `pkg-config --cflags --libs kvmfault` (PKG_CONFIG_PATH and
 # PKG_CONFIG_SYSROOT_DIR into the DESTDIR), once with the shared library
-# and once with the static one, and run both.  The builds must work
+# and once with the static one, and run both.  Every installed header
+# must compile on its own, and the harness's (test.h) is not installed.  The builds must work
 # everywhere; the runs skip where the example skips (no usable KVM).
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,6 +43,16 @@ if [ -e "$dest$prefix/include/kvmfault/test.h" ]; then
 	echo "FAIL: the test harness header test.h is installed"
 	exit 1
 fi
+# Every installed header compiles on its own, in plain C11.
+for h in "$dest$prefix"/include/kvmfault/*.h "$dest$prefix"/include/kvmfault/*/*.h; do
+	name=${h#"$dest$prefix/include/"}
+	printf '#include <%s>\nint main(void) { return 0; }\n' "$name" >"$tmp/h.c"
+	if ! $cc -std=c11 -Wall -Werror -fsyntax-only $cflags "$tmp/h.c" >"$tmp/cc.log" 2>&1; then
+		echo "FAIL: the installed <$name> does not compile on its own:"
+		tail -n 10 "$tmp/cc.log"
+		exit 1
+	fi
+done
 src=$here/examples/minimal-vmm.c
 # Shared: the program needs libkvmfault.so.0 from the DESTDIR.
 if ! $cc -std=gnu11 -Wall -Werror -O2 -fPIE -pie $cflags -o "$tmp/vmm-shared" "$src" $libs \
