@@ -777,7 +777,7 @@ int kf_engine_new(const struct kf_engine_host *host,
 
 	/* Everything the backends might use, among what the kernel offers. */
 	want = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
-	       UFFD_FEATURE_MINOR_SHMEM;
+	       UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MINOR_HUGETLBFS;
 	e->uffd_features = kf_uffd_features() & want;
 	for (i = 0; i < e->nr_uffds; i++) {
 		e->uffd[i] = kf_uffd_open(e->uffd_features, NULL);
@@ -908,6 +908,9 @@ int kf_engine_add_memory(struct kf_engine *e,
 	if (ret)
 		return ret;
 	need = kf_backend_features(r->backend, memfd);
+	/* A memfd of huge pages is hugetlbfs: its minor faults are those. */
+	if (memfd && psize > KF_PAGE_SIZE && r->backend != KF_BACKEND_UFFD_MISSING)
+		need = (need & ~UFFD_FEATURE_MINOR_SHMEM) | UFFD_FEATURE_MINOR_HUGETLBFS;
 	if (need & ~e->uffd_features)
 		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
 			       (unsigned long long)(need & ~e->uffd_features));
