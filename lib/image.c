@@ -11,7 +11,7 @@
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 struct kf_image_walk {
 	bool done;
@@ -100,41 +100,5 @@ int kf_image_copy(struct kf_vm *vm)
 		kf_arch_raw_copy(dst, (const void *)(uintptr_t)ph->p_vaddr,
 				 ph->p_memsz);
 	}
-	return 0;
-}
-
-struct kf_image_text {
-	const void *p;
-	size_t len;
-};
-
-static int kf_image_text_cb(struct dl_phdr_info *info, size_t size, void *data)
-{
-	struct kf_image_text *t = data;
-	int i;
-
-	(void)size;
-	/* The first object is the executable; its first executable segment. */
-	for (i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			t->p = (const void *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
-			t->len = ph->p_filesz;
-			break;
-		}
-	}
-	return 1;
-}
-
-int kf_image_text(const void **p, size_t *len)
-{
-	struct kf_image_text t = { 0 };
-
-	dl_iterate_phdr(kf_image_text_cb, &t);
-	if (!t.p)
-		return kf_fail(ENOEXEC, "cannot find this program's executable segment");
-	*p = t.p;
-	*len = t.len;
 	return 0;
 }

@@ -10,7 +10,7 @@
 #include <kvmfault/vcpu_state.h>
 #include <kvmfault/vm_engine.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 /* The entry a vCPU is made with before its saved state replaces it all:
  * never runs. */

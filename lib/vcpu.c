@@ -12,7 +12,7 @@
 #include <kvmfault/error.h>
 #include <kvmfault/vcpu.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 		uint64_t arg, struct kf_vcpu **vcpup)

@@ -12,7 +12,7 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 #define KF_KNOWN_SLOT_FLAGS \
 	(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD | \
@@ -398,17 +398,6 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap)
 	if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log))
 		return kf_fail_errno(errno, "KVM_GET_DIRTY_LOG slot %u", slot);
 	return 0;
-}
-
-bool kf_page_is_zero(const void *page)
-{
-	const uint64_t *p = page;
-	size_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,

@@ -13,7 +13,7 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
 
-#include "../internal.h"
+#include "../vm_internal.h"
 
 static int kf_report_fail(struct kf_mig_report *rep, int ret)
 {

@@ -11,7 +11,7 @@
 #include <kvmfault/x86/guest.h>
 #include <kvmfault/x86/processor.h>
 
-#include "../internal.h"
+#include "../vm_internal.h"
 
 /*
  * System slot (slot 0) layout, guest physical:
