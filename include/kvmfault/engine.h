@@ -178,9 +178,9 @@ void kf_engine_stop(struct kf_engine *e);
 /*
  * Detach pushing sources (kf_pagesrc_stop_push(): no source thread calls
  * into the engine after this), stop, unregister, turn the exit backend's
- * slot flag off again, call host->region_removed for every region, free.
- * The VM and the sources stay; a pushing source without stop_push must be stopped by its
- * owner before this.
+ * slot flag off again, call host->region_removed for every region and
+ * host->release, free.  The VM and the sources stay; a pushing source
+ * without stop_push must be stopped by its owner before this.
  */
 void kf_engine_destroy(struct kf_engine *e);
 
