@@ -173,16 +173,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-static unsigned int filled;
-
-static int source_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
-{
-	(void)vcpu;
-	if (uc->args[0] == KF_WL_STAGE_FILLED)
-		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
-	return 0;
-}
-
 static void report(const struct opts *o, const struct kf_mig_report *rep,
 		   const char *side)
 {
@@ -197,7 +187,6 @@ static void report(const struct opts *o, const struct kf_mig_report *rep,
 
 static int run_source(const struct opts *o, int lfd)
 {
-	static const struct kf_vcpu_ops ops = { .sync = source_sync };
 	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd,
@@ -211,7 +200,6 @@ static int run_source(const struct opts *o, int lfd)
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
 	struct kf_vm *vm;
-	unsigned int i;
 	int ret;
 
 	ret = kf_vm_create(&vm);
@@ -219,21 +207,11 @@ static int run_source(const struct opts *o, int lfd)
 		ret = kf_workload_setup(vm, &wc, KF_BACKING_ANON,
 					o->precopy ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 					NULL, vcpus);
-	for (i = 0; !ret && i < o->vcpus; i++)
-		ret = kf_vcpu_start(vcpus[i], &ops);
+	if (!ret)
+		ret = kf_workload_start(vcpus, o->vcpus);
 	if (ret) {
 		fprintf(stderr, "kvmfault migrate source: %s\n", kf_error());
 		return 1;
-	}
-	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < o->vcpus) {
-		for (i = 0; i < o->vcpus; i++) {
-			if (!vcpus[i]->thread_started || vcpus[i]->result) {
-				fprintf(stderr, "kvmfault migrate source: %s\n",
-					vcpus[i]->errmsg);
-				return 1;
-			}
-		}
-		usleep(1000);
 	}
 	usleep(o->warmup_ms * 1000);
 	if (!o->quiet)

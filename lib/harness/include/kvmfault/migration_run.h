@@ -67,6 +67,13 @@ struct kf_workload_ctl *kf_workload_ctl(struct kf_vm *vm);
 /* Tell every vCPU to stop writing, verify and finish. */
 void kf_workload_stop(struct kf_vm *vm);
 
+/*
+ * Start the workload's vCPUs (kf_vcpu_start()) and wait until each has
+ * written its working set once (KF_WL_STAGE_FILLED): 0, or -errno with a
+ * message when a vCPU failed first.  One workload a process at a time.
+ */
+int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus);
+
 /* ----------------------------------------------------------------------
  * Whole migrations (lib/migration_run.c): the source and destination
  * sides of a post-copy live migration of a workload VM.
