@@ -31,41 +31,79 @@ endif
 
 LIB_SRCS := $(wildcard lib/*.c lib/$(ARCH)/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The harness: the test helpers, the migration workload and runner with
+# its reports.  The tool and the tests link it; it is not installed.
+HARNESS_SRCS := $(wildcard lib/harness/*.c)
+HARNESS_OBJS := $(HARNESS_SRCS:%.c=$(BUILD)/obj/%.o)
+HARNESS_LIB := $(BUILD)/libkvmfault-harness.a
+HARNESS_INC := -Ilib/harness/include
+# What make install puts in include/kvmfault/: the public headers.
+PUBLIC_HEADERS := $(wildcard include/kvmfault/*.h)
 TEST_SRCS := $(wildcard tests/*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# One tool, kvmfault, with a subcommand in each tools/builtin-*.c.
 TOOL_SRCS := $(wildcard tools/*.c)
-TOOLS := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/kvmfault-%)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOLS := $(BUILD)/bin/kvmfault
+# Examples of VMMs that embed the core: position independent programs.
+# (Not in the static variant: the rig needs none, and -static is no PIE.)
+EXAMPLE_SRCS := $(if $(filter static,$(VARIANT)),,$(wildcard examples/*.c))
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 STATIC_LIB := $(BUILD)/libkvmfault.a
 SHARED_LIB := $(BUILD)/libkvmfault.so
 
-.PHONY: all lib tests tools check run deps install clean
+.PHONY: all lib tests tools examples check run deps install clean
 .SECONDARY:
-all: lib tools tests
+all: lib tools tests examples
 
-lib: $(STATIC_LIB) $(if $(VARIANT),,$(SHARED_LIB))
+lib: $(STATIC_LIB) $(if $(VARIANT),,$(SHARED_LIB)) $(HARNESS_LIB)
 tests: $(TESTS)
 tools: $(TOOLS)
+examples: $(EXAMPLES)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KF_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tests/%.o $(BUILD)/obj/tools/%.o: KF_CFLAGS += -fno-PIC
+# Only the public API (KF_API_BEGIN/END in include/kvmfault/) leaves the
+# shared library; lib/kvmfault.api lists it and makes its version script.
+$(BUILD)/obj/lib/%.o: KF_CFLAGS += -fvisibility=hidden
+$(BUILD)/obj/lib/harness/%.o $(BUILD)/obj/tests/%.o $(BUILD)/obj/tools/%.o: KF_CFLAGS += $(HARNESS_INC)
 
 $(STATIC_LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(SHARED_LIB): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -pthread -o $@ $^ $(KF_LIBS)
-
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(STATIC_LIB)
+$(BUILD)/kvmfault.map: lib/kvmfault.api
 	@mkdir -p $(dir $@)
-	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
+	{ echo 'KVMFAULT_0 {'; echo 'global:'; \
+	  sed -n 's/^\(kf_[a-z0-9_]*\)$$/\t\1;/p' $<; \
+	  echo 'local: *;'; echo '};'; } > $@
 
-$(BUILD)/bin/kvmfault-%: $(BUILD)/obj/tools/%.o $(STATIC_LIB)
+$(HARNESS_LIB): $(HARNESS_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) $(BUILD)/kvmfault.map
+	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -Wl,--version-script=$(BUILD)/kvmfault.map \
+		-Wl,--no-undefined -pthread -o $@ $(LIB_OBJS) $(KF_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(HARNESS_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(KF_LDFLAGS) -o $@ $< $(STATIC_LIB) $(KF_LIBS) -lm
+	$(CC) $(KF_LDFLAGS) -o $@ $< $(HARNESS_LIB) $(STATIC_LIB) $(KF_LIBS) -lm
+
+$(BUILD)/obj/examples/%.o: KF_CFLAGS += -fPIE
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -no-pie,$(KF_LDFLAGS)) -pie -o $@ $< $(STATIC_LIB) $(KF_LIBS)
+
+$(BUILD)/obj/tools/kvmfault.o: KF_CFLAGS += -DKVMFAULT_VERSION='"$(VERSION)"'
+
+$(BUILD)/bin/kvmfault: $(TOOL_OBJS) $(HARNESS_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KF_LDFLAGS) -o $@ $(TOOL_OBJS) $(HARNESS_LIB) $(STATIC_LIB) $(KF_LIBS) -lm
 
 # Every test; ends with one line "N passed, N failed, N skipped".
 check:
@@ -80,7 +118,7 @@ deps:
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/kvmfault/$(ARCH) \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/kvmfault/*.h $(DESTDIR)$(PREFIX)/include/kvmfault/
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(PREFIX)/include/kvmfault/
 	install -m 644 include/kvmfault/$(ARCH)/*.h $(DESTDIR)$(PREFIX)/include/kvmfault/$(ARCH)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.$(VERSION)

@@ -1,14 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Run kvmfault-bench inside the QEMU rig (patched kernel, exit backend).
-# usage: bench/rig-bench.sh [kvmfault-bench options]
+# Run kvmfault bench inside the QEMU rig (patched kernel, exit backend).
+# usage: bench/rig-bench.sh [kvmfault bench options]
 # The rig runs every executable it is given as a test, without arguments,
 # so the static bench travels inside a small self-extracting script that
 # passes the options.  Needs: make VARIANT=static tools; a rig kernel
 # (make -C kernel, or RIG_KERNEL_DIR=...).  RIG_SMP picks the guest CPUs.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
-bin=$here/../build/static/bin/kvmfault-bench
+bin=$here/../build/static/bin/kvmfault
 [ -x "$bin" ] || { echo "build it first: make VARIANT=static tools" >&2; exit 2; }
 dir=$(mktemp -d /tmp/kf-rig-bench.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
@@ -16,8 +16,8 @@ args="${*:--v 1,2,4 -b 4M -m exit,uffd-missing,uffd-minor -r 3}"
 {
 	echo '#!/bin/sh'
 	echo 'n=$(grep -an "^__BIN__$" "$0" | cut -d: -f1)'
-	echo 'tail -n +$((n + 1)) "$0" > /tmp/kvmfault-bench && chmod +x /tmp/kvmfault-bench'
-	echo "/tmp/kvmfault-bench $args > /tmp/bench.out 2>&1; rc=\$?"
+	echo 'tail -n +$((n + 1)) "$0" > /tmp/kvmfault && chmod +x /tmp/kvmfault'
+	echo "/tmp/kvmfault bench $args > /tmp/bench.out 2>&1; rc=\$?"
 	echo 'sed "s/^/KFB /" /tmp/bench.out > /dev/console; exit $rc'
 	echo '__BIN__'
 	cat "$bin"

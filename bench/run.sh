@@ -10,25 +10,26 @@ set -e
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
-bin=${BENCH:-$here/../build/bin/kvmfault-bench}
+# KVMFAULT: the kvmfault tool to run (default build/bin/kvmfault)
+bin=${KVMFAULT:-$here/../build/bin/kvmfault}
 
 case "${1:-host}" in
 host)
-	"$bin" -v 1,2 -b 64M -m uffd-missing,uffd-minor -u shared,per-vcpu -r 7 \
+	"$bin" bench -v 1,2 -b 64M -m uffd-missing,uffd-minor -u shared,per-vcpu -r 7 \
 		-o "$out/host-read.csv" -j "$out/host-read.json" -p "$out/host-read.png"
-	"$bin" -v 1,2 -b 64M -m uffd-missing,uffd-minor -u per-vcpu -a write -r 5 \
+	"$bin" bench -v 1,2 -b 64M -m uffd-missing,uffd-minor -u per-vcpu -a write -r 5 \
 		-o "$out/host-write.csv"
 	;;
 pin)
 	# the 1- and 2-vCPU host rows without and with --pin, back to back
 	for pin in nopin pin; do
 		flag=; [ "$pin" = pin ] && flag=--pin
-		"$bin" -v 1,2 -b 16M -m uffd-missing,uffd-minor -u shared,per-vcpu -r 5 $flag \
+		"$bin" bench -v 1,2 -b 16M -m uffd-missing,uffd-minor -u shared,per-vcpu -r 5 $flag \
 			-o "$out/host-read-$pin.csv"
 	done | tee "$out/host-pin.txt"
 	;;
 remote)
-	"$bin" -s remote -v 1,2 -b 16M -m uffd-missing,uffd-minor -u shared -r 5 \
+	"$bin" bench -s remote -v 1,2 -b 16M -m uffd-missing,uffd-minor -u shared -r 5 \
 		-o "$out/host-remote.csv" | tee "$out/host-remote.txt"
 	;;
 rig)

@@ -48,12 +48,15 @@ struct kf_engine_region {
 	struct kf_engine *e;
 	uint32_t slot;
 	uint32_t old_flags;	/* slot flags before the engine came */
+	uint32_t flags;		/* slot flags now (under complete_lock) */
 	uint64_t gpa;
 	uint64_t size;
+	uint64_t psize;		/* host page size */
 	uint64_t pages;
 	char *hva;
 	char *alias;		/* memfd slots: the page-cache view */
 	int memfd;
+	uint64_t memfd_off;	/* where the region starts in the memfd */
 	enum kf_backend backend;
 	struct kf_pagesrc *src;
 	bool pushing;		/* src->ops->start_push() succeeded */
@@ -88,7 +91,8 @@ struct kf_engine_handler {
 };
 
 struct kf_engine {
-	struct kf_vm *vm;
+	struct kf_engine_host host;
+	unsigned int vcpus_seen;	/* highest vCPU index that faulted + 1 */
 	struct kf_engine_config cfg;
 	unsigned int nr_uffds;
 	int uffd[KF_MAX_UFFDS];
@@ -115,78 +119,52 @@ struct kf_engine {
 static const uint8_t kf_zero_page[KF_PAGE_SIZE] __attribute__((aligned(4096)));
 static __thread uint8_t kf_bounce[KF_PAGE_SIZE] __attribute__((aligned(64)));
 
-/* --- which engine serves a VM --- */
+/* A bigger bounce buffer for pages above KF_PAGE_SIZE (hugetlb), one a
+ * thread, made on first use and freed when the thread exits. */
+static pthread_key_t kf_big_bounce_key;
+static pthread_once_t kf_big_bounce_once = PTHREAD_ONCE_INIT;
+static __thread void *kf_big_bounce;
+static __thread uint64_t kf_big_bounce_size;
 
-static struct {
-	struct kf_vm *vm;
-	struct kf_engine *e;
-} kf_engines[16];
-static pthread_mutex_t kf_engines_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int kf_engine_register(struct kf_engine *e)
+static void kf_big_bounce_init(void)
 {
-	unsigned int i;
-	int ret = -ENOSPC;
-
-	pthread_mutex_lock(&kf_engines_lock);
-	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
-		if (kf_engines[i].vm == e->vm) {
-			ret = -EBUSY;
-			break;
-		}
-	}
-	for (i = 0; ret == -ENOSPC && i < KF_ARRAY_SIZE(kf_engines); i++) {
-		if (!kf_engines[i].vm) {
-			__atomic_store_n(&kf_engines[i].e, e, __ATOMIC_RELEASE);
-			__atomic_store_n(&kf_engines[i].vm, e->vm, __ATOMIC_RELEASE);
-			ret = 0;
-		}
-	}
-	pthread_mutex_unlock(&kf_engines_lock);
-	if (ret == -EBUSY)
-		return kf_fail(EBUSY, "this VM has a fault engine already");
-	if (ret == -ENOSPC)
-		return kf_fail(ENOSPC, "too many fault engines (at most %zu)",
-			       KF_ARRAY_SIZE(kf_engines));
-	return 0;
+	pthread_key_create(&kf_big_bounce_key, free);
 }
 
-static void kf_engine_unregister(struct kf_engine *e)
+static void *kf_bounce_buf(uint64_t size)
 {
-	unsigned int i;
+	void *p;
 
-	pthread_mutex_lock(&kf_engines_lock);
-	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++) {
-		if (kf_engines[i].e == e) {
-			__atomic_store_n(&kf_engines[i].vm, NULL, __ATOMIC_RELEASE);
-			__atomic_store_n(&kf_engines[i].e, NULL, __ATOMIC_RELEASE);
-		}
+	if (size <= KF_PAGE_SIZE)
+		return kf_bounce;
+	if (kf_big_bounce_size >= size)
+		return kf_big_bounce;
+	pthread_once(&kf_big_bounce_once, kf_big_bounce_init);
+	if (posix_memalign(&p, KF_PAGE_SIZE, size)) {
+		kf_fail(ENOMEM, "fault engine: a bounce buffer of %llu bytes",
+			(unsigned long long)size);
+		return NULL;
 	}
-	pthread_mutex_unlock(&kf_engines_lock);
+	free(kf_big_bounce);
+	kf_big_bounce = p;
+	kf_big_bounce_size = size;
+	pthread_setspecific(kf_big_bounce_key, p);
+	return p;
 }
 
-static struct kf_engine *kf_engine_of(struct kf_vm *vm)
+const struct kf_engine_host *kf_engine_host(struct kf_engine *e)
+{
+	return &e->host;
+}
+
+bool kf_engine_serves(struct kf_engine *e, uint32_t slot)
 {
 	unsigned int i;
 
-	for (i = 0; i < KF_ARRAY_SIZE(kf_engines); i++)
-		if (__atomic_load_n(&kf_engines[i].vm, __ATOMIC_ACQUIRE) == vm)
-			return __atomic_load_n(&kf_engines[i].e, __ATOMIC_ACQUIRE);
-	return NULL;
-}
-
-bool kf_engine_serves(struct kf_vm *vm, uint32_t slot)
-{
-	struct kf_engine *e;
-	bool found = false;
-	unsigned int i;
-
-	pthread_mutex_lock(&kf_engines_lock);
-	e = kf_engine_of(vm);
 	for (i = 0; e && i < e->nr_regions; i++)
-		found |= e->regions[i].slot == slot;
-	pthread_mutex_unlock(&kf_engines_lock);
-	return found;
+		if (e->regions[i].slot == slot)
+			return true;
+	return false;
 }
 
 /* --- backends --- */
@@ -265,7 +243,6 @@ int kf_backend_available(enum kf_backend b, bool memfd)
 
 static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 {
-	unsigned int i;
 	int zero = 0;
 
 	if (!__atomic_compare_exchange_n(&e->failing, &zero, 1, false,
@@ -273,13 +250,9 @@ static void kf_engine_fail(struct kf_engine *e, int err, const char *msg)
 		return;
 	snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg);
 	__atomic_store_n(&e->error, err ? err : EIO, __ATOMIC_SEQ_CST);
-	/* Stop the VM: every vCPU running on a library thread leaves KVM_RUN. */
-	for (i = 0; i < KF_MAX_VCPUS; i++) {
-		struct kf_vcpu *vcpu = e->vm->vcpus[i];
-
-		if (vcpu && vcpu->thread_started)
-			kf_vcpu_stop(vcpu);
-	}
+	/* Stop the VM: every vCPU leaves KVM_RUN. */
+	if (e->host.stop_vcpus)
+		e->host.stop_vcpus(e->host.opaque);
 }
 
 /* The published error (its message complete), or 0. */
@@ -399,41 +372,53 @@ static void kf_pg_wait(struct kf_engine_region *r, uint64_t idx)
 static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 		      const void *data, bool *zero)
 {
-	uint64_t off = idx * KF_PAGE_SIZE, gpa = r->gpa + off;
+	uint64_t ps = r->psize, off = idx * ps, gpa = r->gpa + off;
 	char *dst = r->hva + off;
 	int uffd = kf_region_uffd(r, idx), ret;
+	void *buf;
 
 	*zero = false;
 	if (r->alias) {
 		/* memfd, minor faults: write the page cache once, map it. */
 		if (data) {
-			memcpy(r->alias + off, data, KF_PAGE_SIZE);
+			memcpy(r->alias + off, data, ps);
 		} else if (r->zero) {
 			*zero = true;
-			if (fallocate(r->memfd, 0, off, KF_PAGE_SIZE))
-				memset(r->alias + off, 0, KF_PAGE_SIZE);
+			if (fallocate(r->memfd, 0, r->memfd_off + off, ps))
+				memset(r->alias + off, 0, ps);
 		} else {
-			ret = kf_pagesrc_read(r->src, gpa, r->alias + off,
-					      KF_PAGE_SIZE);
+			ret = kf_pagesrc_read(r->src, gpa, r->alias + off, ps);
 			if (ret)
 				return ret;
 		}
-		ret = kf_uffd_continue(uffd, dst, KF_PAGE_SIZE);
+		ret = kf_uffd_continue(uffd, dst, ps);
 	} else if (data) {
-		ret = kf_uffd_copy(uffd, dst, data, KF_PAGE_SIZE);
+		ret = kf_uffd_copy(uffd, dst, data, ps);
 	} else if (r->zero) {
 		*zero = true;
 		/* The exit backend's KVM treats the shared zero page as not
-		 * mapped (it exits for it): give it a page of its own. */
-		if (write || r->e->cfg.no_zeropage || r->backend == KF_BACKEND_EXIT)
-			ret = kf_uffd_copy(uffd, dst, kf_zero_page, KF_PAGE_SIZE);
-		else
-			ret = kf_uffd_zeropage(uffd, dst, KF_PAGE_SIZE);
+		 * mapped (it exits for it): give it a page of its own.
+		 * (UFFDIO_ZEROPAGE has no huge pages.) */
+		if (ps > KF_PAGE_SIZE) {
+			buf = kf_bounce_buf(ps);
+			if (!buf)
+				return -ENOMEM;
+			memset(buf, 0, ps);
+			ret = kf_uffd_copy(uffd, dst, buf, ps);
+		} else if (write || r->e->cfg.no_zeropage ||
+			   r->backend == KF_BACKEND_EXIT) {
+			ret = kf_uffd_copy(uffd, dst, kf_zero_page, ps);
+		} else {
+			ret = kf_uffd_zeropage(uffd, dst, ps);
+		}
 	} else {
-		ret = kf_pagesrc_read(r->src, gpa, kf_bounce, KF_PAGE_SIZE);
+		buf = kf_bounce_buf(ps);
+		if (!buf)
+			return -ENOMEM;
+		ret = kf_pagesrc_read(r->src, gpa, buf, ps);
 		if (ret)
 			return ret;
-		ret = kf_uffd_copy(uffd, dst, kf_bounce, KF_PAGE_SIZE);
+		ret = kf_uffd_copy(uffd, dst, buf, ps);
 	}
 	/* EEXIST (no message): mapped already, by nobody the engine knows;
 	 * keep it. */
@@ -445,25 +430,25 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 static int kf_fail_page(struct kf_engine_region *r, uint64_t idx, int err)
 {
 	struct kf_engine *e = r->e;
-	char *dst = r->hva + idx * KF_PAGE_SIZE;
+	char *dst = r->hva + idx * r->psize;
 	char msg[512], why[128] = "";
 	int ret = 0;
 
 	/* Without it a woken waiter faults again and nobody answers. */
-	if (mprotect(dst, KF_PAGE_SIZE, PROT_NONE)) {
+	if (mprotect(dst, r->psize, PROT_NONE)) {
 		ret = -errno;
 		snprintf(why, sizeof(why), "the page cannot be made inaccessible (mprotect: %s), threads touching it may block; ",
 			 strerror(-ret));
 	}
 	snprintf(msg, sizeof(msg), "%spage source %s failed for gpa 0x%llx (slot %u): %s",
 		 why, r->src->kind,
-		 (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE), r->slot,
+		 (unsigned long long)(r->gpa + idx * r->psize), r->slot,
 		 kf_error());
 	kf_pg_publish(r, idx, KF_PG_FAILED);
 	kf_engine_fail(e, err, msg);
 	if (ret)
 		return kf_fail(-ret, "%s", msg);
-	ret = kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+	ret = kf_uffd_wake(kf_region_uffd(r, idx), dst, r->psize);
 	if (ret)
 		return kf_fail(-ret, "%s; %s", msg, kf_error());
 	return 0;
@@ -475,7 +460,7 @@ static int kf_page_failed(struct kf_engine_region *r, uint64_t idx)
 	int err = kf_engine_err(e);
 
 	return kf_fail(err ? err : EIO, "gpa 0x%llx: %s",
-		       (unsigned long long)(r->gpa + idx * KF_PAGE_SIZE),
+		       (unsigned long long)(r->gpa + idx * r->psize),
 		       err ? e->errmsg : "the page source failed");
 }
 
@@ -510,7 +495,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 		      struct kf_engine_slot *sl, uint64_t t0, enum kf_who who)
 {
 	struct kf_fault_stats *st = &sl->st;
-	char *dst = r->hva + idx * KF_PAGE_SIZE;
+	char *dst = r->hva + idx * r->psize;
 	bool zero;
 	int ret;
 
@@ -527,7 +512,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			kf_pg_publish(r, idx, KF_PG_INSTALLED);
 			kf_count_install(r, sl);
 			__atomic_fetch_add(&st->faults, 1, __ATOMIC_RELAXED);
-			__atomic_fetch_add(&st->bytes, KF_PAGE_SIZE, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&st->bytes, r->psize, __ATOMIC_RELAXED);
 			if (zero)
 				__atomic_fetch_add(&st->zero_pages, 1, __ATOMIC_RELAXED);
 			if (t0)
@@ -554,10 +539,10 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 			return 0;
 		__atomic_fetch_add(&st->spurious, 1, __ATOMIC_RELAXED);
 		if (who == KF_WHO_UFFD)
-			return kf_uffd_wake(kf_region_uffd(r, idx), dst, KF_PAGE_SIZE);
+			return kf_uffd_wake(kf_region_uffd(r, idx), dst, r->psize);
 		if (r->alias && !__atomic_load_n(&r->complete, __ATOMIC_ACQUIRE)) {
 			ret = kf_uffd_continue(kf_region_uffd(r, idx), dst,
-					       KF_PAGE_SIZE);
+					       r->psize);
 			/* ENOENT: switched off meanwhile (unregistered);
 			 * the page is in the page cache, populate maps it */
 			if (ret == -ENOENT)
@@ -575,80 +560,75 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 		 * keeps the value (atomic, so a racing guest write survives).
 		 */
 		(void)write;
-		if (madvise(dst, KF_PAGE_SIZE, MADV_POPULATE_WRITE))
+		if (madvise(dst, r->psize, MADV_POPULATE_WRITE))
 			__atomic_fetch_add((uint64_t *)dst, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
 }
 
-static struct kf_engine_slot *kf_slot_of_tid(struct kf_engine *e, pid_t tid)
+/* The statistics of vCPU index vcpu (beyond them: "other"). */
+static struct kf_engine_slot *kf_vcpu_slot(struct kf_engine *e, int vcpu)
 {
-	unsigned int i;
+	unsigned int seen;
 
-	if (tid) {
-		for (i = 0; i < KF_MAX_VCPUS; i++) {
-			struct kf_vcpu *v = e->vm->vcpus[i];
-
-			if (v && __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE) == tid)
-				return &e->slots[i];
-		}
-	}
-	return &e->slots[KF_SLOT_OTHER];
+	if (vcpu < 0 || vcpu >= KF_MAX_VCPUS)
+		return &e->slots[KF_SLOT_OTHER];
+	seen = __atomic_load_n(&e->vcpus_seen, __ATOMIC_RELAXED);
+	while (seen < (unsigned int)vcpu + 1 &&
+	       !__atomic_compare_exchange_n(&e->vcpus_seen, &seen, vcpu + 1,
+					    true, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
+	return &e->slots[vcpu];
 }
 
 /* --- the exit backend: the vCPU thread resolves its own fault --- */
 
-int kf_engine_memory_fault(struct kf_vcpu *vcpu,
-			   const struct kf_memory_fault *f)
+int kf_engine_fault(struct kf_engine *e, unsigned int vcpu,
+		    const struct kf_exit *exit)
 {
-	struct kf_engine *e = kf_engine_of(vcpu->vm);
+	const struct kf_memory_fault *f = &exit->fault;
 	uint64_t t0, gpa, end;
 	struct kf_engine_slot *sl;
 	int ret;
 
 	if (!e)
-		return kf_fail(EFAULT, "memory fault at gpa 0x%llx: no fault engine serves this VM",
-			       (unsigned long long)f->gpa);
+		return kf_fail(EFAULT, "memory fault: no fault engine");
+	if (exit->kind != KF_EXIT_MEMORY_FAULT) {
+		char buf[160];
+
+		return kf_fail(EFAULT, "fault engine: vCPU %u: %s is no memory fault",
+			       vcpu, kf_exit_str(exit, buf, sizeof(buf)));
+	}
 	if (kf_engine_err(e))
 		return kf_fail(e->error, "%s", e->errmsg);
 	t0 = e->cfg.no_latency ? 0 : kf_now_ns();
-	sl = &e->slots[vcpu->id < KF_MAX_VCPUS ? vcpu->id : KF_SLOT_OTHER];
+	sl = kf_vcpu_slot(e, vcpu < KF_MAX_VCPUS ? (int)vcpu : -1);
 	__atomic_fetch_add(&sl->exit_faults, 1, __ATOMIC_RELAXED);
-	gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE);
-	end = KF_ALIGN_UP(f->gpa + (f->size ? f->size : 1), KF_PAGE_SIZE);
-	for (; gpa < end; gpa += KF_PAGE_SIZE) {
+	gpa = f->gpa;
+	end = f->gpa + (f->size ? f->size : 1);
+	while (gpa < end) {
 		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+		uint64_t idx;
 
 		if (!r)
 			return kf_fail(EFAULT, "memory fault at gpa 0x%llx: not in any region the engine serves",
 				       (unsigned long long)gpa);
-		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE,
-				 f->access & KF_ACCESS_WRITE, sl, t0, KF_WHO_VCPU);
+		idx = (gpa - r->gpa) / r->psize;
+		ret = kf_resolve(r, idx, f->access & KF_ACCESS_WRITE, sl, t0,
+				 KF_WHO_VCPU);
 		if (ret)
 			return ret;
+		gpa = r->gpa + (idx + 1) * r->psize;
 	}
 	return 0;
 }
 
-int kf_engine_interrupted(struct kf_vcpu *vcpu)
+int kf_engine_check(struct kf_engine *e)
 {
-	struct kf_engine *e = kf_engine_of(vcpu->vm);
-
 	if (e && kf_engine_err(e))
 		return kf_fail(e->error, "stopped: %s", e->errmsg);
-	if (vcpu->stop)
-		return kf_fail(EINTR, "stopped");
 	return 0;
-}
-
-static const struct kf_vcpu_ops kf_engine_ops = {
-	.memory_fault = kf_engine_memory_fault,
-	.interrupted = kf_engine_interrupted,
-};
-
-const struct kf_vcpu_ops *kf_engine_vcpu_ops(void)
-{
-	return &kf_engine_ops;
 }
 
 /* --- userfaultfd handler threads --- */
@@ -660,7 +640,10 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 	struct kf_engine_region *r = kf_region_by_hva(e, addr);
 	struct kf_engine_slot *sl;
 
-	sl = kf_slot_of_tid(e, (pid_t)m->arg.pagefault.feat.ptid);
+	sl = &e->slots[KF_SLOT_OTHER];
+	if (e->host.vcpu_of_thread && m->arg.pagefault.feat.ptid)
+		sl = kf_vcpu_slot(e, e->host.vcpu_of_thread(e->host.opaque,
+					(pid_t)m->arg.pagefault.feat.ptid));
 	__atomic_fetch_add(&sl->uffd_faults, 1, __ATOMIC_RELAXED);
 	if (!r) {
 		char msg[128];
@@ -670,7 +653,7 @@ static void kf_handle_uffd_msg(struct kf_engine *e, const struct uffd_msg *m)
 		kf_engine_fail(e, EFAULT, msg);
 		return;
 	}
-	kf_resolve(r, (addr - (uintptr_t)r->hva) / KF_PAGE_SIZE,
+	kf_resolve(r, (addr - (uintptr_t)r->hva) / r->psize,
 		   m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, sl, t0,
 		   KF_WHO_UFFD);
 }
@@ -731,6 +714,10 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		if (!r)
 			return kf_fail(ERANGE, "pushed page 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
+		/* A page of a huge-page region comes in parts: its faults
+		 * read it from the source whole. */
+		if (r->psize != KF_PAGE_SIZE)
+			continue;
 		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
 		if (!kf_pg_claim(r, idx)) {
 			__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
@@ -749,8 +736,8 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 
 /* --- lifecycle --- */
 
-int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
-		     struct kf_engine **ep)
+int kf_engine_new(const struct kf_engine_host *host,
+		  const struct kf_engine_config *cfg, struct kf_engine **ep)
 {
 	static const struct kf_engine_config defaults;
 	struct kf_engine *e;
@@ -759,8 +746,8 @@ int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
 	int ret;
 
 	*ep = NULL;
-	if (!vm)
-		return kf_fail(EINVAL, "fault engine: no VM");
+	if (!host)
+		return kf_fail(EINVAL, "fault engine: no host operations");
 	if (!cfg)
 		cfg = &defaults;
 	if (cfg->nr_uffds > KF_MAX_UFFDS)
@@ -780,7 +767,7 @@ int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return kf_fail(ENOMEM, "out of memory for a fault engine");
-	e->vm = vm;
+	e->host = *host;
 	e->cfg = *cfg;
 	e->nr_uffds = cfg->nr_uffds ? cfg->nr_uffds : 1;
 	e->stopfd = -1;
@@ -790,7 +777,7 @@ int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
 
 	/* Everything the backends might use, among what the kernel offers. */
 	want = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
-	       UFFD_FEATURE_MINOR_SHMEM;
+	       UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MINOR_HUGETLBFS;
 	e->uffd_features = kf_uffd_features() & want;
 	for (i = 0; i < e->nr_uffds; i++) {
 		e->uffd[i] = kf_uffd_open(e->uffd_features, NULL);
@@ -804,9 +791,6 @@ int kf_engine_create(struct kf_vm *vm, const struct kf_engine_config *cfg,
 		ret = kf_fail_errno(errno, "fault engine: eventfd");
 		goto fail;
 	}
-	ret = kf_engine_register(e);
-	if (ret)
-		goto fail;
 	*ep = e;
 	return 0;
 fail:
@@ -819,6 +803,28 @@ fail:
 	return ret;
 }
 
+/* Change region r's memslot flags through the host. */
+static int kf_engine_set_flags(struct kf_engine_region *r, uint32_t flags)
+{
+	struct kf_engine_host *h = &r->e->host;
+	const char *msg = kf_error();
+	int ret;
+
+	if (!h->set_slot_flags)
+		return kf_fail(EOPNOTSUPP, "fault engine: the host cannot change slot flags");
+	ret = h->set_slot_flags(h->opaque, r->slot, flags);
+	if (ret > 0)
+		ret = -ret;
+	/* A host that failed with kf_fail() left its message: keep it. */
+	if (ret && kf_error() == msg)
+		return kf_fail(-ret, "fault engine: set the flags of slot %u to 0x%x: %s",
+			       r->slot, flags, strerror(-ret));
+	if (ret)
+		return ret;
+	r->flags = flags;
+	return 0;
+}
+
 static enum kf_backend kf_pick_backend(bool memfd)
 {
 	if (kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
@@ -826,61 +832,85 @@ static enum kf_backend kf_pick_backend(bool memfd)
 	return memfd ? KF_BACKEND_UFFD_MINOR : KF_BACKEND_UFFD_MISSING;
 }
 
-int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
+int kf_engine_add_memory(struct kf_engine *e,
+			 const struct kf_engine_region_desc *d,
 			 struct kf_pagesrc *src)
 {
+	uint64_t psize = d && d->page_size ? d->page_size : KF_PAGE_SIZE;
 	struct kf_engine_region *r;
-	struct kf_memslot *ms;
 	uint64_t mode, need;
+	uint32_t slot;
 	unsigned int i;
 	bool memfd;
 	int ret;
 
-	if (!e || !src)
-		return kf_fail(EINVAL, "fault engine: add a region needs an engine and a source");
+	if (!e || !d || !src)
+		return kf_fail(EINVAL, "fault engine: add a region needs an engine, a region and a source");
+	slot = d->slot;
 	if (e->started)
 		return kf_fail(EBUSY, "fault engine: add regions before kf_engine_start()");
-	if (slot >= KF_MAX_SLOTS || !e->vm->slots[slot].used)
-		return kf_fail(ENOENT, "fault engine: no memslot %u", slot);
-	if (slot == KF_SYSTEM_SLOT)
-		return kf_fail(EINVAL, "fault engine: slot 0 holds the guest's code; it cannot be demand paged");
-	for (i = 0; i < e->nr_regions; i++)
-		if (e->regions[i].slot == slot)
+	if (e->nr_regions == KF_MAX_REGIONS)
+		return kf_fail(ENOSPC, "fault engine: at most %d regions", KF_MAX_REGIONS);
+	for (i = 0; i < e->nr_regions; i++) {
+		const struct kf_engine_region *o = &e->regions[i];
+
+		if (o->slot == slot)
 			return kf_fail(EEXIST, "fault engine: slot %u is served already", slot);
-	ms = &e->vm->slots[slot];
-	if (ms->flags & KVM_MEM_GUEST_MEMFD)
+		if (d->gpa < o->gpa + o->size && o->gpa < d->gpa + d->size)
+			return kf_fail(EEXIST, "fault engine: slot %u [0x%llx, +0x%llx) overlaps slot %u",
+				       slot, (unsigned long long)d->gpa,
+				       (unsigned long long)d->size, o->slot);
+	}
+	if (d->flags & KVM_MEM_GUEST_MEMFD)
 		return kf_fail(EOPNOTSUPP, "fault engine: slot %u is a guest_memfd slot; userfaultfd cannot register guest_memfd",
 			       slot);
-	if (src->base > ms->gpa || src->size < ms->size ||
-	    ms->gpa - src->base > src->size - ms->size)
+	if (psize < KF_PAGE_SIZE || (psize & (psize - 1)))
+		return kf_fail(EINVAL, "fault engine: slot %u: page size %llu is no power of two >= %llu",
+			       slot, (unsigned long long)psize, KF_PAGE_SIZE);
+	if (!d->size || !d->hva || d->gpa % psize || d->size % psize ||
+	    (uintptr_t)d->hva % psize || (d->memfd >= 0 && d->memfd_offset % psize))
+		return kf_fail(EINVAL, "fault engine: slot %u [0x%llx, +0x%llx) at %p is empty or not aligned to its %llu-byte pages",
+			       slot, (unsigned long long)d->gpa,
+			       (unsigned long long)d->size, d->hva,
+			       (unsigned long long)psize);
+	if (src->base > d->gpa || src->size < d->size ||
+	    d->gpa - src->base > src->size - d->size)
 		return kf_fail(EINVAL, "fault engine: the %s source covers [0x%llx, +0x%llx), smaller than slot %u [0x%llx, +0x%llx)",
 			       src->kind, (unsigned long long)src->base,
 			       (unsigned long long)src->size, slot,
-			       (unsigned long long)ms->gpa,
-			       (unsigned long long)ms->size);
-	if (ms->size / KF_PAGE_SIZE < e->nr_uffds)
+			       (unsigned long long)d->gpa,
+			       (unsigned long long)d->size);
+	if (d->size / psize < e->nr_uffds)
 		return kf_fail(EINVAL, "fault engine: slot %u has fewer pages than userfaultfds (%u)",
 			       slot, e->nr_uffds);
 
-	memfd = ms->memfd >= 0;
+	memfd = d->memfd >= 0;
 	r = &e->regions[e->nr_regions];
 	memset(r, 0, sizeof(*r));
 	r->e = e;
 	r->slot = slot;
-	r->old_flags = ms->flags;
-	r->gpa = ms->gpa;
-	r->size = ms->size;
-	r->pages = ms->size / KF_PAGE_SIZE;
-	r->hva = ms->hva;
-	r->memfd = ms->memfd;
+	r->old_flags = d->flags;
+	r->flags = d->flags;
+	r->gpa = d->gpa;
+	r->size = d->size;
+	r->psize = psize;
+	r->pages = d->size / psize;
+	r->hva = d->hva;
+	r->memfd = d->memfd;
+	r->memfd_off = d->memfd_offset;
 	r->src = src;
 	r->zero = src->flags & KF_PAGESRC_ZERO;
 	r->backend = e->cfg.backend == KF_BACKEND_AUTO ?
 		     kf_pick_backend(memfd) : e->cfg.backend;
 	ret = kf_backend_available(r->backend, memfd);
+	if (!ret && r->backend == KF_BACKEND_EXIT && !e->host.set_slot_flags)
+		ret = kf_fail(EOPNOTSUPP, "fault engine: backend exit needs the host's set_slot_flags operation");
 	if (ret)
 		return ret;
 	need = kf_backend_features(r->backend, memfd);
+	/* A memfd of huge pages is hugetlbfs: its minor faults are those. */
+	if (memfd && psize > KF_PAGE_SIZE && r->backend != KF_BACKEND_UFFD_MISSING)
+		need = (need & ~UFFD_FEATURE_MINOR_SHMEM) | UFFD_FEATURE_MINOR_HUGETLBFS;
 	if (need & ~e->uffd_features)
 		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
 			       (unsigned long long)(need & ~e->uffd_features));
@@ -891,7 +921,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 	r->alias = NULL;
 	if (memfd && r->backend != KF_BACKEND_UFFD_MISSING) {
 		void *p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			       r->memfd, 0);
+			       r->memfd, r->memfd_off);
 
 		if (p == MAP_FAILED) {
 			ret = kf_fail_errno(errno, "fault engine: second mapping of slot %u's memfd",
@@ -907,15 +937,14 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 		uint64_t first = r->pages * i / e->nr_uffds;
 		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
 
-		ret = kf_uffd_register(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
-				       (last - first) * KF_PAGE_SIZE, mode);
+		ret = kf_uffd_register(e->uffd[i], r->hva + first * psize,
+				       (last - first) * psize, mode);
 		if (ret)
 			goto fail_unregister;
 	}
 	if (r->backend == KF_BACKEND_EXIT &&
-	    !(ms->flags & KVM_MEM_EXIT_ON_MISSING)) {
-		ret = kf_vm_set_region_flags(e->vm, slot,
-					     ms->flags | KVM_MEM_EXIT_ON_MISSING);
+	    !(r->flags & KVM_MEM_EXIT_ON_MISSING)) {
+		ret = kf_engine_set_flags(r, r->flags | KVM_MEM_EXIT_ON_MISSING);
 		if (ret)
 			goto fail_unregister;
 	}
@@ -926,8 +955,8 @@ fail_unregister:
 		uint64_t first = r->pages * i / e->nr_uffds;
 		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
 
-		kf_uffd_unregister(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
-				   (last - first) * KF_PAGE_SIZE);
+		kf_uffd_unregister(e->uffd[i], r->hva + first * psize,
+				   (last - first) * psize);
 	}
 fail:
 	if (r->alias)
@@ -1034,19 +1063,21 @@ void kf_engine_destroy(struct kf_engine *e)
 		return;
 	kf_engine_stop_pushes(e);
 	kf_engine_stop(e);
-	kf_engine_unregister(e);
 	for (i = 0; i < e->nr_regions; i++) {
 		struct kf_engine_region *r = &e->regions[i];
-		struct kf_memslot *ms = &e->vm->slots[r->slot];
 
-		if (r->backend == KF_BACKEND_EXIT && ms->used && !r->complete &&
+		if (r->backend == KF_BACKEND_EXIT && !r->complete &&
+		    (r->flags & KVM_MEM_EXIT_ON_MISSING) &&
 		    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING))
-			kf_vm_set_region_flags(e->vm, r->slot,
-					       ms->flags & ~KVM_MEM_EXIT_ON_MISSING);
+			kf_engine_set_flags(r, r->flags & ~KVM_MEM_EXIT_ON_MISSING);
 		if (r->alias)
 			munmap(r->alias, r->size);
 		free(r->state);
+		if (e->host.region_removed)
+			e->host.region_removed(e->host.opaque, r->slot);
 	}
+	if (e->host.release)
+		e->host.release(e->host.opaque);
 	/* Closing a userfaultfd unregisters its ranges and wakes waiters. */
 	for (i = 0; i < e->nr_uffds; i++)
 		close(e->uffd[i]);
@@ -1059,20 +1090,23 @@ void kf_engine_destroy(struct kf_engine *e)
 
 int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len)
 {
-	uint64_t end = KF_ALIGN_UP(gpa + len, KF_PAGE_SIZE);
+	uint64_t end = gpa + (len ? len : 1);
 	uint64_t t0 = e->cfg.no_latency ? 0 : kf_now_ns();
 	int ret;
 
-	for (gpa = KF_ALIGN_DOWN(gpa, KF_PAGE_SIZE); gpa < end; gpa += KF_PAGE_SIZE) {
+	while (gpa < end) {
 		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
+		uint64_t idx;
 
 		if (!r)
 			return kf_fail(ERANGE, "fetch: gpa 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
-		ret = kf_resolve(r, (gpa - r->gpa) / KF_PAGE_SIZE, false,
-				 &e->slots[KF_SLOT_OTHER], t0, KF_WHO_HOST);
+		idx = (gpa - r->gpa) / r->psize;
+		ret = kf_resolve(r, idx, false, &e->slots[KF_SLOT_OTHER], t0,
+				 KF_WHO_HOST);
 		if (ret)
 			return ret;
+		gpa = r->gpa + (idx + 1) * r->psize;
 	}
 	return 0;
 }
@@ -1081,7 +1115,7 @@ bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa)
 {
 	struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
 
-	return r && kf_pg_load(r, (gpa - r->gpa) / KF_PAGE_SIZE) == KF_PG_INSTALLED;
+	return r && kf_pg_load(r, (gpa - r->gpa) / r->psize) == KF_PG_INSTALLED;
 }
 
 uint64_t kf_engine_installed_pages(struct kf_engine *e)
@@ -1111,9 +1145,10 @@ static void kf_engine_common(struct kf_engine *e, struct kf_engine_common *c)
 	memset(c, 0, sizeof(*c));
 	c->backend = e->nr_regions ? kf_backend_name(e->regions[0].backend) :
 		     kf_backend_name(e->cfg.backend);
-	for (i = 0; i < KF_MAX_VCPUS; i++)
-		if (e->vm->vcpus[i])
-			c->nr_vcpus = i + 1;
+	c->nr_vcpus = e->host.nr_vcpus ? e->host.nr_vcpus(e->host.opaque) :
+		      __atomic_load_n(&e->vcpus_seen, __ATOMIC_RELAXED);
+	if (c->nr_vcpus > KF_MAX_VCPUS)
+		c->nr_vcpus = KF_MAX_VCPUS;
 	c->pushed_pages = __atomic_load_n(&e->slots[KF_SLOT_PUSH].installed,
 					  __ATOMIC_RELAXED);
 	c->push_races = __atomic_load_n(&e->push_races, __ATOMIC_RELAXED);
@@ -1239,16 +1274,12 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	 * Exit backend first: with the flag off KVM faults normally; an exit
 	 * already on its way is served by kf_resolve() (populate, re-enter).
 	 */
-	if (r->backend == KF_BACKEND_EXIT) {
-		struct kf_memslot *ms = &e->vm->slots[r->slot];
-
-		if (ms->flags & KVM_MEM_EXIT_ON_MISSING &&
-		    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING)) {
-			ret = kf_vm_set_region_flags(e->vm, r->slot,
-						     ms->flags & ~KVM_MEM_EXIT_ON_MISSING);
-			if (ret)
-				goto out;
-		}
+	if (r->backend == KF_BACKEND_EXIT &&
+	    r->flags & KVM_MEM_EXIT_ON_MISSING &&
+	    !(r->old_flags & KVM_MEM_EXIT_ON_MISSING)) {
+		ret = kf_engine_set_flags(r, r->flags & ~KVM_MEM_EXIT_ON_MISSING);
+		if (ret)
+			goto out;
 	}
 	/* Mark it before unregistering: a racing stale fault must then not
 	 * use UFFDIO_CONTINUE on the range. */
@@ -1258,8 +1289,8 @@ int kf_engine_region_complete(struct kf_engine *e, uint32_t slot)
 	for (i = 0; i < e->nr_uffds; i++) {
 		uint64_t first = r->pages * i / e->nr_uffds;
 		uint64_t last = r->pages * (i + 1) / e->nr_uffds;
-		int r2 = kf_uffd_unregister(e->uffd[i], r->hva + first * KF_PAGE_SIZE,
-					    (last - first) * KF_PAGE_SIZE);
+		int r2 = kf_uffd_unregister(e->uffd[i], r->hva + first * r->psize,
+					    (last - first) * r->psize);
 
 		if (r2 && !ret)
 			ret = r2;

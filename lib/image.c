@@ -11,7 +11,7 @@
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 struct kf_image_walk {
 	bool done;
@@ -80,16 +80,6 @@ bool kf_image_contains(const void *p, size_t len)
 	return addr >= start && addr < end && len <= end - addr;
 }
 
-/*
- * A raw copy of program memory: it spans sanitizer redzones between
- * globals, which are part of the image like everything else.
- */
-static void kf_image_raw_copy(void *dst, const void *src, size_t len)
-{
-	__asm__ volatile("rep movsb"
-			 : "+D"(dst), "+S"(src), "+c"(len) : : "memory");
-}
-
 int kf_image_copy(struct kf_vm *vm)
 {
 	struct kf_image_walk w;
@@ -107,8 +97,8 @@ int kf_image_copy(struct kf_vm *vm)
 		if (!dst || !kf_vm_gpa_to_hva(vm, ph->p_vaddr + ph->p_memsz - 1))
 			return kf_fail(ENOSPC, "program segment at 0x%llx does not fit in the system slot",
 				       (unsigned long long)ph->p_vaddr);
-		kf_image_raw_copy(dst, (const void *)(uintptr_t)ph->p_vaddr,
-				  ph->p_memsz);
+		kf_arch_raw_copy(dst, (const void *)(uintptr_t)ph->p_vaddr,
+				 ph->p_memsz);
 	}
 	return 0;
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Library-internal interfaces: the arch hooks and the program image. */
+/*
+ * Library-internal interfaces of the core (no VM layer here: the VM
+ * layer's are in vm_internal.h).
+ */
 #ifndef KVMFAULT_INTERNAL_H
 #define KVMFAULT_INTERNAL_H
 
@@ -7,11 +10,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <kvmfault/exit.h>
-#include <kvmfault/ucall.h>
-#include <kvmfault/vcpu.h>
-#include <kvmfault/vm.h>
 
 /*
  * A failure the caller handled (a page mapped already, a range unregistered
@@ -21,9 +19,6 @@
 void kf_error_forget(void);
 /* The same after several failures: msg is a copy of kf_error() from before. */
 void kf_error_restore(const char *msg);
-
-/* Whether a fault engine serves memslot slot of vm. */
-bool kf_engine_serves(struct kf_vm *vm, uint32_t slot);
 
 /* Receive timeout of a socket (0: none), or -errno with a message. */
 int kf_sock_rcvtimeo(int fd, int seconds);
@@ -37,26 +32,5 @@ int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
 
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);
-
-/* The running program's loaded segments, [start, end) in its own memory. */
-int kf_image_extent(uint64_t *start, uint64_t *end);
-/* Copy every loaded segment to the same guest physical address. */
-int kf_image_copy(struct kf_vm *vm);
-/* Whether [p, p + len) lies inside the program image. */
-bool kf_image_contains(const void *p, size_t len);
-
-/* Arch hooks (lib/x86/). */
-int kf_arch_vm_init(struct kf_vm *vm);
-void kf_arch_vm_free(struct kf_vm *vm);
-uint64_t kf_arch_max_gpa(struct kf_vm *vm);
-uint64_t kf_arch_free_gpa(struct kf_vm *vm);
-int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
-int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
-		      uint64_t arg);
-void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
-/* The ucall this exit carries, or NULL when it is no ucall. */
-struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit);
-/* Registers worth printing with an unexpected exit. */
-void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len);
 
 #endif

@@ -4,6 +4,7 @@
  * arbitrary bytes), connections and TCP helpers.
  */
 #include <fcntl.h>
+#include <link.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,12 +46,54 @@ const char *kf_mig_type_name(uint32_t type)
 	       kf_mig_names[type] : "UNKNOWN";
 }
 
+/* The executable's code as loaded (its first executable segment, also in
+ * a position-independent program). */
+struct kf_image_text {
+	const void *p;
+	size_t len;
+};
+
+static int kf_image_text_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct kf_image_text *t = data;
+	int i;
+
+	(void)size;
+	/* The first object is the executable; its first executable segment. */
+	for (i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			t->p = (const void *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
+			t->len = ph->p_filesz;
+			break;
+		}
+	}
+	return 1;
+}
+
+static int kf_image_text(const void **p, size_t *len)
+{
+	struct kf_image_text t = { 0 };
+
+	dl_iterate_phdr(kf_image_text_cb, &t);
+	if (!t.p)
+		return kf_fail(ENOEXEC, "cannot find this program's executable segment");
+	*p = t.p;
+	*len = t.len;
+	return 0;
+}
+
 uint64_t kf_mig_image_id(void)
 {
-	extern const char __executable_start[], etext[];
-	const char *p = __executable_start;
-	size_t len = KF_ALIGN_DOWN((size_t)(etext - p), 8);
+	const void *p = NULL;
+	size_t len = 0;
 
+	if (kf_image_text(&p, &len)) {
+		kf_error_forget();
+		return 0;
+	}
+	len = KF_ALIGN_DOWN(len, 8);
 	return kf_host_hash(p, len, 0) ^ len;
 }
 

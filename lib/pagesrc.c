@@ -9,7 +9,9 @@
 
 #include <kvmfault/error.h>
 #include <kvmfault/pagesrc_basic.h>
-#include <kvmfault/vm.h>
+#include <kvmfault/limits.h>
+
+#include "internal.h"
 
 int kf_pagesrc_check_range(const struct kf_pagesrc *src, uint64_t gpa,
 			   uint64_t len)
@@ -212,4 +214,15 @@ int kf_pagesrc_rawfile_open(const char *path, uint64_t base,
 fail:
 	close(fd);
 	return ret;
+}
+
+bool kf_page_is_zero(const void *page)
+{
+	const uint64_t *p = page;
+	size_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		if (p[i])
+			return false;
+	return true;
 }

@@ -3,11 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/snapshot.h>
 #include <kvmfault/vcpu_state.h>
+#include <kvmfault/vm_engine.h>
+
+#include "vm_internal.h"
+
+/* The entry a vCPU is made with before its saved state replaces it all:
+ * never runs. */
+static KF_GUEST void kf_restore_placeholder(uint64_t arg)
+{
+	(void)arg;
+}
 
 int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs)
 {
@@ -44,14 +54,10 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 		};
 
 		if (ms && ms->slot == KF_SYSTEM_SLOT) {
-			if (ms->gpa != sr->gpa || ms->size != sr->size) {
-				ret = kf_fail(EINVAL, "snapshot system slot [0x%llx, +0x%llx) differs from this VM's [0x%llx, +0x%llx)",
-					      (unsigned long long)sr->gpa,
-					      (unsigned long long)sr->size,
-					      (unsigned long long)ms->gpa,
-					      (unsigned long long)ms->size);
+			ret = kf_vm_check_system_slot(ms, sr->gpa, sr->size, EINVAL,
+						      "snapshot");
+			if (ret)
 				goto fail;
-			}
 		} else {
 			ret = kf_vm_add_region(rs->vm, &reg, &ms);
 			if (ret)
@@ -72,7 +78,7 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 		const void *blob;
 		size_t len;
 
-		ret = kf_vcpu_add(rs->vm, i, rs->entry ? rs->entry : kf_workload_guest,
+		ret = kf_vcpu_add(rs->vm, i, rs->entry ? rs->entry : kf_restore_placeholder,
 				  0, &rs->vcpus[i]);
 		if (ret)
 			goto fail;

@@ -12,7 +12,7 @@
 #include <kvmfault/error.h>
 #include <kvmfault/vcpu.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 		uint64_t arg, struct kf_vcpu **vcpup)
@@ -140,26 +140,13 @@ static void kf_guest_print(const struct kf_ucall *uc)
 	fflush(stdout);
 }
 
-static const char *const kf_exception_names[32] = {
-	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09",
-	"#TS", "#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM",
-	"#VE", "#CP", "#22", "#23", "#24", "#25", "#26", "#27", "#HV", "#VC",
-	"#SX", "#31",
-};
-
 static int kf_guest_exception_fail(struct kf_vcpu *vcpu,
 				   const struct kf_ucall *uc)
 {
-	uint64_t vec = uc->args[0];
+	char what[256];
 
-	return kf_vcpu_fail(vcpu, EFAULT,
-			    "guest exception %s (vector %llu) at rip 0x%llx, error code 0x%llx%s0x%llx",
-			    vec < 32 ? kf_exception_names[vec] : "?",
-			    (unsigned long long)vec,
-			    (unsigned long long)uc->args[2],
-			    (unsigned long long)uc->args[1],
-			    vec == 14 ? ", address " : ", cr2 ",
-			    (unsigned long long)uc->args[3]);
+	kf_arch_exception_str(uc, what, sizeof(what));
+	return kf_vcpu_fail(vcpu, EFAULT, "guest exception %s", what);
 }
 
 /* 1: the guest is done; 0: re-enter; < 0: stop. */

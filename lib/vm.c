@@ -12,7 +12,7 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
-#include "internal.h"
+#include "vm_internal.h"
 
 #define KF_KNOWN_SLOT_FLAGS \
 	(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD | \
@@ -310,7 +310,7 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
 		ret = kf_fail(EBUSY, "slot 0 holds the guest's code and page tables");
-	else if (kf_engine_serves(vm, slot))
+	else if (ms->engine)
 		ret = kf_fail(EBUSY, "memslot %u is served by a fault engine: destroy the engine before removing the slot",
 			      slot);
 	else if (kf_set_memslot(vm, ms, ms->flags, 0))
@@ -400,15 +400,14 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap)
 	return 0;
 }
 
-bool kf_page_is_zero(const void *page)
+int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,
+			    uint64_t size, int err, const char *whose)
 {
-	const uint64_t *p = page;
-	size_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		if (p[i])
-			return false;
-	return true;
+	if (ms->gpa == gpa && ms->size == size)
+		return 0;
+	return kf_fail(err, "%s system slot [0x%llx, +0x%llx) differs from this VM's [0x%llx, +0x%llx)",
+		       whose, (unsigned long long)gpa, (unsigned long long)size,
+		       (unsigned long long)ms->gpa, (unsigned long long)ms->size);
 }
 
 uint64_t kf_vm_free_gpa(struct kf_vm *vm)

@@ -14,7 +14,7 @@
 # vCPU), KF_DEMO_PRECOPY (1), KF_DEMO_BACKEND (auto), BUILD (build).
 set -eu
 cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/bin/kvmfault-migrate
+BIN=${BUILD:-build}/bin/kvmfault
 VCPUS=${KF_DEMO_VCPUS:-4}
 PAGES=${KF_DEMO_PAGES:-2048}
 PRECOPY=${KF_DEMO_PRECOPY:-1}
@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== post-copy live migration: $VCPUS vCPUs x $PAGES pages, $PRECOPY pre-copy round(s), loopback TCP"
-"$BIN" source --listen 127.0.0.1:0 --port-file "$tmp/port" --vcpus "$VCPUS" \
+"$BIN" migrate source --listen 127.0.0.1:0 --port-file "$tmp/port" --vcpus "$VCPUS" \
 	--pages "$PAGES" --precopy "$PRECOPY" >"$tmp/source.out" 2>"$tmp/source.err" &
 src_pid=$!
 i=0
@@ -50,7 +50,7 @@ port=$(cat "$tmp/port")
 echo "   source: process $src_pid listening on 127.0.0.1:$port"
 echo "   destination: this shell's child, connecting"
 status=0
-"$BIN" dest --connect "127.0.0.1:$port" --backend "$BACKEND" || status=$?
+"$BIN" migrate dest --connect "127.0.0.1:$port" --backend "$BACKEND" || status=$?
 src_status=0
 wait "$src_pid" || src_status=$?
 src_pid=

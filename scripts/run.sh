@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ] && { [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; }; then
 	echo "kvmfault: /dev/kvm is not accessible: run as root" >&2
 	exit 1
 fi
-if [ -x scripts/migrate-demo.sh ] && [ -x build/bin/kvmfault-migrate ]; then
+if [ -x scripts/migrate-demo.sh ] && [ -x build/bin/kvmfault ]; then
 	exec scripts/migrate-demo.sh
 fi
-exec build/bin/kvmfault-run "$@"
+exec build/bin/kvmfault run "$@"

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/pagesrc_basic.h>
 #include <kvmfault/test.h>

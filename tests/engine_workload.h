@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/pagesrc_basic.h>
 #include <kvmfault/test.h>

@@ -15,9 +15,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/pagesrc_basic.h>
 #include <kvmfault/test.h>
 #include <kvmfault/uffd.h>

@@ -19,6 +19,7 @@
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 #include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
 
 /* ASan would abort on the huge allocation instead of failing it. */
 const char *__asan_default_options(void);

@@ -16,23 +16,14 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 
-static unsigned int filled;
 static pid_t source_pid;
-
-static int src_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
-{
-	(void)vcpu;
-	if (uc->args[0] == KF_WL_STAGE_FILLED)
-		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
-	return 0;
-}
 
 static int source_main(int lfd)
 {
-	static const struct kf_vcpu_ops ops = { .sync = src_sync };
 	struct kf_workload_cfg wc = { .nr_vcpus = 2, .pages_per_vcpu = 128 };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd, .accept_timeout_ms = 60000,
@@ -41,14 +32,10 @@ static int source_main(int lfd)
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
 	struct kf_vm *vm;
-	unsigned int i;
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_workload_setup(vm, &wc, KF_BACKING_ANON, 0, NULL, vcpus));
-	for (i = 0; i < 2; i++)
-		TEST_OK(kf_vcpu_start(vcpus[i], &ops));
-	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < 2)
-		usleep(1000);
+	TEST_OK(kf_workload_start(vcpus, 2));
 	kf_mig_source_run(vm, vcpus, 2, &sc, &rep);
 	return 0;
 }

@@ -18,23 +18,14 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/test.h>
 
 static unsigned int nr_vcpus = 2;
 static uint64_t pages = 256;
-static unsigned int filled;
-
-static int src_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
-{
-	(void)vcpu;
-	if (uc->args[0] == KF_WL_STAGE_FILLED)
-		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
-	return 0;
-}
 
 static int source_main(int lfd, unsigned int rounds, uint64_t drop_after)
 {
-	static const struct kf_vcpu_ops ops = { .sync = src_sync };
 	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd, .precopy_rounds = rounds,
@@ -44,16 +35,12 @@ static int source_main(int lfd, unsigned int rounds, uint64_t drop_after)
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
 	struct kf_vm *vm;
-	unsigned int i;
 	int ret;
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_workload_setup(vm, &wc, KF_BACKING_ANON,
 				  rounds ? KVM_MEM_LOG_DIRTY_PAGES : 0, NULL, vcpus));
-	for (i = 0; i < nr_vcpus; i++)
-		TEST_OK(kf_vcpu_start(vcpus[i], &ops));
-	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < nr_vcpus)
-		usleep(1000);
+	TEST_OK(kf_workload_start(vcpus, nr_vcpus));
 	usleep(20000);
 	ret = kf_mig_source_run(vm, vcpus, nr_vcpus, &sc, &rep);
 	if (ret)

@@ -15,12 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 #include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
 
 static int fail_sockopt = -1;	/* fail setsockopt of this option */
 static bool fail_getsockname;

@@ -9,6 +9,10 @@
 
 #include <errno.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 
 /*
@@ -23,5 +27,7 @@ int kf_fail(int err, const char *fmt, ...) KF_PRINTF(2, 3);
 
 /* Like kf_fail(), with ": strerror(err)" appended. */
 int kf_fail_errno(int err, const char *fmt, ...) KF_PRINTF(2, 3);
+
+KF_API_END
 
 #endif

@@ -17,6 +17,10 @@
 
 #include <kvmfault/uapi.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 enum kf_exit_kind {
 	KF_EXIT_REASON,		/* KVM_RUN succeeded: see exit_reason */
 	KF_EXIT_MEMORY_FAULT,	/* annotated memory fault: see fault */
@@ -57,5 +61,7 @@ const char *kf_access_str(uint32_t access, char *buf);
 
 /* A one-line description of an exit, in buf. */
 const char *kf_exit_str(const struct kf_exit *exit, char *buf, size_t len);
+
+KF_API_END
 
 #endif

@@ -16,12 +16,17 @@
 #include <kvmfault/hash.h>
 #include <kvmfault/ucall.h>
 
+/* The architecture's part: kf_arch_guest_self(), kf_arch_guest_ucall(),
+ * kf_arch_guest_cycles(), KF_ARCH_UCALL_PORT. */
+#if defined(__x86_64__)
+#include <kvmfault/x86/guest.h>
+#else
+#error "kvmfault: no guest runtime for this architecture (see include/kvmfault/x86/guest.h)"
+#endif
+
 KF_GUEST_INLINE struct kf_guest_vcpu *kf_guest_self(void)
 {
-	struct kf_guest_vcpu *self;
-
-	__asm__ volatile("mov %%gs:0, %0" : "=r"(self));
-	return self;
+	return kf_arch_guest_self();
 }
 
 KF_GUEST_INLINE uint64_t kf_guest_vcpu_id(void)
@@ -29,10 +34,21 @@ KF_GUEST_INLINE uint64_t kf_guest_vcpu_id(void)
 	return kf_guest_self()->id;
 }
 
+/* A cycle counter the guest can read (for timing inside the guest); the
+ * host reads the same one with kf_host_cycles(). */
+KF_GUEST_INLINE uint64_t kf_guest_cycles(void)
+{
+	return kf_arch_guest_cycles();
+}
+
+static inline uint64_t kf_host_cycles(void)
+{
+	return kf_arch_host_cycles();
+}
+
 KF_GUEST_INLINE void kf_guest_ucall_out(void)
 {
-	__asm__ volatile("outb %%al, %%dx"
-			 : : "a"(0), "d"(KF_UCALL_PORT) : "memory");
+	kf_arch_guest_ucall();
 }
 
 KF_GUEST_INLINE void kf_guest_ucall(uint64_t cmd, uint64_t a0, uint64_t a1,

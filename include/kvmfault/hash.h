@@ -17,6 +17,8 @@
 
 #include <kvmfault/compiler.h>
 
+KF_API_BEGIN
+
 #define KF_HASH_SEED 0xcbf29ce484222325ULL
 
 KF_GUEST_INLINE uint64_t kf_hash_continue(uint64_t h, const void *buf,
@@ -40,5 +42,7 @@ KF_GUEST_INLINE uint64_t kf_hash(const void *buf, size_t len)
 }
 
 uint64_t kf_host_hash(const void *buf, size_t len, uint64_t seed);
+
+KF_API_END
 
 #endif

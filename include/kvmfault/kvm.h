@@ -7,6 +7,10 @@
 
 #include <kvmfault/uapi.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_KVM_DEV "/dev/kvm"
 
 /*
@@ -26,5 +30,7 @@ bool kf_kvm_has_cap(long cap);
 
 /* Why KVM is unusable here, or NULL when /dev/kvm opens. */
 const char *kf_kvm_unavailable_reason(void);
+
+KF_API_END
 
 #endif

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 struct kf_pagesrc;
 
 /* Called by a source for pages it pushes unasked; returns 0 or -errno. */
@@ -75,5 +79,7 @@ static inline void kf_pagesrc_destroy(struct kf_pagesrc *src)
 	if (src)
 		src->ops->destroy(src);
 }
+
+KF_API_END
 
 #endif

@@ -11,6 +11,10 @@
 
 #include <kvmfault/pagesrc.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 /* Every page is zeros. */
 int kf_pagesrc_zero_create(uint64_t base, uint64_t size,
 			   struct kf_pagesrc **srcp);
@@ -30,5 +34,7 @@ int kf_pagesrc_rawfile_open(const char *path, uint64_t base,
 /* Whether [gpa, gpa + len) lies inside the source; a message if not. */
 int kf_pagesrc_check_range(const struct kf_pagesrc *src, uint64_t gpa,
 			   uint64_t len);
+
+KF_API_END
 
 #endif

@@ -39,6 +39,10 @@
 #include <kvmfault/migration.h>
 #include <kvmfault/pagesrc.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 /* SETUP region flag: the region arrives whole before SWITCHOVER. */
 #define KF_MIG_REGION_EAGER (1U << 31)
 
@@ -131,5 +135,7 @@ const char *kf_remote_error(struct kf_remote *r);
 /* Test hook: cut both connections as if the network dropped. */
 void kf_remote_drop(struct kf_remote *r);
 void kf_remote_destroy(struct kf_remote *r);
+
+KF_API_END
 
 #endif

@@ -30,6 +30,10 @@
 #include <kvmfault/vcpu.h>
 #include <kvmfault/vm.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_SNAP_MAGIC "KVMFSNAP"
 /* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
 #define KF_SNAP_VERSION 2
@@ -123,8 +127,9 @@ struct kf_engine;
 struct kf_snapshot_restore {
 	bool lazy;			/* demand-page data regions from the file */
 	int backend;			/* enum kf_backend, for lazy */
-	void (*entry)(uint64_t);	/* placeholder vCPU entry (state is
-					 * overwritten); NULL: the workload's */
+	void (*entry)(uint64_t);	/* placeholder vCPU entry (the saved
+					 * state replaces it); NULL: one of
+					 * the library's */
 	/* results */
 	struct kf_vm *vm;
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
@@ -143,5 +148,7 @@ struct kf_snapshot_restore {
 int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs);
 /* Tear down what kf_snapshot_restore_vm() built (vCPUs must be joined). */
 void kf_snapshot_restore_free(struct kf_snapshot_restore *rs);
+
+KF_API_END
 
 #endif

@@ -15,7 +15,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <kvmfault/vm.h>
+#include <kvmfault/limits.h>
+
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
 
 #define KF_HIST_BUCKETS 1024
 
@@ -103,5 +107,7 @@ struct kf_engine_summary {
 void kf_engine_stats_csv(FILE *f, const struct kf_engine_stats *s, bool header);
 /* JSON: one object. */
 void kf_engine_stats_json(FILE *f, const struct kf_engine_stats *s);
+
+KF_API_END
 
 #endif

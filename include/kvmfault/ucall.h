@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Guest-to-host calls.  Each vCPU has a struct kf_ucall in its per-vCPU
- * area; the guest fills it and writes to KF_UCALL_PORT, and the host reads
- * it at the KVM_EXIT_IO.  Strings (file, expression, format) are pointers
- * into the program image, which the guest runs at the same addresses as the
- * host, so the host reads them from its own memory.
+ * area; the guest fills it and traps to the host (x86: a write to
+ * KF_ARCH_UCALL_PORT), and the host reads it at that exit.  Strings (file,
+ * expression, format) are pointers into the program image, which the guest
+ * runs at the same addresses as the host, so the host reads them from its
+ * own memory.
  */
 #ifndef KVMFAULT_UCALL_H
 #define KVMFAULT_UCALL_H
 
 #include <stdint.h>
 
-#define KF_UCALL_PORT 0x4b46
 #define KF_UCALL_MAX_ARGS 4
 
 enum kf_ucall_cmd {

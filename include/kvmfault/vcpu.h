@@ -20,6 +20,10 @@
 #include <kvmfault/ucall.h>
 #include <kvmfault/vm.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 /* The same fault this many times in a row, with nothing else in between,
  * means the handler is not making progress. */
 #define KF_DEFAULT_MAX_REPEATED_FAULTS 16
@@ -97,5 +101,7 @@ void kf_vcpu_stop(struct kf_vcpu *vcpu);
 
 /* Start every vCPU of vm with ops, join them all; first failure wins. */
 int kf_vm_run_all(struct kf_vm *vm, const struct kf_vcpu_ops *ops);
+
+KF_API_END
 
 #endif

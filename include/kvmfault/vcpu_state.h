@@ -21,6 +21,10 @@
 
 #include <kvmfault/vcpu.h>
 
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_VCPU_STATE_MAGIC 0x5356464bU	/* "KFVS" */
 #define KF_VCPU_STATE_VERSION 1
 #define KF_VCPU_STATE_MAX (1U << 20)	/* no valid blob is larger */
@@ -37,5 +41,7 @@ int kf_vcpu_state_check(const void *blob, size_t len, unsigned int *vcpu_id);
 
 /* The instruction pointer a blob holds (for reports), or 0. */
 uint64_t kf_vcpu_state_ip(const void *blob, size_t len);
+
+KF_API_END
 
 #endif

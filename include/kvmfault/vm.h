@@ -15,11 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kvmfault/limits.h>
 #include <kvmfault/uapi.h>
 
-#define KF_PAGE_SIZE 4096ULL
-#define KF_MAX_VCPUS 64
-#define KF_MAX_SLOTS 64
+#include <kvmfault/compiler.h>
+
+KF_API_BEGIN
+
 #define KF_SYSTEM_SLOT 0
 
 struct kf_vcpu;
@@ -51,7 +53,10 @@ struct kf_memslot {
 	bool owned;		/* the library mapped hva and unmaps it */
 	int guest_memfd;
 	uint64_t guest_memfd_offset;
+	bool engine;		/* a fault engine serves it (vm->lock) */
 };
+
+struct kf_engine;
 
 struct kf_vm {
 	int kvm_fd;
@@ -63,6 +68,7 @@ struct kf_vm {
 	unsigned int nr_vcpus;
 	unsigned int max_vcpus;
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
+	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
 	void *arch;		/* struct kf_x86_vm */
 };
 
@@ -107,5 +113,7 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* Where guest test memory may start: above the system slot. */
 uint64_t kf_vm_free_gpa(struct kf_vm *vm);
+
+KF_API_END
 
 #endif

@@ -8,9 +8,10 @@
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 #include <kvmfault/ucall.h>
+#include <kvmfault/x86/guest.h>
 #include <kvmfault/x86/processor.h>
 
-#include "../internal.h"
+#include "../vm_internal.h"
 
 /*
  * System slot (slot 0) layout, guest physical:
@@ -54,13 +55,15 @@ _Static_assert(offsetof(struct kf_guest_vcpu, ucall) == 32, "trampoline offset")
 _Static_assert(offsetof(struct kf_ucall, cmd) == 0, "trampoline offset");
 __asm__(".pushsection .rodata\n"
 	".globl kf_x86_return_code\n"
+	".hidden kf_x86_return_code\n"
 	"kf_x86_return_code:\n"
 	"1: mov %gs:0, %rax\n"
 	"   movq $2, 32(%rax)\n"	/* KF_UCALL_DONE */
-	"   mov $0x4b46, %dx\n"	/* KF_UCALL_PORT */
+	"   mov $0x4b46, %dx\n"	/* KF_ARCH_UCALL_PORT */
 	"   out %al, %dx\n"
 	"   jmp 1b\n"
 	".globl kf_x86_return_end\n"
+	".hidden kf_x86_return_end\n"
 	"kf_x86_return_end:\n"
 	".popsection\n");
 extern const char kf_x86_return_code[], kf_x86_return_end[];
@@ -82,6 +85,7 @@ __asm__(".pushsection .rodata\n"
 	"  jmp 2f\n"
 	".endm\n"
 	".globl kf_x86_exc_code\n"
+	".hidden kf_x86_exc_code\n"
 	".balign 16\n"
 	"kf_x86_exc_code:\n"
 	"  kf_exc_stub 0, 0\n  kf_exc_stub 1, 0\n  kf_exc_stub 2, 0\n"
@@ -108,10 +112,11 @@ __asm__(".pushsection .rodata\n"
 	"   jmp 3b\n"
 	".purgem kf_exc_stub\n"
 	".globl kf_x86_exc_end\n"
+	".hidden kf_x86_exc_end\n"
 	"kf_x86_exc_end:\n"
 	".popsection\n");
 extern const char kf_x86_exc_code[], kf_x86_exc_end[];
-_Static_assert(KF_UCALL_DONE == 2 && KF_UCALL_PORT == 0x4b46, "trampoline");
+_Static_assert(KF_UCALL_DONE == 2 && KF_ARCH_UCALL_PORT == 0x4b46, "trampoline");
 
 static struct kf_x86_vm *kf_x86(struct kf_vm *vm)
 {
@@ -470,7 +475,7 @@ struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 	const struct kvm_run *run = vcpu->run;
 
 	if (exit->kind != KF_EXIT_REASON || exit->reason != KVM_EXIT_IO ||
-	    run->io.port != KF_UCALL_PORT || run->io.direction != KVM_EXIT_IO_OUT)
+	    run->io.port != KF_ARCH_UCALL_PORT || run->io.direction != KVM_EXIT_IO_OUT)
 		return NULL;
 	area->nr_vcpus = vcpu->vm->nr_vcpus;
 	return &area->ucall;
@@ -486,4 +491,29 @@ void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
 	}
 	snprintf(buf, len, "rip 0x%llx rsp 0x%llx",
 		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp);
+}
+
+static const char *const kf_x86_exception_names[32] = {
+	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09",
+	"#TS", "#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM",
+	"#VE", "#CP", "#22", "#23", "#24", "#25", "#26", "#27", "#HV", "#VC",
+	"#SX", "#31",
+};
+
+void kf_arch_exception_str(const struct kf_ucall *uc, char *buf, size_t len)
+{
+	uint64_t vec = uc->args[0];
+
+	snprintf(buf, len, "%s (vector %llu) at rip 0x%llx, error code 0x%llx%s0x%llx",
+		 vec < 32 ? kf_x86_exception_names[vec] : "?",
+		 (unsigned long long)vec, (unsigned long long)uc->args[2],
+		 (unsigned long long)uc->args[1],
+		 vec == 14 ? ", address " : ", cr2 ",
+		 (unsigned long long)uc->args[3]);
+}
+
+void kf_arch_raw_copy(void *dst, const void *src, size_t len)
+{
+	__asm__ volatile("rep movsb"
+			 : "+D"(dst), "+S"(src), "+c"(len) : : "memory");
 }

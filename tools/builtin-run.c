@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * kvmfault-run: boot a guest workload on this machine's KVM and say what it
+ * kvmfault run: boot a guest workload on this machine's KVM and say what it
  * did.  Each vCPU writes its share of guest memory at CPL3, checksums it
  * inside the guest, and reports; the host checks every checksum.
  */
@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include <kvmfault/kvmfault.h>
+
+#include "builtin.h"
 
 struct vcpu_report {
 	uint64_t pages;
@@ -56,67 +58,79 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void usage(const char *prog)
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: %s [-v VCPUS] [-m MIB_PER_VCPU]\n"
+	fprintf(f,
+		"usage: kvmfault run [-v VCPUS] [-m MIB_PER_VCPU]\n"
 		"  Boot a guest on this machine's KVM: each vCPU writes and checksums\n"
-		"  its memory at CPL3; the host verifies every checksum.\n", prog);
+		"  its memory at CPL3; the host verifies every checksum.\n"
+		"  -v VCPUS         vCPUs, 1..%d (2)\n"
+		"  -m MIB_PER_VCPU  guest memory each vCPU writes, 1..4096 MiB (16)\n",
+		KF_MAX_VCPUS);
 }
 
-int main(int argc, char **argv)
+int cmd_run(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "vcpus", 1, NULL, 'v' }, { "mib", 1, NULL, 'm' },
+		{ "help", 0, NULL, 'h' }, { 0 },
+	};
 	struct kf_vcpu_ops ops = { .sync = on_sync };
 	struct kf_region r = { .backing = KF_BACKING_ANON };
 	unsigned int nr_vcpus = 2, i, bad = 0;
-	unsigned long mib = 16;
+	unsigned int mib = 16;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	double t0, t1;
 	int c;
 
-	while ((c = getopt(argc, argv, "v:m:h")) != -1) {
+	while ((c = getopt_long(argc, argv, "v:m:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'v':
-			nr_vcpus = strtoul(optarg, NULL, 0);
+			if (tool_uint("run", "-v", optarg, 1, KF_MAX_VCPUS, &nr_vcpus))
+				return 2;
 			break;
 		case 'm':
-			mib = strtoul(optarg, NULL, 0);
+			if (tool_uint("run", "-m", optarg, 1, 4096, &mib))
+				return 2;
 			break;
+		case 'h':
+			usage(stdout);
+			return 0;
 		default:
-			usage(argv[0]);
-			return c == 'h' ? 0 : 2;
+			usage(stderr);
+			return 2;
 		}
 	}
-	if (!nr_vcpus || nr_vcpus > KF_MAX_VCPUS || !mib || mib > 4096) {
-		fprintf(stderr, "kvmfault-run: need 1-%d vCPUs and 1-4096 MiB each\n",
-			KF_MAX_VCPUS);
+	if (optind < argc) {
+		fprintf(stderr, "kvmfault run: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
 		return 2;
 	}
-	per_vcpu_bytes = mib << 20;
+	per_vcpu_bytes = (uint64_t)mib << 20;
 
 	if (kf_vm_create(&vm)) {
-		fprintf(stderr, "kvmfault-run: %s\n", kf_error());
+		fprintf(stderr, "kvmfault run: %s\n", kf_error());
 		return 1;
 	}
 	r.gpa = kf_vm_free_gpa(vm);
 	r.size = nr_vcpus * per_vcpu_bytes;
 	if (kf_vm_add_region(vm, &r, NULL) ||
 	    KF_SYNC_GLOBAL_TO_GUEST(vm, per_vcpu_bytes)) {
-		fprintf(stderr, "kvmfault-run: %s\n", kf_error());
+		fprintf(stderr, "kvmfault run: %s\n", kf_error());
 		return 1;
 	}
 	for (i = 0; i < nr_vcpus; i++) {
 		if (kf_vcpu_add(vm, i, guest_workload, r.gpa, &vcpu)) {
-			fprintf(stderr, "kvmfault-run: %s\n", kf_error());
+			fprintf(stderr, "kvmfault run: %s\n", kf_error());
 			return 1;
 		}
 	}
-	printf("kvmfault-run: %u vCPUs, %lu MiB each, guest code at CPL3 in long mode\n",
+	printf("kvmfault run: %u vCPUs, %u MiB each, guest code at CPL3 in long mode\n",
 	       nr_vcpus, mib);
 	t0 = now();
 	if (kf_vm_run_all(vm, &ops)) {
-		fprintf(stderr, "kvmfault-run: %s\n", kf_error());
+		fprintf(stderr, "kvmfault run: %s\n", kf_error());
 		return 1;
 	}
 	t1 = now();
@@ -131,7 +145,7 @@ int main(int argc, char **argv)
 		       (unsigned long long)expect, ok ? "match" : "MISMATCH",
 		       (unsigned long long)vm->vcpus[i]->nr_exits);
 	}
-	printf("kvmfault-run: %.1f MiB in %.3f s (%.0f MiB/s, first touch of fresh memory included): %s\n",
+	printf("kvmfault run: %.1f MiB in %.3f s (%.0f MiB/s, first touch of fresh memory included): %s\n",
 	       (double)r.size / (1 << 20), t1 - t0, r.size / (1 << 20) / (t1 - t0),
 	       bad ? "FAILED" : "ok");
 	kf_vm_destroy(vm);

@@ -1,28 +1,32 @@
 // SPDX-License-Identifier: MIT
 /*
- * kvmfault-snapshot: save a running guest to a snapshot file, and restore
+ * kvmfault snapshot: save a running guest to a snapshot file, and restore
  * it eagerly or lazily (pages come from the file on demand).
  *
- *   kvmfault-snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]
- *   kvmfault-snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]
+ *   kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]
+ *   kvmfault snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]
  *                     [--backend B] [--json]
  *
  * The guest is the migration workload: each vCPU writes pages and keeps
  * their checksums in guest memory; after a restore it re-checks every page
  * inside the guest.  Guest code lives in the program image, so a snapshot
- * is restored by the same binary (kvmfault-restore runs this one).
+ * is restored by the same binary (kvmfault restore is this command).
  */
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/snapshot.h>
+
+#include "builtin.h"
 
 static unsigned int filled, verified;
 static uint64_t verified_pages;
@@ -42,8 +46,8 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: kvmfault-snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]\n"
-		"       kvmfault-snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]\n"
+		"usage: kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]\n"
+		"       kvmfault snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]\n"
 		"                         [--backend auto|exit|uffd-missing|uffd-minor] [--json]\n"
 		"Restore reports the time to the first guest instruction and the time\n"
 		"until the workload has verified every page; it exits 0 only then.\n");
@@ -86,7 +90,7 @@ static int do_save(const char *path, unsigned int nv, uint64_t pages, int run_ms
 	kf_vm_destroy(vm);
 	return 0;
 fail:
-	fprintf(stderr, "kvmfault-snapshot save: %s\n", kf_error());
+	fprintf(stderr, "kvmfault snapshot save: %s\n", kf_error());
 	kf_vm_destroy(vm);
 	return 1;
 }
@@ -183,13 +187,13 @@ static int do_restore(const char *path, const char *mode, int backend, int run_m
 			       res[i].backend ? res[i].backend : "");
 		}
 		if (res[i].error[0])
-			fprintf(stderr, "kvmfault-snapshot restore (%s): %s\n",
+			fprintf(stderr, "kvmfault snapshot restore (%s): %s\n",
 				res[i].mode, res[i].error);
 	}
 	return ret;
 }
 
-int main(int argc, char **argv)
+int cmd_snapshot(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "vcpus", 1, NULL, 'v' }, { "pages", 1, NULL, 'p' },
@@ -213,9 +217,21 @@ int main(int argc, char **argv)
 	optind = 3;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'v': nv = strtoul(optarg, NULL, 0); break;
-		case 'p': pages = strtoull(optarg, NULL, 0); break;
-		case 'r': run_ms = atoi(optarg); break;
+		case 'v':
+			if (tool_uint("snapshot", "--vcpus", optarg, 1,
+				      KF_MAX_VCPUS, &nv))
+				return 2;
+			break;
+		case 'p':
+			if (tool_u64("snapshot", "--pages", optarg, 1,
+				     UINT32_MAX, &pages))
+				return 2;
+			break;
+		case 'r':
+			if (tool_int("snapshot", "--run-ms", optarg, 0, INT_MAX,
+				     &run_ms))
+				return 2;
+			break;
 		case 'm': mode = optarg; break;
 		case 'b': backend = optarg; break;
 		case 'j': json = true; break;
@@ -223,24 +239,25 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "kvmfault snapshot: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
 	if (kf_kvm_unavailable_reason()) {
-		fprintf(stderr, "kvmfault-snapshot: %s\n", kf_kvm_unavailable_reason());
+		fprintf(stderr, "kvmfault snapshot: %s\n", kf_kvm_unavailable_reason());
 		return 1;
 	}
 	if (!strcmp(cmd, "save")) {
-		if (!nv || nv > KF_MAX_VCPUS || !pages) {
-			fprintf(stderr, "kvmfault-snapshot: bad --vcpus or --pages\n");
-			return 2;
-		}
 		return do_save(path, nv, pages, run_ms);
 	}
 	if (!strcmp(cmd, "restore")) {
 		if (strcmp(mode, "eager") && strcmp(mode, "lazy") && strcmp(mode, "both")) {
-			fprintf(stderr, "kvmfault-snapshot: --mode eager, lazy or both\n");
+			fprintf(stderr, "kvmfault snapshot: --mode eager, lazy or both\n");
 			return 2;
 		}
 		if (kf_backend_parse(backend, &b)) {
-			fprintf(stderr, "kvmfault-snapshot: %s\n", kf_error());
+			fprintf(stderr, "kvmfault snapshot: %s\n", kf_error());
 			return 2;
 		}
 		return do_restore(path, mode, b, run_ms, json);

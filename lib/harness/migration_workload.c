@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * The migration workload (see include/kvmfault/migration.h).  Guest code:
+ * The migration workload (see lib/harness/include/kvmfault/migration_run.h).  Guest code:
  * calls only inline helpers and KF_GUEST functions.
  *
  * Region layout: one span a vCPU, each span csum_pages of checksums (one
  * 64-bit checksum a page) and then pages_per_vcpu data pages.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include <kvmfault/error.h>
 #include <kvmfault/guest.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/vcpu.h>
 
 /* In slot 0, like all of the program's data: it migrates with the guest. */
@@ -141,4 +143,37 @@ void kf_workload_stop(struct kf_vm *vm)
 
 	if (ctl)
 		__atomic_store_n(&ctl->stop, 1, __ATOMIC_SEQ_CST);
+}
+
+/* vCPUs that filled their working set, for kf_workload_start(). */
+static unsigned int kf_wl_filled;
+
+static int kf_wl_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	(void)vcpu;
+	if (uc->args[0] == KF_WL_STAGE_FILLED)
+		__atomic_fetch_add(&kf_wl_filled, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus)
+{
+	static const struct kf_vcpu_ops ops = { .sync = kf_wl_sync };
+	unsigned int i;
+	int ret;
+
+	__atomic_store_n(&kf_wl_filled, 0, __ATOMIC_SEQ_CST);
+	for (i = 0; i < nr_vcpus; i++) {
+		ret = kf_vcpu_start(vcpus[i], &ops);
+		if (ret)
+			return ret;
+	}
+	while (__atomic_load_n(&kf_wl_filled, __ATOMIC_SEQ_CST) < nr_vcpus) {
+		for (i = 0; i < nr_vcpus; i++)
+			if (__atomic_load_n(&vcpus[i]->result, __ATOMIC_ACQUIRE))
+				return kf_fail(EIO, "workload vCPU %u failed: %s", i,
+					       vcpus[i]->errmsg);
+		usleep(1000);
+	}
+	return 0;
 }

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * kvmfault-migrate: post-copy live migration of a guest between two
+ * kvmfault migrate: post-copy live migration of a guest between two
  * processes over TCP.
  *
- *   kvmfault-migrate source --listen 127.0.0.1:7777 [options]
- *   kvmfault-migrate dest --connect 127.0.0.1:7777 [options]
- *   kvmfault-migrate local [options]       both, as two processes, on loopback
+ *   kvmfault migrate source --listen 127.0.0.1:7777 [options]
+ *   kvmfault migrate dest --connect 127.0.0.1:7777 [options]
+ *   kvmfault migrate local [options]       both, as two processes, on loopback
  *
  * The source runs the migration workload (each vCPU keeps writing its
  * working set and keeps a checksum of every page in guest memory), waits
@@ -17,6 +17,7 @@
  * destination exits 0 only if all of them match.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,10 @@
 #include <kvmfault/engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
+
+#include "builtin.h"
 
 struct opts {
 	const char *listen;
@@ -52,9 +56,9 @@ struct opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: kvmfault-migrate source --listen HOST:PORT [options]\n"
-		"       kvmfault-migrate dest --connect HOST:PORT [options]\n"
-		"       kvmfault-migrate local [options]\n"
+		"usage: kvmfault migrate source --listen HOST:PORT [options]\n"
+		"       kvmfault migrate dest --connect HOST:PORT [options]\n"
+		"       kvmfault migrate local [options]\n"
 		"\n"
 		"source options:\n"
 		"  --vcpus N             vCPUs of the workload (2)\n"
@@ -79,6 +83,12 @@ static void usage(FILE *f)
 		"Environment: KF_MIGRATE_PAGES, KF_MIGRATE_VCPUS override the defaults.\n");
 }
 
+/* A time in milliseconds, optarg of option opt. */
+static int ms_arg(const char *opt, int *out)
+{
+	return tool_int("migrate", opt, optarg, 0, INT_MAX, out);
+}
+
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
@@ -99,7 +109,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ 0 },
 	};
 	const char *env;
-	int c;
+	int c, bad = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->vcpus = 2;
@@ -112,24 +122,38 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->backend = "auto";
 	o->progress = -1;
 	if ((env = getenv("KF_MIGRATE_PAGES")))
-		o->pages = strtoull(env, NULL, 0);
+		bad |= tool_u64("migrate", "KF_MIGRATE_PAGES", env, 1,
+				UINT32_MAX, &o->pages);
 	if ((env = getenv("KF_MIGRATE_VCPUS")))
-		o->vcpus = strtoul(env, NULL, 0);
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		bad |= tool_uint("migrate", "KF_MIGRATE_VCPUS", env, 1,
+				 KF_MAX_VCPUS, &o->vcpus);
+	while (!bad && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_LISTEN: o->listen = optarg; break;
 		case O_CONNECT: o->connect = optarg; break;
 		case O_PORTFILE: o->port_file = optarg; break;
 		case O_BACKEND: o->backend = optarg; break;
-		case O_VCPUS: o->vcpus = strtoul(optarg, NULL, 0); break;
-		case O_PAGES: o->pages = strtoull(optarg, NULL, 0); break;
-		case O_PRECOPY: o->precopy = strtoul(optarg, NULL, 0); break;
-		case O_WARMUP: o->warmup_ms = atoi(optarg); break;
-		case O_RUN: o->run_ms = atoi(optarg); break;
-		case O_RECOVER: o->recover_ms = atoi(optarg); break;
-		case O_TIMEOUT: o->timeout_ms = atoi(optarg); break;
-		case O_DROPP: o->drop_after_pages = strtoull(optarg, NULL, 0); break;
-		case O_DROPMS: o->drop_after_ms = atoi(optarg); break;
+		case O_VCPUS:
+			bad = tool_uint("migrate", "--vcpus", optarg, 1,
+					KF_MAX_VCPUS, &o->vcpus);
+			break;
+		case O_PAGES:
+			bad = tool_u64("migrate", "--pages", optarg, 1,
+				       UINT32_MAX, &o->pages);
+			break;
+		case O_PRECOPY:
+			bad = tool_uint("migrate", "--precopy", optarg, 0, 1000,
+					&o->precopy);
+			break;
+		case O_DROPP:
+			bad = tool_u64("migrate", "--drop-after-pages", optarg, 0,
+				       UINT64_MAX, &o->drop_after_pages);
+			break;
+		case O_WARMUP: bad = ms_arg("--warmup-ms", &o->warmup_ms); break;
+		case O_RUN: bad = ms_arg("--run-ms", &o->run_ms); break;
+		case O_RECOVER: bad = ms_arg("--recover-timeout", &o->recover_ms); break;
+		case O_TIMEOUT: bad = ms_arg("--timeout", &o->timeout_ms); break;
+		case O_DROPMS: bad = ms_arg("--drop-after-ms", &o->drop_after_ms); break;
 		case O_NOPUSH: o->no_push = true; break;
 		case O_JSON: o->json = true; break;
 		case O_QUIET: o->quiet = true; break;
@@ -139,21 +163,13 @@ static int parse(int argc, char **argv, struct opts *o)
 		default: usage(stderr); return -1;
 		}
 	}
-	if (!o->vcpus || o->vcpus > KF_MAX_VCPUS || !o->pages) {
-		fprintf(stderr, "kvmfault-migrate: --vcpus 1..%d and --pages >= 1\n",
-			KF_MAX_VCPUS);
+	if (bad)
+		return -1;
+	if (optind < argc) {
+		fprintf(stderr, "kvmfault migrate: unexpected argument '%s'\n",
+			argv[optind]);
 		return -1;
 	}
-	return 0;
-}
-
-static unsigned int filled;
-
-static int source_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
-{
-	(void)vcpu;
-	if (uc->args[0] == KF_WL_STAGE_FILLED)
-		__atomic_fetch_add(&filled, 1, __ATOMIC_SEQ_CST);
 	return 0;
 }
 
@@ -171,7 +187,6 @@ static void report(const struct opts *o, const struct kf_mig_report *rep,
 
 static int run_source(const struct opts *o, int lfd)
 {
-	static const struct kf_vcpu_ops ops = { .sync = source_sync };
 	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd,
@@ -185,7 +200,6 @@ static int run_source(const struct opts *o, int lfd)
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
 	struct kf_vm *vm;
-	unsigned int i;
 	int ret;
 
 	ret = kf_vm_create(&vm);
@@ -193,25 +207,15 @@ static int run_source(const struct opts *o, int lfd)
 		ret = kf_workload_setup(vm, &wc, KF_BACKING_ANON,
 					o->precopy ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 					NULL, vcpus);
-	for (i = 0; !ret && i < o->vcpus; i++)
-		ret = kf_vcpu_start(vcpus[i], &ops);
+	if (!ret)
+		ret = kf_workload_start(vcpus, o->vcpus);
 	if (ret) {
-		fprintf(stderr, "kvmfault-migrate source: %s\n", kf_error());
+		fprintf(stderr, "kvmfault migrate source: %s\n", kf_error());
 		return 1;
-	}
-	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < o->vcpus) {
-		for (i = 0; i < o->vcpus; i++) {
-			if (!vcpus[i]->thread_started || vcpus[i]->result) {
-				fprintf(stderr, "kvmfault-migrate source: %s\n",
-					vcpus[i]->errmsg);
-				return 1;
-			}
-		}
-		usleep(1000);
 	}
 	usleep(o->warmup_ms * 1000);
 	if (!o->quiet)
-		fprintf(stderr, "kvmfault-migrate source: guest running (%u vCPUs x %llu pages); waiting for the destination\n",
+		fprintf(stderr, "kvmfault migrate source: guest running (%u vCPUs x %llu pages); waiting for the destination\n",
 			o->vcpus, (unsigned long long)o->pages);
 	ret = kf_mig_source_run(vm, vcpus, o->vcpus, &sc, &rep);
 	if (!o->json && !o->quiet) {
@@ -225,7 +229,7 @@ static int run_source(const struct opts *o, int lfd)
 		fflush(stdout);
 	}
 	if (ret)
-		fprintf(stderr, "kvmfault-migrate source: %s\n", rep.error);
+		fprintf(stderr, "kvmfault migrate source: %s\n", rep.error);
 	kf_vm_destroy(vm);
 	return ret ? 1 : 0;
 }
@@ -246,14 +250,14 @@ static int run_dest(const struct opts *o, const char *addr)
 	int ret;
 
 	if (kf_backend_parse(o->backend, &b)) {
-		fprintf(stderr, "kvmfault-migrate dest: %s\n", kf_error());
+		fprintf(stderr, "kvmfault migrate dest: %s\n", kf_error());
 		return 2;
 	}
 	dc.backend = b;
 	ret = kf_mig_dest_run(&dc, &rep);
 	report(o, &rep, "destination");
 	if (ret)
-		fprintf(stderr, "kvmfault-migrate dest: migration failed: %s\n",
+		fprintf(stderr, "kvmfault migrate dest: migration failed: %s\n",
 			rep.error);
 	return ret ? 1 : 0;
 }
@@ -263,23 +267,23 @@ static int open_listener(const struct opts *o, const char *addr)
 	int port, fd = kf_mig_listen(addr, &port);
 
 	if (fd < 0) {
-		fprintf(stderr, "kvmfault-migrate: %s\n", kf_error());
+		fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
 		return -1;
 	}
 	if (o->port_file) {
 		FILE *f = fopen(o->port_file, "w");
 
 		if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
-			fprintf(stderr, "kvmfault-migrate: cannot write %s\n", o->port_file);
+			fprintf(stderr, "kvmfault migrate: cannot write %s\n", o->port_file);
 			return -1;
 		}
 	}
 	if (!o->quiet)
-		fprintf(stderr, "kvmfault-migrate source: listening on port %d\n", port);
+		fprintf(stderr, "kvmfault migrate source: listening on port %d\n", port);
 	return fd;
 }
 
-int main(int argc, char **argv)
+int cmd_migrate(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
 	struct opts o;
@@ -296,12 +300,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (kf_kvm_unavailable_reason()) {
-		fprintf(stderr, "kvmfault-migrate: %s\n", kf_kvm_unavailable_reason());
+		fprintf(stderr, "kvmfault migrate: %s\n", kf_kvm_unavailable_reason());
 		return 1;
 	}
 	if (!strcmp(cmd, "source")) {
 		if (!o.listen) {
-			fprintf(stderr, "kvmfault-migrate source: --listen HOST:PORT is required\n");
+			fprintf(stderr, "kvmfault migrate source: --listen HOST:PORT is required\n");
 			return 2;
 		}
 		lfd = open_listener(&o, o.listen);
@@ -309,7 +313,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "dest")) {
 		if (!o.connect) {
-			fprintf(stderr, "kvmfault-migrate dest: --connect HOST:PORT is required\n");
+			fprintf(stderr, "kvmfault migrate dest: --connect HOST:PORT is required\n");
 			return 2;
 		}
 		return run_dest(&o, o.connect);
@@ -321,7 +325,7 @@ int main(int argc, char **argv)
 
 		lfd = kf_mig_listen("127.0.0.1:0", &port);
 		if (lfd < 0) {
-			fprintf(stderr, "kvmfault-migrate: %s\n", kf_error());
+			fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
 			return 1;
 		}
 		fflush(NULL);
@@ -335,7 +339,7 @@ int main(int argc, char **argv)
 		close(lfd);
 		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 		if (!o.quiet)
-			fprintf(stderr, "kvmfault-migrate: source is process %d on %s; destination is process %d\n",
+			fprintf(stderr, "kvmfault migrate: source is process %d on %s; destination is process %d\n",
 				(int)pid, addr, (int)getpid());
 		ret = run_dest(&o, addr);
 		if (ret)
@@ -345,7 +349,7 @@ int main(int argc, char **argv)
 			ret = ret ? ret : 1;
 		return ret;
 	}
-	fprintf(stderr, "kvmfault-migrate: unknown command '%s'\n", cmd);
+	fprintf(stderr, "kvmfault migrate: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;
 }

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * kvmfault-bench: demand-paging throughput of the fault engine, in the
+ * kvmfault bench: demand-paging throughput of the fault engine, in the
  * manner of the KVM selftests' demand_paging_test, against the raw
  * userfaultfd loop measured in the same run.
  *
  * Each vCPU walks its own range (memory per vCPU, -b) page by page, reading
- * or writing one word per page, and times every touch with rdtsc inside the
- * guest (end-to-end fault latency, including KVM and the kernel).  The host
+ * or writing one word per page, and times every touch with the cycle
+ * counter (kf_guest_cycles(): rdtsc on x86) inside the guest (end-to-end
+ * fault latency, including KVM and the kernel).  The host
  * times each vCPU's walk between two SYNC ucalls.  Every configuration runs
  * -r times; the row shows the median run by total pages/s.
  */
@@ -21,12 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/pagesrc_basic.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/stats.h>
 #include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
+
+#include "builtin.h"
 
 /* ------------------------------------------------------------ the guest */
 
@@ -34,18 +38,10 @@ struct bench_walk {
 	uint64_t gpa;
 	uint64_t pages;
 	uint64_t write;
-	uint64_t lat_gpa;	/* TSC cycles per touch, not demand paged */
+	uint64_t lat_gpa;	/* cycles per touch, not demand paged */
 };
 
 static struct bench_walk bench_walks[KF_MAX_VCPUS];
-
-static inline __attribute__((KF_GUEST_ATTRS, always_inline)) uint64_t bench_rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
-	return (uint64_t)hi << 32 | lo;
-}
 
 static KF_GUEST void bench_guest(uint64_t v)
 {
@@ -56,13 +52,13 @@ static KF_GUEST void bench_guest(uint64_t v)
 	GUEST_SYNC_ARGS(1, v, 0, 0);
 	for (i = 0; i < w->pages; i++) {
 		volatile uint64_t *p = (volatile uint64_t *)(w->gpa + i * KF_PAGE_SIZE);
-		uint64_t t0 = bench_rdtsc();
+		uint64_t t0 = kf_guest_cycles();
 
 		if (w->write)
 			*p = i;
 		else
 			(void)*p;
-		lat[i] = bench_rdtsc() - t0;
+		lat[i] = kf_guest_cycles() - t0;
 	}
 	GUEST_SYNC_ARGS(2, v, 0, 0);
 }
@@ -101,7 +97,7 @@ static struct {
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: kvmfault-bench [options]\n"
+"usage: kvmfault bench [options]\n"
 "  -v LIST    vCPU counts, e.g. 1,2,4 (default 1,2)\n"
 "  -b SIZE    memory per vCPU, K/M/G suffix (default 64M)\n"
 "  -m LIST    backends: exit, uffd-missing, uffd-minor, auto\n"
@@ -124,25 +120,6 @@ static void usage(FILE *f)
 "  -h         this help\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || v <= 0)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': v *= 1 << 10; end++; break;
-	case 'm': case 'M': v *= 1 << 20; end++; break;
-	case 'g': case 'G': v *= 1 << 30; end++; break;
-	default: break;
-	}
-	if (*end)
-		return -1;
-	*out = KF_ALIGN_UP((uint64_t)v, KF_PAGE_SIZE);
-	return 0;
-}
-
 static int parse_list(const char *arg, int (*one)(const char *, void *),
 		      void *ctx)
 {
@@ -157,12 +134,14 @@ static int parse_list(const char *arg, int (*one)(const char *, void *),
 
 static int one_vcpus(const char *s, void *ctx)
 {
-	int n = atoi(s);
+	unsigned int n;
 
 	(void)ctx;
-	if (n < 1 || n > KF_MAX_VCPUS || opt.nr_vcpus >= KF_ARRAY_SIZE(opt.vcpus)) {
-		fprintf(stderr, "kvmfault-bench: bad vCPU count '%s' (1..%d)\n", s,
-			KF_MAX_VCPUS);
+	if (tool_uint("bench", "vCPU count (-v)", s, 1, KF_MAX_VCPUS, &n))
+		return -1;
+	if (opt.nr_vcpus >= KF_ARRAY_SIZE(opt.vcpus)) {
+		fprintf(stderr, "kvmfault bench: at most %zu vCPU counts\n",
+			KF_ARRAY_SIZE(opt.vcpus));
 		return -1;
 	}
 	opt.vcpus[opt.nr_vcpus++] = n;
@@ -175,7 +154,7 @@ static int one_backend(const char *s, void *ctx)
 
 	(void)ctx;
 	if (kf_backend_parse(s, &b) || opt.nr_backends >= KF_ARRAY_SIZE(opt.backends)) {
-		fprintf(stderr, "kvmfault-bench: %s\n", kf_error());
+		fprintf(stderr, "kvmfault bench: %s\n", kf_error());
 		return -1;
 	}
 	opt.backends[opt.nr_backends++] = b;
@@ -192,7 +171,7 @@ static int one_mode(const char *s, void *ctx)
 	else if (!strcmp(s, "per-vcpu"))
 		opt.modes[opt.nr_modes++] = MODE_PER_VCPU;
 	else {
-		fprintf(stderr, "kvmfault-bench: unknown uffd mode '%s': use shared or per-vcpu\n", s);
+		fprintf(stderr, "kvmfault bench: unknown uffd mode '%s': use shared or per-vcpu\n", s);
 		return -1;
 	}
 	return 0;
@@ -212,11 +191,11 @@ static double tsc_per_ns;
 
 static void calibrate_tsc(void)
 {
-	uint64_t t0 = now_ns(), c0 = __builtin_ia32_rdtsc(), t1, c1;
+	uint64_t t0 = now_ns(), c0 = kf_host_cycles(), t1, c1;
 
 	usleep(50000);
 	t1 = now_ns();
-	c1 = __builtin_ia32_rdtsc();
+	c1 = kf_host_cycles();
 	tsc_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
 }
 
@@ -303,7 +282,7 @@ static void *remote_server_thread(void *arg)
 	if (!rr->srv_ret)
 		rr->srv_ret = kf_page_server_serve(rr->srv);
 	if (rr->srv_ret)
-		fprintf(stderr, "kvmfault-bench: page server: %s\n", kf_error());
+		fprintf(stderr, "kvmfault bench: page server: %s\n", kf_error());
 	return NULL;
 }
 
@@ -621,7 +600,7 @@ static int run_one(const struct config *c, struct result *res, unsigned int i)
 	int ret = run_once(c, res);
 
 	if (ret) {
-		fprintf(stderr, "kvmfault-bench: %s %s %u vCPUs (%s): %s\n",
+		fprintf(stderr, "kvmfault bench: %s %s %u vCPUs (%s): %s\n",
 			kf_backend_name(c->backend), mode_name(c->mode),
 			c->nr_vcpus, c->raw ? "raw" : "engine", kf_error());
 		return ret;
@@ -753,7 +732,7 @@ static int prepare_source(void)
 	if (!strcmp(opt.source, "file")) {
 		int fd;
 
-		snprintf(file_path, sizeof(file_path), "%s/kvmfault-bench-XXXXXX",
+		snprintf(file_path, sizeof(file_path), "%s/kvmfault bench-XXXXXX",
 			 opt.file_dir);
 		fd = mkstemp(file_path);
 		if (fd < 0)
@@ -772,11 +751,11 @@ static int prepare_source(void)
 	return 0;
 }
 
-int main(int argc, char **argv)
+int cmd_bench(int argc, char **argv)
 {
 	const char *why;
 	unsigned int b, m, v;
-	int c, ret = 0;
+	int c, ret = 0, bad = 0;
 
 	static const struct option longopts[] = {
 		{ "pin", no_argument, NULL, 'P' },
@@ -784,8 +763,8 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 
-	while ((c = getopt_long(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h",
-				longopts, NULL)) != -1) {
+	while (!bad && (c = getopt_long(argc, argv, "v:b:m:u:t:s:a:r:RMd:o:j:p:h",
+					longopts, NULL)) != -1) {
 		switch (c) {
 		case 'P': opt.pin = true; break;
 		case 'v':
@@ -793,10 +772,14 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 'b':
-			if (parse_size(optarg, &opt.per_vcpu)) {
-				fprintf(stderr, "kvmfault-bench: bad size '%s'\n", optarg);
+			if (tool_size("bench", "-b", optarg, &opt.per_vcpu))
+				return 2;
+			if (opt.per_vcpu > (UINT64_MAX >> 2)) {
+				fprintf(stderr, "kvmfault bench: bad -b '%s': too large\n",
+					optarg);
 				return 2;
 			}
+			opt.per_vcpu = KF_ALIGN_UP(opt.per_vcpu, KF_PAGE_SIZE);
 			break;
 		case 'm':
 			if (parse_list(optarg, one_backend, NULL))
@@ -807,11 +790,7 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 't':
-			opt.handlers = atoi(optarg);
-			if (opt.handlers < 1 || opt.handlers > 64) {
-				fprintf(stderr, "kvmfault-bench: handler threads 1..64\n");
-				return 2;
-			}
+			bad = tool_uint("bench", "-t", optarg, 1, 64, &opt.handlers);
 			break;
 		case 's':
 			opt.source = optarg;
@@ -820,16 +799,12 @@ int main(int argc, char **argv)
 			if (!strcmp(optarg, "write"))
 				opt.write = true;
 			else if (strcmp(optarg, "read")) {
-				fprintf(stderr, "kvmfault-bench: access is read or write\n");
+				fprintf(stderr, "kvmfault bench: access is read or write\n");
 				return 2;
 			}
 			break;
 		case 'r':
-			opt.reps = atoi(optarg);
-			if (opt.reps < 1 || opt.reps > 32) {
-				fprintf(stderr, "kvmfault-bench: runs 1..32\n");
-				return 2;
-			}
+			bad = tool_uint("bench", "-r", optarg, 1, 32, &opt.reps);
 			break;
 		case 'R': opt.raw = false; break;
 		case 'M': opt.memfd_exit = true; break;
@@ -841,13 +816,15 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (bad)
+		return 2;
 	if (optind < argc) {
 		usage(stderr);
 		return 2;
 	}
 	why = kf_kvm_unavailable_reason();
 	if (why) {
-		fprintf(stderr, "kvmfault-bench: %s\n", why);
+		fprintf(stderr, "kvmfault bench: %s\n", why);
 		return 1;
 	}
 	if (!opt.nr_vcpus) {
@@ -873,13 +850,13 @@ int main(int argc, char **argv)
 			opt.backends[b] = be;
 		}
 		if (kf_backend_available(be, uses_memfd(be))) {
-			fprintf(stderr, "kvmfault-bench: backend %s: %s\n",
+			fprintf(stderr, "kvmfault bench: backend %s: %s\n",
 				kf_backend_name(be), kf_error());
 			return 1;
 		}
 	}
 	if (prepare_source()) {
-		fprintf(stderr, "kvmfault-bench: %s\n", kf_error());
+		fprintf(stderr, "kvmfault bench: %s\n", kf_error());
 		return 1;
 	}
 	if (opt.csv && !(csv = fopen(opt.csv, "w"))) {
@@ -899,12 +876,12 @@ int main(int argc, char **argv)
 
 		opt.per_vcpu = KF_MIN(opt.per_vcpu, 4ULL << 20);
 		if (run_once(&warm, &r)) {
-			fprintf(stderr, "kvmfault-bench: %s\n", kf_error());
+			fprintf(stderr, "kvmfault bench: %s\n", kf_error());
 			return 1;
 		}
 		opt.per_vcpu = saved;
 	}
-	printf("# kvmfault-bench: %llu MiB per vCPU, %s, %s source, %u handler thread(s) per uffd, median of %u run(s)%s\n",
+	printf("# kvmfault bench: %llu MiB per vCPU, %s, %s source, %u handler thread(s) per uffd, median of %u run(s)%s\n",
 	       (unsigned long long)(opt.per_vcpu >> 20), opt.write ? "write" : "read",
 	       opt.source, opt.handlers, opt.reps,
 	       opt.pin ? ", pinned: vCPU i and uffd i's handlers on CPU i mod nproc" : "");
@@ -936,7 +913,7 @@ int main(int argc, char **argv)
 	if (!ret && opt.plot) {
 		ret = plot(opt.plot);
 		if (ret)
-			fprintf(stderr, "kvmfault-bench: %s\n", kf_error());
+			fprintf(stderr, "kvmfault bench: %s\n", kf_error());
 		else
 			printf("# plot: %s\n", opt.plot);
 	}

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include <kvmfault/error.h>
-#include <kvmfault/uffd.h>
+#include <kvmfault/uffd_raw.h>
 
-#include "internal.h"
+#include "../internal.h"
 #include <kvmfault/vm.h>
 
 struct kf_uffd_raw_part {

@@ -6,13 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <kvmfault/engine.h>
+#include <kvmfault/vm_engine.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
 
-#include "internal.h"
+#include "../vm_internal.h"
 
 static int kf_report_fail(struct kf_mig_report *rep, int ret)
 {
@@ -345,14 +346,10 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
 
 		if (ms && ms->slot == KF_SYSTEM_SLOT) {
-			if (ms->gpa != mr->gpa || ms->size != mr->size) {
-				ret = kf_fail(EPROTO, "migration: the source's system slot [0x%llx, +0x%llx) differs from ours [0x%llx, +0x%llx)",
-					      (unsigned long long)mr->gpa,
-					      (unsigned long long)mr->size,
-					      (unsigned long long)ms->gpa,
-					      (unsigned long long)ms->size);
+			ret = kf_vm_check_system_slot(ms, mr->gpa, mr->size, EPROTO,
+						      "migration: the source's");
+			if (ret)
 				goto out;
-			}
 			ret = kf_remote_set_eager(r, i, ms->hva);
 		} else {
 			ret = kf_vm_add_region(vm, &reg, NULL);

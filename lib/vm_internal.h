@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* Library-internal interfaces of the VM layer: the program image and the
+ * arch hooks (lib/x86/). */
+#ifndef KVMFAULT_VM_INTERNAL_H
+#define KVMFAULT_VM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kvmfault/exit.h>
+#include <kvmfault/ucall.h>
+#include <kvmfault/vcpu.h>
+#include <kvmfault/vm.h>
+
+#include "internal.h"
+
+/*
+ * Whether this VM's system slot ms is the saved or migrated VM's
+ * [gpa, +size): 0, or -err with "WHOSE system slot ... differs ...".
+ */
+int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,
+			    uint64_t size, int err, const char *whose);
+
+/* The running program's loaded segments, [start, end) in its own memory. */
+int kf_image_extent(uint64_t *start, uint64_t *end);
+/* Copy every loaded segment to the same guest physical address. */
+int kf_image_copy(struct kf_vm *vm);
+/* Whether [p, p + len) lies inside the program image. */
+bool kf_image_contains(const void *p, size_t len);
+
+/* Arch hooks (lib/x86/). */
+int kf_arch_vm_init(struct kf_vm *vm);
+void kf_arch_vm_free(struct kf_vm *vm);
+uint64_t kf_arch_max_gpa(struct kf_vm *vm);
+uint64_t kf_arch_free_gpa(struct kf_vm *vm);
+int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
+int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
+		      uint64_t arg);
+void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
+/* The ucall this exit carries, or NULL when it is no ucall. */
+struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit);
+/*
+ * A guest exception that a KF_UCALL_EXCEPTION reports (args: vector,
+ * error code, instruction pointer, fault address), in words: on x86
+ * "#PF (vector 14) at rip 0x..., error code 0x4, address 0x10".
+ */
+void kf_arch_exception_str(const struct kf_ucall *uc, char *buf, size_t len);
+/*
+ * Copy program memory as raw bytes, unseen by the sanitizers: the image
+ * spans their redzones between globals, part of it like everything else.
+ */
+void kf_arch_raw_copy(void *dst, const void *src, size_t len);
+/* Registers worth printing with an unexpected exit. */
+void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len);
+
+#endif
