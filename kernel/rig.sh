@@ -112,6 +112,7 @@ cmd_tests() {
 			tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
 			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
 		fi
+		grep -a '^KF-VMSTAT' "$log" | sed "s/^KF-VMSTAT/rig: smp$smp: vmstat:/"
 		# A kernel splat counts as one failure.
 		check_splat "$log" || { bad=1; tf=$((tf + 1)); }
 	done

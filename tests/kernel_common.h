@@ -215,4 +215,19 @@ static inline void kt_uffd_server_stop(struct kt_uffd_server *s)
 	pthread_join(s->thread, NULL);
 }
 
+/*
+ * The one memory fault exit a case expects: the page at @gpa, 4 KiB, and the
+ * access flag only where the VM asked for it (never break QEMU).
+ */
+static inline void kt_assert_one_fault(const struct kf_vm *vm,
+				       unsigned int nr_faults,
+				       const struct kf_memory_fault *f,
+				       uint64_t gpa, uint64_t access_flag)
+{
+	TEST_ASSERT_EQ(nr_faults, 1);
+	TEST_ASSERT_EQ(f->gpa, gpa);
+	TEST_ASSERT_EQ(f->size, KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(f->raw_flags, vm->fault_access ? access_flag : 0);
+}
+
 #endif

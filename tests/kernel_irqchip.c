@@ -98,11 +98,8 @@ static void test_missing(bool exit_on_missing)
 	       what, (unsigned long long)c.fault.gpa,
 	       (unsigned long long)c.fault.size,
 	       (unsigned long long)c.fault.raw_flags);
-	TEST_ASSERT_EQ(c.nr_faults, 1);
-	TEST_ASSERT_EQ(c.fault.gpa, gpa);
-	TEST_ASSERT_EQ(c.fault.size, KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(c.fault.raw_flags,
-		       vm->fault_access ? KVM_MEMORY_EXIT_FLAG_READ : 0);
+	kt_assert_one_fault(vm, c.nr_faults, &c.fault, gpa,
+			    KVM_MEMORY_EXIT_FLAG_READ);
 	TEST_ASSERT_EQ(c.synced, kt_pattern(gpa, 0));
 	kf_vm_destroy(vm);
 	close(c.uffd);

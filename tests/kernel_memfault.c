@@ -173,11 +173,7 @@ static void test_one(enum how how, enum access acc)
 	       how_name[how], access_name[acc],
 	       (unsigned long long)c.fault.gpa, (unsigned long long)c.fault.size,
 	       (unsigned long long)c.fault.raw_flags);
-	TEST_ASSERT_EQ(c.nr_faults, 1);
-	TEST_ASSERT_EQ(c.fault.gpa, gpa_page);
-	TEST_ASSERT_EQ(c.fault.size, KF_PAGE_SIZE);
-	/* Access flags only where the VM asked for them (never break QEMU). */
-	TEST_ASSERT_EQ(c.fault.raw_flags, vm->fault_access ? access_flag[acc] : 0);
+	kt_assert_one_fault(vm, c.nr_faults, &c.fault, gpa_page, access_flag[acc]);
 	TEST_ASSERT_EQ(c.fault.poison, 0);
 	switch (acc) {
 	case READ:
@@ -235,11 +231,8 @@ static void test_crossing(bool second_missing)
 	       second_missing ? "second" : "first",
 	       (unsigned long long)c.fault.gpa,
 	       (unsigned long long)c.fault.raw_flags);
-	TEST_ASSERT_EQ(c.nr_faults, 1);
-	TEST_ASSERT_EQ(c.fault.gpa, missing);
-	TEST_ASSERT_EQ(c.fault.size, KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(c.fault.raw_flags,
-		       vm->fault_access ? KVM_MEMORY_EXIT_FLAG_WRITE : 0);
+	kt_assert_one_fault(vm, c.nr_faults, &c.fault, missing,
+			    KVM_MEMORY_EXIT_FLAG_WRITE);
 	memcpy(&v, (uint8_t *)ms->hva + (boundary - r.gpa) - 4, 8);
 	TEST_ASSERT_EQ(v, WRITE_VALUE);
 	kf_vm_destroy(vm);

@@ -7,6 +7,7 @@
 
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
+#include <kvmfault/hash.h>
 #include <kvmfault/ucall.h>
 #include <kvmfault/x86/guest.h>
 #include <kvmfault/x86/processor.h>
@@ -44,6 +45,8 @@ struct kf_x86_vm {
 	uint64_t sys_end;
 	uint64_t max_gpa;
 	struct kvm_cpuid2 *cpuid;
+	uint64_t sys_digest;	/* GDT, code and IDT pages as written */
+	uint64_t pt_digest;	/* page tables as written, A/D bits aside */
 };
 
 /*
@@ -213,7 +216,45 @@ static int kf_x86_map_low(struct kf_vm *vm, uint64_t *pde)
 	return 0;
 }
 
+static int kf_x86_map_range(struct kf_vm *vm, uint64_t gpa, uint64_t size);
+
+/*
+ * Digests of what the library wrote into the system slot, compared when a
+ * vCPU shuts down: they tell a damaged slot (a stray host write) from a
+ * guest that went wrong by itself.  The CPU sets Accessed and Dirty bits
+ * in page-table entries, so those bits are left out.
+ */
+static uint64_t kf_x86_sys_digest(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+
+	return kf_hash(kf_x86_hva(vm, x->gdt_gpa), x->tss_gpa - x->gdt_gpa);
+}
+
+static uint64_t kf_x86_pt_digest(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+	const uint64_t *e = kf_x86_hva(vm, x->pt_gpa);
+	uint64_t i, n = (uint64_t)x->pt_used * KF_PAGE_SIZE / 8, h = KF_HASH_SEED;
+
+	for (i = 0; i < n; i++) {
+		uint64_t v = e[i] & ~(KF_X86_PTE_ACCESSED | KF_X86_PTE_DIRTY);
+
+		h = kf_hash_continue(h, &v, sizeof(v));
+	}
+	return h;
+}
+
 int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
+{
+	int ret = kf_x86_map_range(vm, gpa, size);
+
+	if (!ret)
+		kf_x86(vm)->pt_digest = kf_x86_pt_digest(vm);
+	return ret;
+}
+
+static int kf_x86_map_range(struct kf_vm *vm, uint64_t gpa, uint64_t size)
 {
 	uint64_t a = KF_ALIGN_DOWN(gpa, KF_X86_LARGE_PAGE);
 	uint64_t end = KF_ALIGN_UP(gpa + size, KF_X86_LARGE_PAGE);
@@ -340,6 +381,7 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	kf_x86_setup_idt(vm);
 	memcpy(kf_x86_hva(vm, x->tramp_gpa), kf_x86_return_code,
 	       kf_x86_return_end - kf_x86_return_code);
+	x->sys_digest = kf_x86_sys_digest(vm);
 	return 0;
 }
 
@@ -489,8 +531,12 @@ void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
 		snprintf(buf, len, "registers unreadable");
 		return;
 	}
-	snprintf(buf, len, "rip 0x%llx rsp 0x%llx",
-		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp);
+	snprintf(buf, len, "rip 0x%llx rsp 0x%llx; system slot: GDT/IDT/stubs %s, page tables %s",
+		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+		 kf_x86_sys_digest(vcpu->vm) == kf_x86(vcpu->vm)->sys_digest ?
+		 "as written" : "CHANGED",
+		 kf_x86_pt_digest(vcpu->vm) == kf_x86(vcpu->vm)->pt_digest ?
+		 "as written" : "CHANGED");
 }
 
 static const char *const kf_x86_exception_names[32] = {

@@ -14,6 +14,8 @@
 #define KF_X86_PTE_PRESENT (1ULL << 0)
 #define KF_X86_PTE_WRITE   (1ULL << 1)
 #define KF_X86_PTE_USER    (1ULL << 2)
+#define KF_X86_PTE_ACCESSED (1ULL << 5)
+#define KF_X86_PTE_DIRTY   (1ULL << 6)
 #define KF_X86_PTE_LARGE   (1ULL << 7)
 #define KF_X86_PTE_ADDR    0x000ffffffffff000ULL
 
