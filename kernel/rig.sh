@@ -86,7 +86,7 @@ cmd_tests() {
 	TEST_TIMEOUT=${TEST_TIMEOUT:-$(scaled 300 "$scale")}
 	echo "rig: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${TEST_TIMEOUT}s a test, ${RIG_TIMEOUT}s a boot"
 
-	local tp=0 tf=0 ts=0 bad=0 smp log counts rc start secs
+	local tp=0 tf=0 ts=0 tr=0 bad=0 smp log counts rc start secs
 	for smp in $RIG_SMP; do
 		log=$rigdir/serial-smp$smp.log
 		start=$(date +%s)
@@ -110,13 +110,14 @@ cmd_tests() {
 			# "KF-COUNTS guest: 5 passed, 0 failed, 1 skipped"
 			set -- $(echo "$counts" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')
 			tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
+			tr=$((tr + $(sed -n 's/^guest: reruns \([0-9]*\).*/\1/p' "$log" | tail -n 1 | grep . || echo 0)))
 			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
 		fi
-		grep -a '^KF-VMSTAT' "$log" | sed "s/^KF-VMSTAT/rig: smp$smp: vmstat:/"
 		# A kernel splat counts as one failure.
 		check_splat "$log" || { bad=1; tf=$((tf + 1)); }
 	done
 	echo "rig: serial logs: $(ls "$rigdir"/serial-smp*.log | tr '\n' ' ')"
+	echo "rig: reruns $tr"
 	echo "rig: $tp passed, $tf failed, $ts skipped"
 	[ $tf -eq 0 ] && [ $bad -eq 0 ]
 }

@@ -92,7 +92,7 @@ host_timeout() {
 # The rig of base $1: the UAPI check, then our tests inside QEMU.
 rig_phase() {
 	make -s -C kernel check KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
-		sed -u "s/^rig: \([0-9]* passed,\)/rig-$1: \1/"
+		sed -u -e "s/^rig: \([0-9]* passed,\)/rig-$1: \1/" -e "s/^rig: reruns /rig-$1: reruns /"
 }
 
 # The series check of base $1: one test a patch when it passes, a failure
