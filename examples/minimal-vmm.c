@@ -156,6 +156,17 @@ static int vmm_create(struct vmm *v)
 	r.userspace_addr = (uintptr_t)v->mem;
 	if (ioctl(v->vm, KVM_SET_USER_MEMORY_REGION, &r))
 		return -1;
+	/*
+	 * On a kvmfault kernel, ask for the access (READ/WRITE/EXEC) in every
+	 * memory fault exit, and for exits instead of bare EFAULTs on shared
+	 * memory KVM cannot get at all; only before the first vCPU.
+	 */
+	if (ioctl(v->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_FAULT_ACCESS) > 0) {
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_MEMORY_FAULT_ACCESS };
+
+		if (ioctl(v->vm, KVM_ENABLE_CAP, &cap))
+			return -1;
+	}
 	v->vcpu = ioctl(v->vm, KVM_CREATE_VCPU, 0);
 	if (v->vcpu < 0)
 		return -1;
