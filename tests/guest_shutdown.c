@@ -4,7 +4,7 @@
  * system slot still holds what the library wrote: a guest that wipes its
  * IDT and then faults says "GDT/IDT/stubs CHANGED"; one that only points
  * its exception stack (TSS RSP0) at a non-canonical address and faults
- * says both the GDT/IDT/stubs and the page tables are "as written".
+ * says "TSS CHANGED" with the GDT/IDT/stubs and page tables "as written".
  * Both guests run at CPL3 and find their tables with SIDT/SGDT/STR (no
  * UMIP), as the library maps the whole system slot user-writable.
  */
@@ -72,6 +72,6 @@ int main(void)
 	kf_test_require_kvm();
 	expect_shutdown(guest_wipe_idt, "GDT/IDT/stubs CHANGED");
 	expect_shutdown(guest_bad_rsp0,
-			"GDT/IDT/stubs as written, page tables as written");
+			"GDT/IDT/stubs as written, TSS CHANGED, page tables as written");
 	TEST_PASS("a triple fault says whether the system slot is as the library wrote it");
 }

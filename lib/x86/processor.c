@@ -46,6 +46,7 @@ struct kf_x86_vm {
 	uint64_t max_gpa;
 	struct kvm_cpuid2 *cpuid;
 	uint64_t sys_digest;	/* GDT, code and IDT pages as written */
+	uint64_t tss_digest;	/* the TSSs and their I/O bitmap as written */
 	uint64_t pt_digest;	/* page tables as written, A/D bits aside */
 };
 
@@ -231,6 +232,14 @@ static uint64_t kf_x86_sys_digest(struct kf_vm *vm)
 	return kf_hash(kf_x86_hva(vm, x->gdt_gpa), x->tss_gpa - x->gdt_gpa);
 }
 
+static uint64_t kf_x86_tss_digest(struct kf_vm *vm)
+{
+	struct kf_x86_vm *x = kf_x86(vm);
+
+	return kf_hash(kf_x86_hva(vm, x->tss_gpa),
+		       x->iomap_gpa + KF_X86_IOMAP_SIZE - x->tss_gpa);
+}
+
 static uint64_t kf_x86_pt_digest(struct kf_vm *vm)
 {
 	struct kf_x86_vm *x = kf_x86(vm);
@@ -382,6 +391,7 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	memcpy(kf_x86_hva(vm, x->tramp_gpa), kf_x86_return_code,
 	       kf_x86_return_end - kf_x86_return_code);
 	x->sys_digest = kf_x86_sys_digest(vm);
+	x->tss_digest = kf_x86_tss_digest(vm);
 	return 0;
 }
 
@@ -490,6 +500,7 @@ int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 	rsp0 = area_gpa + KF_PAGE_SIZE;
 	memcpy((char *)kf_x86_hva(vm, x->tss_gpa + vcpu->id * KF_X86_TSS_SIZE) + 4,
 	       &rsp0, sizeof(rsp0));
+	x->tss_digest = kf_x86_tss_digest(vm);
 	memset(area, 0, sizeof(*area));
 	area->self = (struct kf_guest_vcpu *)(uintptr_t)area_gpa;
 	area->id = vcpu->id;
@@ -531,9 +542,11 @@ void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
 		snprintf(buf, len, "registers unreadable");
 		return;
 	}
-	snprintf(buf, len, "rip 0x%llx rsp 0x%llx; system slot: GDT/IDT/stubs %s, page tables %s",
+	snprintf(buf, len, "rip 0x%llx rsp 0x%llx; system slot: GDT/IDT/stubs %s, TSS %s, page tables %s",
 		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
 		 kf_x86_sys_digest(vcpu->vm) == kf_x86(vcpu->vm)->sys_digest ?
+		 "as written" : "CHANGED",
+		 kf_x86_tss_digest(vcpu->vm) == kf_x86(vcpu->vm)->tss_digest ?
 		 "as written" : "CHANGED",
 		 kf_x86_pt_digest(vcpu->vm) == kf_x86(vcpu->vm)->pt_digest ?
 		 "as written" : "CHANGED");
