@@ -46,7 +46,7 @@ struct kf_x86_vm {
 	uint64_t max_gpa;
 	struct kvm_cpuid2 *cpuid;
 	uint64_t sys_digest;	/* GDT, code and IDT pages as written */
-	uint64_t tss_digest;	/* the TSSs and their I/O bitmap as written */
+	uint64_t tss_digest;	/* the TSSs and their I/O bitmap, as of the last vCPU added */
 	uint64_t pt_digest;	/* page tables as written, A/D bits aside */
 };
 
@@ -217,8 +217,6 @@ static int kf_x86_map_low(struct kf_vm *vm, uint64_t *pde)
 	return 0;
 }
 
-static int kf_x86_map_range(struct kf_vm *vm, uint64_t gpa, uint64_t size);
-
 /*
  * Digests of what the library wrote into the system slot, compared when a
  * vCPU shuts down: they tell a damaged slot (a stray host write) from a
@@ -256,15 +254,6 @@ static uint64_t kf_x86_pt_digest(struct kf_vm *vm)
 
 int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
 {
-	int ret = kf_x86_map_range(vm, gpa, size);
-
-	if (!ret)
-		kf_x86(vm)->pt_digest = kf_x86_pt_digest(vm);
-	return ret;
-}
-
-static int kf_x86_map_range(struct kf_vm *vm, uint64_t gpa, uint64_t size)
-{
 	uint64_t a = KF_ALIGN_DOWN(gpa, KF_X86_LARGE_PAGE);
 	uint64_t end = KF_ALIGN_UP(gpa + size, KF_X86_LARGE_PAGE);
 
@@ -286,6 +275,7 @@ static int kf_x86_map_range(struct kf_vm *vm, uint64_t gpa, uint64_t size)
 		*pde = a | KF_X86_PTE_PRESENT | KF_X86_PTE_WRITE |
 		       KF_X86_PTE_USER | KF_X86_PTE_LARGE;
 	}
+	kf_x86(vm)->pt_digest = kf_x86_pt_digest(vm);
 	return 0;
 }
 
@@ -391,7 +381,6 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	memcpy(kf_x86_hva(vm, x->tramp_gpa), kf_x86_return_code,
 	       kf_x86_return_end - kf_x86_return_code);
 	x->sys_digest = kf_x86_sys_digest(vm);
-	x->tss_digest = kf_x86_tss_digest(vm);
 	return 0;
 }
 
@@ -536,6 +525,7 @@ struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 
 void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
 {
+	struct kf_x86_vm *x = kf_x86(vcpu->vm);
 	struct kvm_regs regs;
 
 	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs)) {
@@ -544,12 +534,9 @@ void kf_arch_describe(struct kf_vcpu *vcpu, char *buf, size_t len)
 	}
 	snprintf(buf, len, "rip 0x%llx rsp 0x%llx; system slot: GDT/IDT/stubs %s, TSS %s, page tables %s",
 		 (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
-		 kf_x86_sys_digest(vcpu->vm) == kf_x86(vcpu->vm)->sys_digest ?
-		 "as written" : "CHANGED",
-		 kf_x86_tss_digest(vcpu->vm) == kf_x86(vcpu->vm)->tss_digest ?
-		 "as written" : "CHANGED",
-		 kf_x86_pt_digest(vcpu->vm) == kf_x86(vcpu->vm)->pt_digest ?
-		 "as written" : "CHANGED");
+		 kf_x86_sys_digest(vcpu->vm) == x->sys_digest ? "as written" : "CHANGED",
+		 kf_x86_tss_digest(vcpu->vm) == x->tss_digest ? "as written" : "CHANGED",
+		 kf_x86_pt_digest(vcpu->vm) == x->pt_digest ? "as written" : "CHANGED");
 }
 
 static const char *const kf_x86_exception_names[32] = {
