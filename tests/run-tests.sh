@@ -6,7 +6,7 @@
 # same script runs on the host and inside the busybox initramfs of the rig.
 #
 # -r N reruns a failed test up to N times (the QEMU rig uses 1: its software
-# CPU has rare faults of its own).  A test that then passes counts as passed,
+# CPU has rare faults of its own); a test that timed out is not rerun.  A test that then passes counts as passed,
 # but the first failure's output is printed, and "LABEL: reruns K" comes
 # before the counts line, which stays the last line.
 #
@@ -46,7 +46,10 @@ for t in "$@"; do
 	timeout "$timeout_s" "$t" >"$log" 2>&1
 	rc=$?
 	n=0
-	while [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ $n -lt "$reruns_max" ]; do
+	# A test that timed out (124, or 143/137 when killed) is not rerun:
+	# it already took its whole time, and the rig's boot has a limit too.
+	while [ $rc -ne 0 ] && [ $rc -ne 4 ] && [ $rc -ne 124 ] && [ $rc -ne 143 ] &&
+		[ $rc -ne 137 ] && [ $n -lt "$reruns_max" ]; do
 		n=$((n + 1))
 		[ $n -eq 1 ] && { echo "(exit $rc)"; tail -n 20 "$log"; } >"$first"
 		timeout "$timeout_s" "$t" >"$log" 2>&1

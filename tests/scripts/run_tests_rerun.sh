@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # run-tests.sh -r: a test that fails once and then passes counts as passed,
 # with its first failure printed and "reruns 1" before the counts line; a
-# test that always fails still fails; without -r nothing is rerun.
+# test that always fails still fails; a test that timed out is not rerun;
+# without -r nothing is rerun.
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/kf-rerun.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
@@ -23,4 +24,9 @@ rm -f "$dir/ran"
 out=$(sh "$here/run-tests.sh" -l t "$dir/flaky")
 [ "$(echo "$out" | tail -n 1)" = "t: 0 passed, 1 failed, 0 skipped" ] || fail "rerun without -r"
 echo "$out" | grep -q reruns && fail "a reruns line without -r"
-echo "PASS: run-tests.sh -r reruns failures and reports them"
+printf '#!/bin/sh\nsleep 5\n' >"$dir/slow"
+chmod +x "$dir/slow"
+out=$(sh "$here/run-tests.sh" -t 1 -r 1 -l t "$dir/slow")
+[ "$(echo "$out" | tail -n 2 | head -n 1)" = "t: reruns 0" ] || fail "a timed-out test was rerun"
+echo "$out" | grep -q "timed out after 1s" || fail "timeout not reported"
+echo "PASS: run-tests.sh -r reruns failures (not timeouts) and reports them"
