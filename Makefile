@@ -18,7 +18,7 @@ KF_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-fno-tree-loop-distribute-patterns
 # Guest code is this program's own code at its link addresses.
 KF_LDFLAGS := -no-pie -pthread
-KF_LIBS := -lxxhash
+KF_LIBS := -lxxhash -lssl -lcrypto
 
 ifeq ($(VARIANT),asan)
 KF_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

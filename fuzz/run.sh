@@ -21,7 +21,7 @@ CFLAGS="-Wno-gnu-variable-sized-type-not-at-end -g -O1 -std=gnu11 -D_GNU_SOURCE 
 
 # Seeds: a real stream and a real snapshot, made by the seed generator.
 "$CLANG" -Wno-gnu-variable-sized-type-not-at-end -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -pthread -o "$OUT/seeds" \
-	fuzz/seeds.c $LIBSRC -lxxhash -lm
+	fuzz/seeds.c $LIBSRC -lxxhash -lssl -lcrypto -lm
 rm -rf "$OUT/corpus-mig" "$OUT/corpus-snap"
 mkdir -p "$OUT/corpus-mig" "$OUT/corpus-snap"
 "$OUT/seeds" "$OUT/corpus-mig" "$OUT/corpus-snap"
@@ -29,7 +29,7 @@ mkdir -p "$OUT/corpus-mig" "$OUT/corpus-snap"
 passed=0
 failed=0
 for h in mig snap; do
-	if ! "$CLANG" $CFLAGS -o "$OUT/${h}_fuzz" "fuzz/${h}_fuzz.c" $LIBSRC -lxxhash -lm; then
+	if ! "$CLANG" $CFLAGS -o "$OUT/${h}_fuzz" "fuzz/${h}_fuzz.c" $LIBSRC -lxxhash -lssl -lcrypto -lm; then
 		echo "FAIL ${h}_fuzz: does not build"
 		failed=$((failed + 1))
 		continue

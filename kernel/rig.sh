@@ -97,7 +97,7 @@ cmd_tests() {
 		counts=$(grep -a '^KF-COUNTS' "$log" | tail -n 1)
 		# A boot without results counts as one failure.
 		if [ $rc -eq 124 ]; then
-			echo "rig: smp$smp: FAIL: guest timed out after ${RIG_TIMEOUT}s (serial log $log)"
+			echo "rig: smp$smp: FAIL: guest timed out after ${RIG_TIMEOUT}s, running $(grep -a '^KF-RUN ' "$log" | tail -n 1 | cut -d' ' -f2) (serial log $log)"
 			tail -n 20 "$log" | sed 's/^/  | /'
 			bad=1
 			tf=$((tf + 1))

@@ -20,8 +20,17 @@ void kf_error_forget(void);
 /* The same after several failures: msg is a copy of kf_error() from before. */
 void kf_error_restore(const char *msg);
 
-/* Receive timeout of a socket (0: none), or -errno with a message. */
-int kf_sock_rcvtimeo(int fd, int seconds);
+/* TLS sessions of migration connections (tls.c). */
+struct kf_mig_tls;
+struct kf_tls_session;
+int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
+		     struct kf_tls_session **sp);
+void kf_tls_session_free(struct kf_tls_session *s);
+/* Bytes read (> 0), 0 at the end of the stream, or -errno; timeout_ms < 0
+ * waits as long as it takes. */
+long kf_tls_read(struct kf_tls_session *s, void *buf, size_t len, int timeout_ms);
+int kf_tls_write(struct kf_tls_session *s, const void *buf, size_t len,
+		 int timeout_ms);
 
 /*
  * pthread_create(), pinned to CPU i mod the online CPUs when pin is set:

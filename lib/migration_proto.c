@@ -370,18 +370,38 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out)
 
 /* ------------------------------------------------------------ connections */
 
+/* A peer that takes this long to accept more bytes is stuck or hostile. */
+#define KF_MIG_SEND_TIMEOUT_MS 60000
+
 struct kf_mig_conn {
 	int fd;
+	struct kf_tls_session *tls;	/* NULL: plain TCP */
+	int rcv_timeout_ms;		/* < 0: none */
 	pthread_mutex_t wlock;
 	uint32_t seq;
 	char *buf;
 	size_t cap;
+	char *wbuf;			/* TLS: a message gathered for one write */
+	size_t wcap;
 };
+
+static int kf_sock_timeo(int fd, int opt, int timeout_ms)
+{
+	struct timeval tv = {
+		.tv_sec = timeout_ms > 0 ? timeout_ms / 1000 : 0,
+		.tv_usec = timeout_ms > 0 ? (timeout_ms % 1000) * 1000 : 0,
+	};
+
+	if (setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)))
+		return kf_fail_errno(errno, "setsockopt %s",
+				     opt == SO_RCVTIMEO ? "SO_RCVTIMEO" : "SO_SNDTIMEO");
+	return 0;
+}
 
 int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
 {
 	struct kf_mig_conn *c = calloc(1, sizeof(*c));
-	int one = 1;
+	int one = 1, ret;
 
 	*connp = NULL;
 	if (!c)
@@ -389,25 +409,62 @@ int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
 	/* Not a TCP socket (a socketpair in tests): nothing to tune. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) &&
 	    errno != EOPNOTSUPP) {
-		int ret = kf_fail_errno(errno, "setsockopt TCP_NODELAY");
-
+		ret = kf_fail_errno(errno, "setsockopt TCP_NODELAY");
+		free(c);
+		return ret;
+	}
+	ret = kf_sock_timeo(fd, SO_SNDTIMEO, KF_MIG_SEND_TIMEOUT_MS);
+	if (ret) {
 		free(c);
 		return ret;
 	}
 	c->fd = fd;
+	c->rcv_timeout_ms = -1;
 	pthread_mutex_init(&c->wlock, NULL);
 	*connp = c;
 	return 0;
+}
+
+int kf_mig_conn_new_tls(int fd, struct kf_mig_tls *tls, int timeout_ms,
+			struct kf_mig_conn **connp)
+{
+	struct kf_mig_conn *c;
+	int ret;
+
+	*connp = NULL;
+	if (!tls)
+		return kf_fail(EINVAL, "a TLS connection without credentials");
+	ret = kf_mig_conn_new(fd, &c);
+	if (ret)
+		return ret;
+	ret = kf_tls_handshake(tls, fd, timeout_ms, &c->tls);
+	if (ret) {
+		c->fd = -1;	/* the caller's still */
+		kf_mig_conn_free(c);
+		return ret;
+	}
+	*connp = c;
+	return 0;
+}
+
+int kf_mig_conn_set_timeout(struct kf_mig_conn *conn, int timeout_ms)
+{
+	conn->rcv_timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
+	if (conn->tls)
+		return 0;
+	return kf_sock_timeo(conn->fd, SO_RCVTIMEO, timeout_ms);
 }
 
 void kf_mig_conn_free(struct kf_mig_conn *conn)
 {
 	if (!conn)
 		return;
+	kf_tls_session_free(conn->tls);
 	if (conn->fd >= 0)
 		close(conn->fd);
 	pthread_mutex_destroy(&conn->wlock);
 	free(conn->buf);
+	free(conn->wbuf);
 	free(conn);
 }
 
@@ -422,25 +479,32 @@ void kf_mig_conn_shutdown(struct kf_mig_conn *conn)
 		shutdown(conn->fd, SHUT_RDWR);
 }
 
-static int kf_mig_read_full(int fd, void *buf, size_t len, bool *eof)
+static int kf_mig_read_full(struct kf_mig_conn *conn, void *buf, size_t len)
 {
 	char *p = buf;
 	size_t done = 0;
 
-	*eof = false;
 	while (done < len) {
-		ssize_t n = read(fd, p + done, len - done);
+		ssize_t n;
 
+		if (conn->tls)
+			n = kf_tls_read(conn->tls, p + done, len - done,
+					conn->rcv_timeout_ms);
+		else
+			n = read(conn->fd, p + done, len - done);
+		if (n < 0 && conn->tls)
+			return (int)n;
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return kf_fail(ETIMEDOUT, "migration connection: the peer sent nothing for %d ms",
+				       conn->rcv_timeout_ms);
 		if (n < 0)
 			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
 					     "migration connection: read");
-		if (n == 0) {
-			*eof = true;
+		if (n == 0)
 			return kf_fail(ECONNRESET, "migration connection closed by the peer%s",
 				       done ? " in the middle of a message" : "");
-		}
 		done += n;
 	}
 	return 0;
@@ -449,10 +513,9 @@ static int kf_mig_read_full(int fd, void *buf, size_t len, bool *eof)
 int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg)
 {
 	struct kf_mig_hdr hdr;
-	bool eof;
 	int ret;
 
-	ret = kf_mig_read_full(conn->fd, &hdr, sizeof(hdr), &eof);
+	ret = kf_mig_read_full(conn, &hdr, sizeof(hdr));
 	if (ret)
 		return ret;
 	ret = kf_mig_check_hdr(&hdr);
@@ -468,19 +531,22 @@ int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg)
 		conn->buf = b;
 		conn->cap = cap;
 	}
-	ret = kf_mig_read_full(conn->fd, conn->buf, hdr.len, &eof);
+	ret = kf_mig_read_full(conn, conn->buf, hdr.len);
 	if (ret)
 		return ret;
 	return kf_mig_parse_payload(&hdr, conn->buf, msg);
 }
 
-static int kf_mig_write_full(int fd, struct iovec *iov, int cnt)
+static int kf_mig_writev_full(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
 		ssize_t n = writev(fd, iov, cnt);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return kf_fail(ETIMEDOUT, "migration connection: the peer took nothing for %d ms",
+				       KF_MIG_SEND_TIMEOUT_MS);
 		if (n < 0)
 			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
 					     "migration connection: write");
@@ -495,6 +561,39 @@ static int kf_mig_write_full(int fd, struct iovec *iov, int cnt)
 		}
 	}
 	return 0;
+}
+
+/* TLS: one message gathered into one buffer, so that it goes out in full
+ * records rather than a record for every piece.  Called under wlock. */
+static int kf_mig_tls_write(struct kf_mig_conn *conn, const struct iovec *iov,
+			    int cnt)
+{
+	size_t len = 0, off = 0;
+	int i;
+
+	for (i = 0; i < cnt; i++)
+		len += iov[i].iov_len;
+	if (len > conn->wcap) {
+		char *b = realloc(conn->wbuf, len);
+
+		if (!b)
+			return kf_fail(ENOMEM, "out of memory for a %zu-byte message", len);
+		conn->wbuf = b;
+		conn->wcap = len;
+	}
+	for (i = 0; i < cnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(conn->wbuf + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	return kf_tls_write(conn->tls, conn->wbuf, len, KF_MIG_SEND_TIMEOUT_MS);
+}
+
+static int kf_mig_write_full(struct kf_mig_conn *conn, struct iovec *iov, int cnt)
+{
+	if (conn->tls)
+		return kf_mig_tls_write(conn, iov, cnt);
+	return kf_mig_writev_full(conn->fd, iov, cnt);
 }
 
 int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
@@ -518,7 +617,7 @@ int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
 			       kf_mig_type_name(type), l1 + l2 + l3);
 	pthread_mutex_lock(&conn->wlock);
 	hdr.seq = conn->seq++;
-	ret = kf_mig_write_full(conn->fd, iov, 4);
+	ret = kf_mig_write_full(conn, iov, 4);
 	pthread_mutex_unlock(&conn->wlock);
 	return ret;
 }
@@ -576,7 +675,7 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		iov[2] = (struct iovec){ ents, n * sizeof(ents[0]) };
 		pthread_mutex_lock(&conn->wlock);
 		hdr.seq = conn->seq++;
-		ret = kf_mig_write_full(conn->fd, iov, cnt);
+		ret = kf_mig_write_full(conn, iov, cnt);
 		pthread_mutex_unlock(&conn->wlock);
 		if (ret)
 			return ret;
@@ -664,16 +763,6 @@ int kf_mig_listen(const char *addr, int *portp)
 			 ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	return fd;
-}
-
-int kf_sock_rcvtimeo(int fd, int seconds)
-{
-	struct timeval tv = { .tv_sec = seconds };
-
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
-		return kf_fail_errno(errno, "setsockopt SO_RCVTIMEO %d s",
-				     seconds);
-	return 0;
 }
 
 int kf_mig_accept(int lfd, int timeout_ms)

@@ -56,6 +56,9 @@ struct kf_rc_waiter {
 	struct kf_rc_waiter *next;
 };
 
+/* A connection's handshake and HELLO. */
+#define KF_RC_HELLO_TIMEOUT_MS 10000
+
 struct kf_remote {
 	struct kf_remote_config cfg;
 	char *addr;
@@ -287,12 +290,15 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	if (fd < 0)
 		return fd;
 	kf_error_restore(before);	/* the failed attempts are handled */
-	ret = kf_mig_conn_new(fd, &c);
+	if (r->cfg.tls)
+		ret = kf_mig_conn_new_tls(fd, r->cfg.tls, KF_RC_HELLO_TIMEOUT_MS, &c);
+	else
+		ret = kf_mig_conn_new(fd, &c);
 	if (ret) {
 		close(fd);
 		return ret;
 	}
-	ret = kf_sock_rcvtimeo(fd, 10);
+	ret = kf_mig_conn_set_timeout(c, KF_RC_HELLO_TIMEOUT_MS);
 	if (!ret)
 		ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
 	if (!ret)
@@ -312,7 +318,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		kf_mig_conn_free(c);
 		return ret;
 	}
-	ret = kf_sock_rcvtimeo(fd, 0);
+	ret = kf_mig_conn_set_timeout(c, 0);
 	if (ret) {
 		kf_mig_conn_free(c);
 		return ret;
@@ -331,6 +337,10 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 	*rp = NULL;
 	if (!cfg->addr)
 		return kf_fail(EINVAL, "remote source: no address");
+	if (!cfg->tls == !cfg->plain)
+		return kf_fail(EINVAL, "remote source: %s", cfg->plain ?
+			       "TLS credentials and plain TCP both chosen" :
+			       "no TLS credentials (or choose plain TCP explicitly)");
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return kf_fail(ENOMEM, "out of memory");

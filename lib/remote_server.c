@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,24 @@ struct kf_page_server {
 	uint64_t pages[KF_MIG_CAUSE_MAX];
 	uint64_t stop_ns, downtime_ns;
 	uint64_t reconnects;
+	uint64_t refused;
 	char err[512];
 };
+
+static void kf_ps_log(struct kf_page_server *srv, const char *fmt, ...)
+	KF_PRINTF(2, 3);
+static void kf_ps_log(struct kf_page_server *srv, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (!srv->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	srv->cfg.log(srv->cfg.opaque, msg);
+}
 
 static void kf_ps_record_err(struct kf_page_server *srv)
 {
@@ -64,10 +81,16 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 	*srvp = NULL;
 	if (!cfg->nr_regions || cfg->nr_regions > KF_MIG_MAX_REGIONS)
 		return kf_fail(EINVAL, "page server: %u regions", cfg->nr_regions);
+	if (!cfg->tls == !cfg->plain)
+		return kf_fail(EINVAL, "page server: %s", cfg->plain ?
+			       "TLS credentials and plain TCP both chosen" :
+			       "no TLS credentials (or choose plain TCP explicitly)");
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return kf_fail(ENOMEM, "out of memory");
 	srv->cfg = *cfg;
+	if (srv->cfg.hello_timeout_ms <= 0)
+		srv->cfg.hello_timeout_ms = 10000;
 	srv->lfd = listen_fd;
 	srv->nr_regions = cfg->nr_regions;
 	srv->regions = calloc(cfg->nr_regions, sizeof(*srv->regions));
@@ -143,7 +166,10 @@ static void kf_ps_close(struct kf_page_server *srv)
 	srv->main = srv->demand = NULL;
 }
 
-/* Accept one connection and its HELLO; answer with ours. */
+/*
+ * Accept one connection and its HELLO; answer with ours.  0, 1 when the
+ * connection was refused (why in kf_error()), or -errno when none came.
+ */
 static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 			    bool recover)
 {
@@ -158,13 +184,16 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	fd = kf_mig_accept(srv->lfd, timeout_ms);
 	if (fd < 0)
 		return fd;
-	ret = kf_mig_conn_new(fd, &c);
+	/* A peer that connects and says nothing must not hang us. */
+	if (srv->cfg.tls)
+		ret = kf_mig_conn_new_tls(fd, srv->cfg.tls, srv->cfg.hello_timeout_ms, &c);
+	else
+		ret = kf_mig_conn_new(fd, &c);
 	if (ret) {
 		close(fd);
-		return ret;
+		return 1;
 	}
-	/* A peer that connects and says nothing must not hang us. */
-	ret = kf_sock_rcvtimeo(fd, 10);
+	ret = kf_mig_conn_set_timeout(c, srv->cfg.hello_timeout_ms);
 	if (!ret)
 		ret = kf_mig_recv(c, &msg);
 	if (!ret && msg.hdr.type != KF_MIG_HELLO)
@@ -191,9 +220,13 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		ret = kf_fail(EPROTO, "migration: a second %s connection",
 			      msg.u.hello.channel == KF_MIG_CH_MAIN ? "main" : "demand");
 	if (ret) {
-		kf_mig_send_text(c, KF_MIG_ERROR, kf_error());
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", kf_error());
+		kf_mig_send_text(c, KF_MIG_ERROR, why);
 		kf_mig_conn_free(c);
-		return ret;
+		kf_error_restore(why);
+		return 1;
 	}
 	srv->session = msg.u.hello.session;
 	srv->have_session = true;
@@ -201,14 +234,11 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	hello.session = srv->session;
 	hello.flags = msg.u.hello.flags;
 	ret = kf_mig_send(c, KF_MIG_HELLO, &hello, sizeof(hello), NULL, 0, NULL, 0);
+	if (!ret)
+		ret = kf_mig_conn_set_timeout(c, 0);
 	if (ret) {
 		kf_mig_conn_free(c);
-		return ret;
-	}
-	ret = kf_sock_rcvtimeo(fd, 0);
-	if (ret) {
-		kf_mig_conn_free(c);
-		return ret;
+		return 1;
 	}
 	if (hello.channel == KF_MIG_CH_MAIN)
 		srv->main = c;
@@ -235,12 +265,13 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 				       recover ? "reconnect" : "connect", timeout_ms);
 		}
 		ret = kf_ps_accept_one(srv, left, recover);
-		if (ret == -ETIMEDOUT)
-			continue;
+		if (ret < 0)
+			continue;	/* none yet; the deadline decides */
 		if (ret) {
 			/* A stray or hostile connection: report it, keep waiting. */
-			fprintf(stderr, "kvmfault page server: refused a connection: %s\n",
-				kf_error());
+			__atomic_add_fetch(&srv->refused, 1, __ATOMIC_RELAXED);
+			if (srv->cfg.on_refused)
+				srv->cfg.on_refused(srv->cfg.opaque, kf_error());
 			continue;
 		}
 	}
@@ -285,7 +316,7 @@ static void kf_ps_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
 	total = __atomic_add_fetch(&srv->postcopy_pages, n, __ATOMIC_RELAXED);
 	if (srv->cfg.drop_after_pages && total >= srv->cfg.drop_after_pages &&
 	    !__atomic_exchange_n(&srv->dropped, 1, __ATOMIC_SEQ_CST)) {
-		fprintf(stderr, "kvmfault page server: test hook: dropping the connections after %llu post-copy pages\n",
+		kf_ps_log(srv, "test hook: dropping the connections after %llu post-copy pages",
 			(unsigned long long)total);
 		kf_mig_conn_shutdown(srv->main);
 		kf_mig_conn_shutdown(srv->demand);
@@ -486,7 +517,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			return 0;
 		if (fatal || ret == -EPROTO)
 			return ret;
-		fprintf(stderr, "kvmfault page server: connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect\n",
+		kf_ps_log(srv, "connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect",
 			srv->err[0] ? srv->err : "?", recover_ms);
 		srv->err[0] = '\0';
 		ret = kf_ps_accept_pair(srv, recover_ms, true);
@@ -499,7 +530,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			kf_ps_close(srv);
 			return ret;
 		}
-		fprintf(stderr, "kvmfault page server: destination reconnected; resuming post-copy\n");
+		kf_ps_log(srv, "destination reconnected; resuming post-copy");
 	}
 }
 
@@ -515,6 +546,11 @@ int kf_page_server_serve(struct kf_page_server *srv)
 	ret = kf_mig_send(srv->main, KF_MIG_SWITCHOVER, &sw, sizeof(sw), NULL, 0,
 			  NULL, 0);
 	return ret ? ret : kf_page_server_postcopy(srv);
+}
+
+uint64_t kf_page_server_refused(struct kf_page_server *srv)
+{
+	return __atomic_load_n(&srv->refused, __ATOMIC_RELAXED);
 }
 
 void kf_page_server_stats(struct kf_page_server *srv, struct kf_mig_stats *st)

@@ -6,7 +6,7 @@
 #   deps.sh --all   also the fuzzers and plots
 set -u
 
-base="gcc make libc6-dev libxxhash-dev pkgconf"
+base="gcc make libc6-dev libxxhash-dev libssl-dev pkgconf"
 rig="linux-source-6.12 linux-source-6.1 qemu-system-x86 busybox-static rsync bc flex bison libelf-dev libssl-dev cpio xz-utils"
 extra="clang libclang-rt-14-dev gnuplot-nox"
 

@@ -85,6 +85,8 @@ static void test_destroy_while_pushing(void)
 	reg.gpa = ms->gpa;
 	reg.hva = img;
 
+	/* Over TLS: destroying a session mid-push must not hang either. */
+	kf_test_psk_pair(&pc.tls, &rc.tls);
 	s.lfd = kf_mig_listen("127.0.0.1:0", &port);
 	TEST_ASSERT(s.lfd >= 0, "listen: %s", kf_error());
 	TEST_OK(kf_page_server_create(&pc, s.lfd, &s.srv));
@@ -117,6 +119,8 @@ static void test_destroy_while_pushing(void)
 	kf_remote_destroy(r);
 	pthread_join(t, NULL);
 	kf_page_server_destroy(s.srv);
+	kf_mig_tls_free(pc.tls);
+	kf_mig_tls_free(rc.tls);
 	close(s.lfd);
 	kf_vm_destroy(vm);
 	free(img);

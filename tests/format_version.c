@@ -62,7 +62,8 @@ static void test_old_destination(void)
 	static char mem[KF_PAGE_SIZE];
 	struct kf_page_server_region reg = { .gpa = 1ULL << 30,
 					     .size = KF_PAGE_SIZE, .hva = mem };
-	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1 };
+	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1,
+					    .plain = true };
 	struct kf_mig_hello h = { .version = 1, .channel = KF_MIG_CH_MAIN,
 				  .session = 7, .image_id = kf_mig_image_id() };
 	struct kf_mig_conn *c;
@@ -122,7 +123,8 @@ static void *old_source(void *arg)
 static void test_old_source(void)
 {
 	struct kf_remote_config rc = { .connect_timeout_ms = 2000,
-				       .recover_timeout_ms = 100, .quiet = true };
+				       .recover_timeout_ms = 100, .quiet = true,
+				       .plain = true };
 	struct kf_remote *r;
 	char addr[64];
 	pthread_t t;

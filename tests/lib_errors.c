@@ -82,7 +82,7 @@ static void test_page_server_enomem(void)
 		.gpa = 0, .size = 1ULL << 56, .hva = &r,
 	};
 	struct kf_page_server_config cfg = {
-		.regions = &r, .nr_regions = 1, .nr_vcpus = 1,
+		.regions = &r, .nr_regions = 1, .nr_vcpus = 1, .plain = true,
 	};
 	struct kf_page_server *srv;
 
@@ -158,7 +158,8 @@ static void *listen_late(void *arg)
 	static char mem[KF_PAGE_SIZE];
 	struct kf_page_server_region reg = { .gpa = 1ULL << 30,
 					     .size = KF_PAGE_SIZE, .hva = mem };
-	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1 };
+	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1,
+					    .plain = true };
 	struct late_server *ls = arg;
 	char addr[64];
 	int port;
@@ -175,7 +176,7 @@ static void *listen_late(void *arg)
 static void *connect_fresh(void *arg)
 {
 	struct kf_remote_config rc = { .addr = arg, .connect_timeout_ms = 5000,
-				       .quiet = true };
+				       .quiet = true, .plain = true };
 	struct kf_remote *r;
 
 	TEST_OK(kf_remote_connect(&rc, &r));

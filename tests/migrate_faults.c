@@ -21,6 +21,7 @@
 #include <kvmfault/test.h>
 
 static pid_t source_pid;
+static struct kf_mig_tls *tls_source, *tls_dest;
 
 static int source_main(int lfd)
 {
@@ -28,6 +29,7 @@ static int source_main(int lfd)
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd, .accept_timeout_ms = 60000,
 		.recover_timeout_ms = 60000, .no_push = true, .quiet = true,
+		.tls = tls_source,
 	};
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
@@ -52,7 +54,7 @@ static void test_source_gone(void)
 	struct kf_mig_dest_config dc = {
 		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 60000,
 		.recover_timeout_ms = 500, .quiet = true,
-		.on_resumed = kill_source,
+		.on_resumed = kill_source, .tls = tls_dest,
 	};
 	struct kf_mig_report rep;
 	char addr[64];
@@ -152,6 +154,7 @@ static void test_hostile(enum hostile kind, const char *expect)
 	struct kf_mig_dest_config dc = {
 		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 20000,
 		.recover_timeout_ms = 500, .quiet = true,
+		.plain = true,	/* the fake source speaks the bare protocol */
 	};
 	struct fake f = { .kind = kind };
 	struct kf_mig_report rep;
@@ -181,6 +184,7 @@ int main(void)
 	test_hostile(H_BAD_SETUP, "malformed SETUP");
 	test_hostile(H_BAD_PAGE, "fails its checksum");
 	test_hostile(H_HUGE_LEN, "exceeds the limit");
+	kf_test_psk_pair(&tls_source, &tls_dest);
 	test_source_gone();
 	TEST_PASS("dead source and hostile streams are refused with clear errors");
 }

@@ -23,14 +23,17 @@
 
 static unsigned int nr_vcpus = 2;
 static uint64_t pages = 256;
+static struct kf_mig_tls *tls_source, *tls_dest;
 
-static int source_main(int lfd, unsigned int rounds, uint64_t drop_after)
+static int source_main(int lfd, unsigned int rounds, uint64_t drop_after,
+		       bool tls)
 {
 	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd, .precopy_rounds = rounds,
 		.accept_timeout_ms = 60000, .recover_timeout_ms = 20000,
 		.drop_after_pages = drop_after, .quiet = true,
+		.tls = tls ? tls_source : NULL, .plain = !tls,
 	};
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
@@ -49,9 +52,10 @@ static int source_main(int lfd, unsigned int rounds, uint64_t drop_after)
 	return ret ? 1 : 0;
 }
 
-static void migrate(unsigned int rounds, uint64_t drop_after)
+static void migrate(unsigned int rounds, uint64_t drop_after, bool tls)
 {
 	struct kf_mig_dest_config dc = {
+		.tls = tls ? tls_dest : NULL, .plain = !tls,
 		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 60000,
 		.recover_timeout_ms = 20000, .run_ms = 20,
 		.run_after_switch_ms = 50, .quiet = true,
@@ -67,7 +71,7 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid)
-		_exit(source_main(lfd, rounds, drop_after));
+		_exit(source_main(lfd, rounds, drop_after, tls));
 	close(lfd);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	dc.addr = addr;
@@ -84,6 +88,7 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 	if (kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
 		TEST_ASSERT(!strcmp(rep.backend, "exit"), "backend %s", rep.backend);
 	TEST_ASSERT_EQ(rep.precopy_rounds, rounds);
+	TEST_ASSERT_EQ(rep.tls, tls);
 	if (!rounds)
 		TEST_ASSERT_EQ(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY], 0);
 	else
@@ -101,8 +106,9 @@ static void migrate(unsigned int rounds, uint64_t drop_after)
 		    (unsigned long long)rep.run_after_switch_ns);
 	TEST_ASSERT(rep.iterations_after_switch > 0,
 		    "the guest made no progress after the switch");
-	printf("  rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
-	       rounds, (unsigned long long)drop_after, rep.backend,
+	printf("  %s, rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
+	       tls ? "TLS" : "plain TCP", rounds,
+	       (unsigned long long)drop_after, rep.backend,
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY],
@@ -121,8 +127,11 @@ int main(void)
 		pages = strtoull(env, NULL, 0);
 	if ((env = getenv("KF_MIGRATE_VCPUS")))
 		nr_vcpus = strtoul(env, NULL, 0);
-	migrate(0, 0);
-	migrate(1, 0);
-	migrate(0, 64);		/* drop after 64 post-copy pages, recover */
-	TEST_PASS("post-copy migration verified in the guest: pure, with pre-copy, with recovery");
+	kf_test_psk_pair(&tls_source, &tls_dest);
+	migrate(0, 0, true);
+	migrate(1, 0, false);
+	migrate(0, 64, true);	/* drop after 64 post-copy pages, recover */
+	kf_mig_tls_free(tls_source);
+	kf_mig_tls_free(tls_dest);
+	TEST_PASS("post-copy migration verified in the guest: pure (TLS), with pre-copy (plain TCP), with recovery (TLS)");
 }

@@ -10,16 +10,21 @@
 # but the first failure's output is printed, and "LABEL: reruns K" comes
 # before the counts line, which stays the last line.
 #
-# usage: run-tests.sh [-t SECONDS] [-l LABEL] [-r N] DIR|TEST...
+# -a FILE writes "KF-RUN NAME" to FILE as each test starts (the rig passes
+# its console, so a guest that hangs names the test it was running).
+#
+# usage: run-tests.sh [-t SECONDS] [-l LABEL] [-r N] [-a FILE] DIR|TEST...
 
 timeout_s=300
 label=""
 reruns_max=0
+announce=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-t) timeout_s=$2; shift 2 ;;
 	-l) label="$2: "; shift 2 ;;
 	-r) reruns_max=$2; shift 2 ;;
+	-a) announce=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
@@ -42,6 +47,7 @@ log=$(mktemp /tmp/kf-test.XXXXXX)
 first=$log.first
 for t in "$@"; do
 	name=$(basename "$t")
+	[ -n "$announce" ] && echo "KF-RUN $name" >>"$announce"
 	start=$(date +%s)
 	timeout "$timeout_s" "$t" >"$log" 2>&1
 	rc=$?

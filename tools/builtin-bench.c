@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <kvmfault/vm_engine.h>
@@ -80,6 +81,7 @@ static struct {
 	bool raw;
 	bool memfd_exit;	/* exit backend on memfd instead of anon */
 	bool pin;		/* vCPU i and its uffd's handler on CPU i mod nproc */
+	bool plain;		/* -s remote over plain TCP, not TLS */
 	unsigned int reps;
 	const char *csv;
 	const char *json;
@@ -106,7 +108,9 @@ static void usage(FILE *f)
 "  -t N       handler threads per userfaultfd (default 1)\n"
 "  -s SOURCE  page source: memory, file, zero, remote (default memory);\n"
 "             remote: a page server thread on 127.0.0.1 serves the memory\n"
-"             image, demand only (every fault is a network round trip)\n"
+"             image, demand only (every fault is a network round trip),\n"
+"             over TLS with a fresh pre-shared key\n"
+"  --plain    -s remote over plain TCP instead of TLS\n"
 "  -a ACCESS  read or write (default read)\n"
 "  -r N       runs per configuration; the median is shown (default 3)\n"
 "  -R         no raw userfaultfd baseline\n"
@@ -268,6 +272,7 @@ static char file_path[512];
 struct remote_rig {
 	struct kf_page_server *srv;
 	struct kf_remote *r;
+	struct kf_mig_tls *tls_server, *tls_client;
 	pthread_t thread;
 	bool thread_started;
 	int lfd;
@@ -299,6 +304,24 @@ static int remote_open(struct remote_rig *rr, uint64_t gpa, uint64_t size,
 	char addr[64];
 	int port, ret;
 
+	if (!opt.plain) {
+		unsigned char key[32];
+
+		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+			return kf_fail(EIO, "getrandom: no key");
+		ret = kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-bench", true,
+					 &rr->tls_server);
+		if (!ret)
+			ret = kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-bench",
+						 false, &rr->tls_client);
+		memset(key, 0, sizeof(key));
+		if (ret)
+			return ret;
+	}
+	pc.tls = rr->tls_server;
+	pc.plain = opt.plain;
+	rc.tls = rr->tls_client;
+	rc.plain = opt.plain;
 	rr->lfd = kf_mig_listen("127.0.0.1:0", &port);
 	if (rr->lfd < 0)
 		return rr->lfd;
@@ -338,6 +361,9 @@ static int remote_close(struct remote_rig *rr, bool ok)
 	}
 	kf_page_server_destroy(rr->srv);
 	rr->srv = NULL;
+	kf_mig_tls_free(rr->tls_server);
+	kf_mig_tls_free(rr->tls_client);
+	rr->tls_server = rr->tls_client = NULL;
 	if (rr->lfd >= 0)
 		close(rr->lfd);
 	rr->lfd = -1;
@@ -759,6 +785,7 @@ int cmd_bench(int argc, char **argv)
 
 	static const struct option longopts[] = {
 		{ "pin", no_argument, NULL, 'P' },
+		{ "plain", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -767,6 +794,7 @@ int cmd_bench(int argc, char **argv)
 					longopts, NULL)) != -1) {
 		switch (c) {
 		case 'P': opt.pin = true; break;
+		case 'T': opt.plain = true; break;
 		case 'v':
 			if (parse_list(optarg, one_vcpus, NULL))
 				return 2;
@@ -886,7 +914,8 @@ int cmd_bench(int argc, char **argv)
 	       opt.source, opt.handlers, opt.reps,
 	       opt.pin ? ", pinned: vCPU i and uffd i's handlers on CPU i mod nproc" : "");
 	if (!strcmp(opt.source, "remote"))
-		printf("# remote: engine rows fetch every page from a page server over loopback TCP (network round trip included); raw rows copy from memory\n");
+		printf("# remote: engine rows fetch every page from a page server over loopback %s (network round trip included); raw rows copy from memory\n",
+		       opt.plain ? "plain TCP" : "TLS");
 	printf("# p50/p99/max: guest-timed touch latency; svc: engine's fault service time; cost: engine time per fault vs the raw loop\n");
 	print_header();
 	for (b = 0; b < opt.nr_backends && !ret; b++) {

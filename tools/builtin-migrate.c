@@ -6,6 +6,11 @@
  *   kvmfault migrate source --listen 127.0.0.1:7777 [options]
  *   kvmfault migrate dest --connect 127.0.0.1:7777 [options]
  *   kvmfault migrate local [options]       both, as two processes, on loopback
+ *   kvmfault migrate keygen FILE           a new pre-shared key file
+ *
+ * The channel serves all of guest memory: it is TLS 1.3 with a pre-shared
+ * key (--psk FILE) unless --plain is given, and plain TCP only on loopback
+ * unless --plain-anywhere.  `local` makes a fresh key for its two processes.
  *
  * The source runs the migration workload (each vCPU keeps writing its
  * working set and keeps a checksum of every page in guest memory), waits
@@ -18,10 +23,13 @@
  */
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +46,9 @@ struct opts {
 	const char *connect;
 	const char *port_file;
 	const char *backend;
+	const char *psk;
+	bool plain;
+	bool plain_anywhere;
 	unsigned int vcpus;
 	uint64_t pages;
 	unsigned int precopy;
@@ -59,6 +70,14 @@ static void usage(FILE *f)
 		"usage: kvmfault migrate source --listen HOST:PORT [options]\n"
 		"       kvmfault migrate dest --connect HOST:PORT [options]\n"
 		"       kvmfault migrate local [options]\n"
+		"       kvmfault migrate keygen FILE [IDENTITY]\n"
+		"\n"
+		"channel (source and dest):\n"
+		"  --psk FILE            TLS 1.3 with the pre-shared key in FILE ('identity:hexkey',\n"
+		"                        mode 0600; 'migrate keygen FILE' makes one)\n"
+		"  --plain               plain TCP, no TLS: only on a loopback address\n"
+		"  --plain-anywhere      plain TCP on any address (guest memory in the clear)\n"
+		"  local uses a fresh key of its own unless --plain or --psk\n"
 		"\n"
 		"source options:\n"
 		"  --vcpus N             vCPUs of the workload (2)\n"
@@ -93,7 +112,8 @@ static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
 	       O_PRECOPY, O_WARMUP, O_RUN, O_RECOVER, O_TIMEOUT, O_DROPP, O_DROPMS,
-	       O_NOPUSH, O_JSON, O_QUIET, O_PROGRESS, O_NOPROGRESS, O_HELP };
+	       O_NOPUSH, O_JSON, O_QUIET, O_PROGRESS, O_NOPROGRESS, O_HELP,
+	       O_PSK, O_PLAIN, O_PLAIN_ANYWHERE };
 	static const struct option lo[] = {
 		{ "listen", 1, NULL, O_LISTEN }, { "connect", 1, NULL, O_CONNECT },
 		{ "port-file", 1, NULL, O_PORTFILE }, { "backend", 1, NULL, O_BACKEND },
@@ -106,6 +126,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "no-push", 0, NULL, O_NOPUSH }, { "json", 0, NULL, O_JSON },
 		{ "quiet", 0, NULL, O_QUIET }, { "progress", 0, NULL, O_PROGRESS },
 		{ "no-progress", 0, NULL, O_NOPROGRESS }, { "help", 0, NULL, O_HELP },
+		{ "psk", 1, NULL, O_PSK }, { "plain", 0, NULL, O_PLAIN },
+		{ "plain-anywhere", 0, NULL, O_PLAIN_ANYWHERE },
 		{ 0 },
 	};
 	const char *env;
@@ -155,6 +177,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_TIMEOUT: bad = ms_arg("--timeout", &o->timeout_ms); break;
 		case O_DROPMS: bad = ms_arg("--drop-after-ms", &o->drop_after_ms); break;
 		case O_NOPUSH: o->no_push = true; break;
+		case O_PSK: o->psk = optarg; break;
+		case O_PLAIN: o->plain = true; break;
+		case O_PLAIN_ANYWHERE: o->plain = o->plain_anywhere = true; break;
 		case O_JSON: o->json = true; break;
 		case O_QUIET: o->quiet = true; break;
 		case O_PROGRESS: o->progress = 1; break;
@@ -165,6 +190,10 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (bad)
 		return -1;
+	if (o->plain && o->psk) {
+		fprintf(stderr, "kvmfault migrate: --psk and --plain exclude each other\n");
+		return -1;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "kvmfault migrate: unexpected argument '%s'\n",
 			argv[optind]);
@@ -185,7 +214,69 @@ static void report(const struct opts *o, const struct kf_mig_report *rep,
 	fflush(stdout);
 }
 
-static int run_source(const struct opts *o, int lfd)
+/* Whether every address HOST:PORT stands for is a loopback one. */
+static bool is_loopback(const char *addr)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	const char *colon = strrchr(addr, ':');
+	char host[256];
+	bool loop = true;
+	size_t len;
+
+	if (!colon)
+		return false;
+	len = (size_t)(colon - addr);
+	if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+		addr++;
+		len -= 2;
+	}
+	if (!len || len >= sizeof(host))
+		return false;
+	memcpy(host, addr, len);
+	host[len] = 0;
+	if (getaddrinfo(host, NULL, &hints, &res))
+		return false;
+	for (ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET)
+			loop &= (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+		else if (ai->ai_family == AF_INET6)
+			loop &= IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+		else
+			loop = false;
+	}
+	freeaddrinfo(res);
+	return loop;
+}
+
+/*
+ * The channel's credentials for one side: the --psk file, none for
+ * --plain (on loopback only, unless --plain-anywhere), or *key for local.
+ */
+static int channel(const struct opts *o, const char *side, const char *addr,
+		   bool server, struct kf_mig_tls **tlsp)
+{
+	*tlsp = NULL;
+	if (o->plain) {
+		if (!o->plain_anywhere && !is_loopback(addr)) {
+			fprintf(stderr, "kvmfault migrate %s: refusing plain TCP on %s, which is not loopback: guest memory would cross the network in the clear (--psk FILE, or --plain-anywhere)\n",
+				side, addr);
+			return 2;
+		}
+		return 0;
+	}
+	if (!o->psk) {
+		fprintf(stderr, "kvmfault migrate %s: no key: --psk FILE (make one with 'kvmfault migrate keygen FILE', copy it to both hosts), or --plain on loopback\n",
+			side);
+		return 2;
+	}
+	if (kf_mig_tls_psk_file(o->psk, server, tlsp)) {
+		fprintf(stderr, "kvmfault migrate %s: %s\n", side, kf_error());
+		return 2;
+	}
+	return 0;
+}
+
+static int run_source(const struct opts *o, int lfd, struct kf_mig_tls *tls)
 {
 	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages };
 	struct kf_mig_source_config sc = {
@@ -196,6 +287,8 @@ static int run_source(const struct opts *o, int lfd)
 		.drop_after_pages = o->drop_after_pages,
 		.no_push = o->no_push,
 		.quiet = o->quiet,
+		.tls = tls,
+		.plain = !tls,
 	};
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_mig_report rep;
@@ -234,10 +327,13 @@ static int run_source(const struct opts *o, int lfd)
 	return ret ? 1 : 0;
 }
 
-static int run_dest(const struct opts *o, const char *addr)
+static int run_dest(const struct opts *o, const char *addr,
+		    struct kf_mig_tls *tls)
 {
 	struct kf_mig_dest_config dc = {
 		.addr = addr,
+		.tls = tls,
+		.plain = !tls,
 		.connect_timeout_ms = o->timeout_ms,
 		.recover_timeout_ms = o->recover_ms,
 		.run_ms = o->run_ms,
@@ -283,72 +379,143 @@ static int open_listener(const struct opts *o, const char *addr)
 	return fd;
 }
 
+static bool no_kvm(void)
+{
+	if (!kf_kvm_unavailable_reason())
+		return false;
+	fprintf(stderr, "kvmfault migrate: %s\n", kf_kvm_unavailable_reason());
+	return true;
+}
+
+/* Both sides as two processes on loopback, with a fresh key by default. */
+static int run_local(const struct opts *o)
+{
+	struct kf_mig_tls *tls_source = NULL, *tls_dest = NULL;
+	unsigned char key[32];
+	char addr[64];
+	int port, status, ret, lfd;
+	pid_t pid;
+
+	if (o->psk) {
+		ret = channel(o, "local", "127.0.0.1:0", true, &tls_source);
+		if (!ret)
+			ret = channel(o, "local", "127.0.0.1:0", false, &tls_dest);
+		if (ret)
+			goto out;
+	}
+	if (no_kvm()) {
+		ret = 1;
+		goto out;
+	}
+	if (!o->plain && !o->psk) {
+		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key) ||
+		    kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-local", true, &tls_source) ||
+		    kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-local", false, &tls_dest)) {
+			fprintf(stderr, "kvmfault migrate: no key: %s\n", kf_error());
+			ret = 1;
+			goto out;
+		}
+		memset(key, 0, sizeof(key));
+	}
+	lfd = kf_mig_listen("127.0.0.1:0", &port);
+	if (lfd < 0) {
+		fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
+		ret = 1;
+		goto out;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		close(lfd);
+		ret = 1;
+		goto out;
+	}
+	if (pid == 0)
+		_exit(run_source(o, lfd, tls_source));
+	close(lfd);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	if (!o->quiet)
+		fprintf(stderr, "kvmfault migrate: source is process %d on %s; destination is process %d; %s\n",
+			(int)pid, addr, (int)getpid(),
+			tls_dest ? "TLS 1.3" : "plain TCP");
+	ret = run_dest(o, addr, tls_dest);
+	if (ret)
+		kill(pid, SIGTERM);
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		ret = ret ? ret : 1;
+out:
+	kf_mig_tls_free(tls_source);
+	kf_mig_tls_free(tls_dest);
+	return ret;
+}
+
+static int run_keygen(int argc, char **argv)
+{
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: kvmfault migrate keygen FILE [IDENTITY]\n");
+		return 2;
+	}
+	if (kf_mig_tls_psk_write(argv[2], argc > 3 ? argv[3] : "kvmfault")) {
+		fprintf(stderr, "kvmfault migrate keygen: %s\n", kf_error());
+		return 1;
+	}
+	printf("kvmfault migrate keygen: a new key in %s (mode 0600): give it to both sides with --psk\n",
+	       argv[2]);
+	return 0;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
+	struct kf_mig_tls *tls = NULL;
 	struct opts o;
-	int lfd;
+	int lfd, ret;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(cmd, "keygen"))
+		return run_keygen(argc, argv);
 	if (argc < 2 || parse(argc - 1, argv + 1, &o)) {
 		if (argc < 2)
 			usage(stderr);
 		return 2;
-	}
-	if (kf_kvm_unavailable_reason()) {
-		fprintf(stderr, "kvmfault migrate: %s\n", kf_kvm_unavailable_reason());
-		return 1;
 	}
 	if (!strcmp(cmd, "source")) {
 		if (!o.listen) {
 			fprintf(stderr, "kvmfault migrate source: --listen HOST:PORT is required\n");
 			return 2;
 		}
+		ret = channel(&o, "source", o.listen, true, &tls);
+		if (ret)
+			return ret;
+		if (no_kvm()) {
+			kf_mig_tls_free(tls);
+			return 1;
+		}
 		lfd = open_listener(&o, o.listen);
-		return lfd < 0 ? 1 : run_source(&o, lfd);
+		ret = lfd < 0 ? 1 : run_source(&o, lfd, tls);
+		kf_mig_tls_free(tls);
+		return ret;
 	}
 	if (!strcmp(cmd, "dest")) {
 		if (!o.connect) {
 			fprintf(stderr, "kvmfault migrate dest: --connect HOST:PORT is required\n");
 			return 2;
 		}
-		return run_dest(&o, o.connect);
-	}
-	if (!strcmp(cmd, "local")) {
-		char addr[64];
-		int port, status, ret;
-		pid_t pid;
-
-		lfd = kf_mig_listen("127.0.0.1:0", &port);
-		if (lfd < 0) {
-			fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
-			return 1;
-		}
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0) {
-			perror("fork");
-			return 1;
-		}
-		if (pid == 0)
-			_exit(run_source(&o, lfd));
-		close(lfd);
-		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-		if (!o.quiet)
-			fprintf(stderr, "kvmfault migrate: source is process %d on %s; destination is process %d\n",
-				(int)pid, addr, (int)getpid());
-		ret = run_dest(&o, addr);
+		ret = channel(&o, "dest", o.connect, false, &tls);
 		if (ret)
-			kill(pid, SIGTERM);
-		if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-		    WEXITSTATUS(status))
-			ret = ret ? ret : 1;
+			return ret;
+		ret = no_kvm() ? 1 : run_dest(&o, o.connect, tls);
+		kf_mig_tls_free(tls);
 		return ret;
 	}
+	if (!strcmp(cmd, "local"))
+		return run_local(&o);
 	fprintf(stderr, "kvmfault migrate: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -237,6 +237,36 @@ int kf_mig_conn_fd(struct kf_mig_conn *conn);
 /* shutdown() both directions: wakes readers and writers; fd stays. */
 void kf_mig_conn_shutdown(struct kf_mig_conn *conn);
 
+/*
+ * TLS on a connection: TLS 1.3 authenticated by a pre-shared key (with an
+ * ephemeral key exchange), the default of the page server and the remote
+ * source; plain TCP is an explicit choice of theirs (config .plain).  One
+ * struct kf_mig_tls holds the key for one role, source (server) or
+ * destination; it may serve many connections at once.
+ */
+#define KF_MIG_PSK_MIN_KEY 16
+#define KF_MIG_PSK_MAX_KEY 64
+#define KF_MIG_PSK_MAX_IDENTITY 64
+
+struct kf_mig_tls;
+
+int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
+		       bool server, struct kf_mig_tls **tlsp);
+/* A key file "identity:hexkey" (QEMU's keys.psk format); it must be
+ * readable by its owner only (-EPERM otherwise). */
+int kf_mig_tls_psk_file(const char *path, bool server, struct kf_mig_tls **tlsp);
+/* Create a new key file (mode 0600, never over an existing file) holding
+ * 32 random bytes under identity. */
+int kf_mig_tls_psk_write(const char *path, const char *identity);
+void kf_mig_tls_free(struct kf_mig_tls *tls);
+
+/* A connection over TLS: the handshake (within timeout_ms) before it
+ * returns; -EACCES with a message when the peer has no or another key. */
+int kf_mig_conn_new_tls(int fd, struct kf_mig_tls *tls, int timeout_ms,
+			struct kf_mig_conn **connp);
+/* How long a read may wait for the peer (0: as long as it takes). */
+int kf_mig_conn_set_timeout(struct kf_mig_conn *conn, int timeout_ms);
+
 /* Read the next message; msg points into conn's buffer until the next
  * read.  -ECONNRESET (message set) at end of stream. */
 int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg);

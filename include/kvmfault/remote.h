@@ -2,7 +2,8 @@
 /*
  * Remote pages: the page server (the migration source's side) and the
  * remote page source (the destination's), speaking the protocol of
- * include/kvmfault/migration.h over two TCP connections.
+ * include/kvmfault/migration.h over two TCP connections, TLS unless the
+ * caller chooses plain TCP.
  *
  * Page server:
  *   kf_page_server_create(&cfg, listen_fd, &srv);
@@ -60,6 +61,18 @@ struct kf_page_server_config {
 	const struct kf_page_server_region *regions;
 	unsigned int nr_regions;
 	unsigned int nr_vcpus;
+	/* The channel: TLS with these credentials (server role), or plain
+	 * TCP when plain is set; exactly one of the two. */
+	struct kf_mig_tls *tls;
+	bool plain;
+	int hello_timeout_ms;		/* a connection's handshake and HELLO (10000) */
+	/* A connection refused (no or another key, no TLS, a stray or
+	 * silent peer): why, on the server's thread.  May be NULL. */
+	void (*on_refused)(void *opaque, const char *why);
+	/* Other events worth a line in a log (a connection lost, the
+	 * destination back).  May be NULL: the library prints nothing. */
+	void (*log)(void *opaque, const char *msg);
+	void *opaque;
 	bool no_push;			/* demand only, no background push */
 	int recover_timeout_ms;		/* wait this long for a reconnect */
 	uint64_t drop_after_pages;	/* test hook: cut both connections once
@@ -84,6 +97,8 @@ int kf_page_server_postcopy(struct kf_page_server *srv);
 /* SWITCHOVER with nothing before it, then kf_page_server_postcopy(). */
 int kf_page_server_serve(struct kf_page_server *srv);
 void kf_page_server_stats(struct kf_page_server *srv, struct kf_mig_stats *st);
+/* Connections refused so far. */
+uint64_t kf_page_server_refused(struct kf_page_server *srv);
 /* Count pages the caller sent itself (pre-copy, stop-and-copy). */
 void kf_page_server_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
 			  uint64_t n);
@@ -93,6 +108,8 @@ void kf_page_server_destroy(struct kf_page_server *srv);
 
 struct kf_remote_config {
 	const char *addr;		/* the page server, host:port */
+	struct kf_mig_tls *tls;		/* client role; or plain, not both */
+	bool plain;
 	int connect_timeout_ms;		/* first connection */
 	int reconnect_ms;		/* pause between reconnect attempts */
 	int recover_timeout_ms;		/* give up after this long */

@@ -52,6 +52,18 @@ static int kf_src_send_dirty(struct kf_page_server *srv, struct kf_mig_conn *c,
 	return 0;
 }
 
+static void kf_source_refused(void *opaque, const char *why)
+{
+	(void)opaque;
+	fprintf(stderr, "kvmfault migrate source: refused a connection: %s\n", why);
+}
+
+static void kf_source_log(void *opaque, const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "kvmfault page server: %s\n", msg);
+}
+
 int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		      unsigned int nr_vcpus,
 		      const struct kf_mig_source_config *cfg,
@@ -63,6 +75,10 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	struct kf_page_server_config pc = {
 		.regions = regs,
 		.nr_vcpus = nr_vcpus,
+		.tls = cfg->tls,
+		.plain = cfg->plain,
+		.on_refused = cfg->quiet ? NULL : kf_source_refused,
+		.log = cfg->quiet ? NULL : kf_source_log,
 		.no_push = cfg->no_push,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
 		.drop_after_pages = cfg->drop_after_pages,
@@ -77,6 +93,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 
 	memset(rep, 0, sizeof(*rep));
 	rep->nr_vcpus = nr_vcpus;
+	rep->tls = cfg->tls;
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		struct kf_memslot *ms = &vm->slots[i];
 
@@ -301,6 +318,8 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 {
 	struct kf_remote_config rc = {
 		.addr = cfg->addr,
+		.tls = cfg->tls,
+		.plain = cfg->plain,
 		.connect_timeout_ms = cfg->connect_timeout_ms,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
 		.quiet = cfg->quiet,
@@ -326,6 +345,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
+	rep->tls = cfg->tls;
 	minor = ec.backend == KF_BACKEND_UFFD_MINOR;
 	ret = kf_remote_connect(&rc, &r);
 	if (ret)
@@ -570,6 +590,7 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 	if (!rep->ok && rep->error[0])
 		fprintf(f, "  error:              %s\n", rep->error);
 	fprintf(f, "  backend:            %s\n", rep->backend ? rep->backend : "-");
+	fprintf(f, "  channel:            %s\n", rep->tls ? "TLS 1.3, pre-shared key" : "plain TCP");
 	fprintf(f, "  vCPUs:              %u\n", rep->nr_vcpus);
 	fprintf(f, "  guest data:         %.1f MiB\n", rep->guest_bytes / 1048576.0);
 	fprintf(f, "  pre-copy rounds:    %u\n", rep->precopy_rounds);
@@ -626,6 +647,7 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 	kf_json_str(f, rep->error);
 	fprintf(f, ", \"backend\": ");
 	kf_json_str(f, rep->backend ? rep->backend : "");
+	fprintf(f, ", \"tls\": %s", rep->tls ? "true" : "false");
 	fprintf(f, ", \"vcpus\": %u, \"guest_bytes\": %" PRIu64
 		", \"precopy_rounds\": %u, \"downtime_ms\": %.3f, \"postcopy_ms\": %.3f"
 		", \"total_ms\": %.3f, \"pages\": {\"precopy\": %" PRIu64

@@ -35,7 +35,7 @@ if [ -n "$leaks" ]; then
 fi
 tmp=$(mktemp -d /tmp/kf-core.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-if ! $cc -pie -pthread -o "$tmp/vmm" "$ex" $objs -lxxhash >"$tmp/ld.log" 2>&1; then
+if ! $cc -pie -pthread -o "$tmp/vmm" "$ex" $objs -lxxhash -lssl -lcrypto >"$tmp/ld.log" 2>&1; then
 	echo "FAIL: minimal-vmm does not link with the core objects alone:"
 	tail -n 20 "$tmp/ld.log"
 	exit 1

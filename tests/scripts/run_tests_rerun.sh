@@ -3,7 +3,7 @@
 # run-tests.sh -r: a test that fails once and then passes counts as passed,
 # with its first failure printed and "reruns 1" before the counts line; a
 # test that always fails still fails; a test that timed out is not rerun;
-# without -r nothing is rerun.
+# without -r nothing is rerun; -a announces each test as it starts.
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/kf-rerun.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
@@ -29,4 +29,7 @@ chmod +x "$dir/slow"
 out=$(sh "$here/run-tests.sh" -t 1 -r 1 -l t "$dir/slow")
 [ "$(echo "$out" | tail -n 2 | head -n 1)" = "t: reruns 0" ] || fail "a timed-out test was rerun"
 echo "$out" | grep -q "timed out after 1s" || fail "timeout not reported"
-echo "PASS: run-tests.sh -r reruns failures (not timeouts) and reports them"
+out=$(sh "$here/run-tests.sh" -a "$dir/announced" -l t "$dir/broken" "$dir/slow" 2>&1)
+[ "$(cat "$dir/announced" | tr '\n' ' ')" = "KF-RUN broken KF-RUN slow " ] ||
+	fail "-a: announced '$(cat "$dir/announced")'"
+echo "PASS: run-tests.sh -r reruns failures (not timeouts) and reports them; -a announces tests"

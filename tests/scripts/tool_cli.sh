@@ -62,6 +62,19 @@ expect 2 "bad --timeout '10s'" migrate local --timeout 10s
 expect 2 "bad --vcpus '2a'" snapshot save /tmp/kf-cli-none --vcpus 2a
 expect 2 "bad --run-ms 'x'" restore /tmp/kf-cli-none --run-ms x
 KF_MIGRATE_PAGES=zz expect 2 "bad KF_MIGRATE_PAGES 'zz'" migrate local
+# The channel: a key or an explicit --plain, plain TCP on loopback only.
+expect 2 "no key: --psk FILE" migrate source --listen 127.0.0.1:0
+expect 2 "no key: --psk FILE" migrate dest --connect 127.0.0.1:1
+expect 2 "not loopback" migrate source --listen 0.0.0.0:0 --plain
+expect 2 "not loopback" migrate dest --connect 192.0.2.1:7777 --plain
+expect 2 "exclude each other" migrate local --plain --psk /nonexistent
+keydir=$(mktemp -d /tmp/kf-cli-key.XXXXXX)
+expect 0 "a new key in" migrate keygen "$keydir/k.psk"
+[ "$(stat -c %a "$keydir/k.psk")" = 600 ] || { echo "FAIL: keygen made mode $(stat -c %a "$keydir/k.psk")"; failed=$((failed + 1)); }
+expect 1 "File exists" migrate keygen "$keydir/k.psk"
+chmod 644 "$keydir/k.psk"
+expect 2 "chmod 600" migrate dest --connect 127.0.0.1:1 --psk "$keydir/k.psk"
+rm -rf "$keydir"
 
 if [ "$failed" -ne 0 ]; then
 	echo "FAIL: $failed command line check(s) failed"

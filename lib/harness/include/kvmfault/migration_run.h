@@ -81,6 +81,7 @@ int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus);
 struct kf_mig_report {
 	bool ok;			/* every vCPU verified every page */
 	char error[1024];
+	bool tls;			/* the channel: TLS, or plain TCP */
 	const char *backend;
 	unsigned int nr_vcpus;
 	uint64_t guest_bytes;		/* post-copy regions */
@@ -105,6 +106,8 @@ struct kf_mig_report {
 
 struct kf_mig_source_config {
 	int listen_fd;
+	struct kf_mig_tls *tls;		/* server credentials, or plain */
+	bool plain;
 	unsigned int precopy_rounds;	/* 0: pure post-copy */
 	int accept_timeout_ms;
 	int recover_timeout_ms;
@@ -126,6 +129,8 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 
 struct kf_mig_dest_config {
 	const char *addr;
+	struct kf_mig_tls *tls;		/* client credentials, or plain */
+	bool plain;
 	int backend;			/* enum kf_backend */
 	int connect_timeout_ms;
 	int recover_timeout_ms;

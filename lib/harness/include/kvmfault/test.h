@@ -19,6 +19,10 @@ void kf_test_skip(const char *fmt, ...) KF_PRINTF(1, 2) __attribute__((noreturn)
 void kf_test_fail(const char *file, int line, const char *fmt, ...)
 	KF_PRINTF(3, 4) __attribute__((noreturn));
 
+/* A fresh random pre-shared key for a test's migration: both roles. */
+struct kf_mig_tls;
+void kf_test_psk_pair(struct kf_mig_tls **server, struct kf_mig_tls **client);
+
 /* Skip unless /dev/kvm opens; skip unless the system KVM has cap. */
 void kf_test_require_kvm(void);
 void kf_test_require_cap(long cap, const char *name);

@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MIT
+/*
+ * TLS for the migration channels: TLS 1.3 (OpenSSL) authenticated by a
+ * pre-shared key, with an ephemeral key exchange on top (psk_dhe_ke), so a
+ * recorded session stays secret even if the key leaks later.
+ *
+ * A connection is read by one thread and written by others at the same
+ * time, and an OpenSSL session is not safe for that.  So the socket is
+ * non-blocking, every SSL call runs under the session's lock, and a call
+ * that needs the socket drops the lock and waits in poll().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <kvmfault/error.h>
+#include <kvmfault/migration.h>
+
+#include "internal.h"
+
+#define KF_TLS_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+
+struct kf_mig_tls {
+	SSL_CTX *ctx;
+	bool server;
+	char identity[KF_MIG_PSK_MAX_IDENTITY + 1];
+	unsigned char key[KF_MIG_PSK_MAX_KEY];
+	size_t key_len;
+};
+
+struct kf_tls_session {
+	SSL *ssl;
+	int fd;
+	pthread_mutex_t lock;
+};
+
+/* The first OpenSSL error, for a message ("" when there is none). */
+static const char *kf_tls_reason(void)
+{
+	static __thread char buf[256];
+	unsigned long e = ERR_get_error();
+
+	if (!e)
+		return "no detail";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf;
+}
+
+static struct kf_mig_tls *kf_tls_of(SSL *ssl)
+{
+	return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+}
+
+static unsigned int kf_tls_psk_client(SSL *ssl, const char *hint,
+				      char *identity, unsigned int max_identity,
+				      unsigned char *psk, unsigned int max_psk)
+{
+	struct kf_mig_tls *tls = kf_tls_of(ssl);
+
+	(void)hint;
+	if (strlen(tls->identity) + 1 > max_identity || tls->key_len > max_psk)
+		return 0;
+	strcpy(identity, tls->identity);
+	memcpy(psk, tls->key, tls->key_len);
+	return (unsigned int)tls->key_len;
+}
+
+static unsigned int kf_tls_psk_server(SSL *ssl, const char *identity,
+				      unsigned char *psk, unsigned int max_psk)
+{
+	struct kf_mig_tls *tls = kf_tls_of(ssl);
+
+	/* An unknown identity gets no key: the handshake fails. */
+	if (!identity || strcmp(identity, tls->identity) || tls->key_len > max_psk)
+		return 0;
+	memcpy(psk, tls->key, tls->key_len);
+	return (unsigned int)tls->key_len;
+}
+
+int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
+		       bool server, struct kf_mig_tls **tlsp)
+{
+	struct kf_mig_tls *tls;
+
+	*tlsp = NULL;
+	if (key_len < KF_MIG_PSK_MIN_KEY || key_len > KF_MIG_PSK_MAX_KEY)
+		return kf_fail(EINVAL, "a pre-shared key of %zu bytes: it must have %d to %d",
+			       key_len, KF_MIG_PSK_MIN_KEY, KF_MIG_PSK_MAX_KEY);
+	if (!identity || !identity[0] || strlen(identity) > KF_MIG_PSK_MAX_IDENTITY)
+		return kf_fail(EINVAL, "a pre-shared key needs an identity of 1 to %d characters",
+			       KF_MIG_PSK_MAX_IDENTITY);
+	tls = calloc(1, sizeof(*tls));
+	if (!tls)
+		return kf_fail(ENOMEM, "out of memory");
+	tls->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!tls->ctx) {
+		free(tls);
+		return kf_fail(ENOMEM, "TLS: no context: %s", kf_tls_reason());
+	}
+	if (!SSL_CTX_set_min_proto_version(tls->ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_ciphersuites(tls->ctx, KF_TLS_CIPHERSUITES)) {
+		int ret = kf_fail(EINVAL, "TLS: cannot require TLS 1.3: %s", kf_tls_reason());
+
+		kf_mig_tls_free(tls);
+		return ret;
+	}
+	/* A connection that just ends is a dropped connection (the
+	 * protocol's COMPLETE tells the end of a session), not a TLS error. */
+	SSL_CTX_set_options(tls->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* No resumption tickets: every connection proves the key afresh. */
+	SSL_CTX_set_num_tickets(tls->ctx, 0);
+	SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(tls->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_app_data(tls->ctx, tls);
+	if (server)
+		SSL_CTX_set_psk_server_callback(tls->ctx, kf_tls_psk_server);
+	else
+		SSL_CTX_set_psk_client_callback(tls->ctx, kf_tls_psk_client);
+	tls->server = server;
+	strcpy(tls->identity, identity);
+	memcpy(tls->key, key, key_len);
+	tls->key_len = key_len;
+	*tlsp = tls;
+	return 0;
+}
+
+void kf_mig_tls_free(struct kf_mig_tls *tls)
+{
+	if (!tls)
+		return;
+	SSL_CTX_free(tls->ctx);
+	OPENSSL_cleanse(tls->key, sizeof(tls->key));
+	free(tls);
+}
+
+static int kf_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "identity:hexkey\n", the format of QEMU's keys.psk. */
+static int kf_tls_parse_psk(const char *path, char *text, char *identity,
+			    unsigned char *key, size_t *key_len)
+{
+	char *colon = strchr(text, ':'), *hex, *end;
+	size_t n = 0, id_len;
+
+	end = text + strcspn(text, "\r\n");
+	if (!colon || colon > end)
+		return kf_fail(EINVAL, "%s: no 'identity:hexkey' line", path);
+	id_len = (size_t)(colon - text);
+	if (!id_len || id_len > KF_MIG_PSK_MAX_IDENTITY)
+		return kf_fail(EINVAL, "%s: the identity must have 1 to %d characters",
+			       path, KF_MIG_PSK_MAX_IDENTITY);
+	memcpy(identity, text, id_len);
+	identity[id_len] = 0;
+	for (hex = colon + 1; hex + 1 < end && n < KF_MIG_PSK_MAX_KEY; hex += 2) {
+		int hi = kf_hex_digit(hex[0]), lo = kf_hex_digit(hex[1]);
+
+		if (hi < 0 || lo < 0)
+			break;
+		key[n++] = (unsigned char)(hi << 4 | lo);
+	}
+	if (hex != end || n < KF_MIG_PSK_MIN_KEY)
+		return kf_fail(EINVAL, "%s: the key must be %d to %d bytes in hex digits",
+			       path, KF_MIG_PSK_MIN_KEY, KF_MIG_PSK_MAX_KEY);
+	*key_len = n;
+	return 0;
+}
+
+int kf_mig_tls_psk_file(const char *path, bool server, struct kf_mig_tls **tlsp)
+{
+	char text[KF_MIG_PSK_MAX_IDENTITY + 2 * KF_MIG_PSK_MAX_KEY + 8];
+	char identity[KF_MIG_PSK_MAX_IDENTITY + 1];
+	unsigned char key[KF_MIG_PSK_MAX_KEY];
+	struct stat st;
+	size_t key_len = 0;
+	ssize_t n;
+	int fd, ret;
+
+	*tlsp = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kf_fail_errno(errno, "pre-shared key file %s", path);
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return kf_fail(EINVAL, "pre-shared key file %s: not a regular file", path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return kf_fail(EPERM, "pre-shared key file %s: readable by others (mode %03o): chmod 600 it",
+			       path, (unsigned int)(st.st_mode & 0777));
+	}
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return kf_fail_errno(errno, "reading %s", path);
+	text[n] = 0;
+	ret = kf_tls_parse_psk(path, text, identity, key, &key_len);
+	if (!ret)
+		ret = kf_mig_tls_psk_new(key, key_len, identity, server, tlsp);
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(text, sizeof(text));
+	return ret;
+}
+
+int kf_mig_tls_psk_write(const char *path, const char *identity)
+{
+	unsigned char key[32];
+	char line[KF_MIG_PSK_MAX_IDENTITY + 2 * sizeof(key) + 4];
+	size_t i, len;
+	int fd, ret = 0;
+
+	if (!identity || !identity[0] || strlen(identity) > KF_MIG_PSK_MAX_IDENTITY ||
+	    strchr(identity, ':') || strchr(identity, '\n'))
+		return kf_fail(EINVAL, "a key identity needs 1 to %d characters, no ':'",
+			       KF_MIG_PSK_MAX_IDENTITY);
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		return kf_fail_errno(errno, "getrandom");
+	len = (size_t)snprintf(line, sizeof(line), "%s:", identity);
+	for (i = 0; i < sizeof(key); i++)
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "%02x", key[i]);
+	line[len++] = '\n';
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		ret = kf_fail_errno(errno, "creating the key file %s", path);
+	else if (write(fd, line, len) != (ssize_t)len)
+		ret = kf_fail_errno(errno, "writing %s", path);
+	if (fd >= 0 && close(fd) && !ret)
+		ret = kf_fail_errno(errno, "writing %s", path);
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(line, sizeof(line));
+	return ret;
+}
+
+/* ------------------------------------------------------------- sessions */
+
+static int kf_tls_wait(int fd, short events, int timeout_ms, const char *what)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int ret;
+
+	do {
+		ret = poll(&pfd, 1, timeout_ms);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return kf_fail_errno(errno, "TLS: poll");
+	if (ret == 0)
+		return kf_fail(ETIMEDOUT, "migration connection: no progress %s for %d ms",
+			       what, timeout_ms);
+	return 0;
+}
+
+static int kf_tls_deadline_ms(uint64_t deadline)
+{
+	uint64_t now = kf_mig_now_ns();
+
+	return now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL) + 1;
+}
+
+int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
+		     struct kf_tls_session **sp)
+{
+	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	struct kf_tls_session *s;
+	int flags, ret = 0;
+
+	*sp = NULL;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK))
+		return kf_fail_errno(errno, "TLS: non-blocking socket");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return kf_fail(ENOMEM, "out of memory");
+	s->fd = fd;
+	pthread_mutex_init(&s->lock, NULL);
+	s->ssl = SSL_new(tls->ctx);
+	if (!s->ssl || !SSL_set_fd(s->ssl, fd)) {
+		ret = kf_fail(ENOMEM, "TLS: no session: %s", kf_tls_reason());
+		goto fail;
+	}
+	for (;;) {
+		int r, err;
+
+		ERR_clear_error();
+		r = tls->server ? SSL_accept(s->ssl) : SSL_connect(s->ssl);
+		if (r == 1)
+			break;
+		err = SSL_get_error(s->ssl, r);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+			ret = kf_tls_wait(fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+					  kf_tls_deadline_ms(deadline), "in the TLS handshake");
+			if (ret)
+				goto fail;
+			continue;
+		}
+		ret = kf_fail(EACCES, "TLS handshake failed (%s): %s",
+			      tls->server ? "the peer has no or another key, or speaks no TLS" :
+					    "the source has another key, or speaks no TLS",
+			      err == SSL_ERROR_SYSCALL && !ERR_peek_error() ?
+			      "the connection closed" : kf_tls_reason());
+		goto fail;
+	}
+	*sp = s;
+	return 0;
+fail:
+	kf_tls_session_free(s);
+	return ret;
+}
+
+void kf_tls_session_free(struct kf_tls_session *s)
+{
+	if (!s)
+		return;
+	SSL_free(s->ssl);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/*
+ * One SSL_read_ex or SSL_write_ex under the lock, waiting outside it:
+ * bytes moved (> 0), 0 at a clean end of stream, or -errno.
+ */
+static ssize_t kf_tls_io(struct kf_tls_session *s, bool write, void *buf,
+			 size_t len, int timeout_ms)
+{
+	for (;;) {
+		size_t done = 0;
+		int r, err;
+
+		pthread_mutex_lock(&s->lock);
+		ERR_clear_error();
+		r = write ? SSL_write_ex(s->ssl, buf, len, &done) :
+			    SSL_read_ex(s->ssl, buf, len, &done);
+		err = r ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+		pthread_mutex_unlock(&s->lock);
+		switch (err) {
+		case SSL_ERROR_NONE:
+			return (ssize_t)done;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			r = kf_tls_wait(s->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+					timeout_ms, write ? "writing" : "reading");
+			if (r)
+				return r;
+			continue;
+		case SSL_ERROR_SYSCALL:
+			if (!ERR_peek_error())
+				return errno && errno != EAGAIN ?
+				       kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
+						     "migration connection") : 0;
+			/* fall through */
+		default:
+			return kf_fail(EPROTO, "migration connection: TLS: %s",
+				       kf_tls_reason());
+		}
+	}
+}
+
+long kf_tls_read(struct kf_tls_session *s, void *buf, size_t len,
+		    int timeout_ms)
+{
+	return kf_tls_io(s, false, buf, len, timeout_ms);
+}
+
+int kf_tls_write(struct kf_tls_session *s, const void *buf, size_t len,
+		 int timeout_ms)
+{
+	while (len) {
+		ssize_t n = kf_tls_io(s, true, (void *)buf, len, timeout_ms);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return kf_fail(ECONNRESET, "migration connection closed by the peer");
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The migration channel serves all of guest memory, so it is TLS with a
+ * pre-shared key unless plain TCP is chosen.  A page server (the source)
+ * faces a hostile or broken client first, then the real destination: the
+ * real transfer must complete with every page intact, and the hostile
+ * client must get no page, only a refusal that the source reports.
+ *
+ *   wrong key, plaintext client against TLS, a client that connects and
+ *   sends nothing, one that sends a frame header and stops, a flood of
+ *   garbage connections, an oversized frame (plain TCP)
+ *
+ * Plus the key files: made 0600, refused when others may read them or
+ * when malformed, never overwritten.  No KVM needed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <kvmfault/kvmfault.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/remote.h>
+#include <kvmfault/test.h>
+
+#define NR_PAGES 64
+#define GPA_BASE (1ULL << 32)
+
+static char *memory;
+static struct kf_mig_tls *tls_source, *tls_dest;
+
+enum hostile {
+	H_NONE,
+	H_WRONG_KEY,
+	H_PLAINTEXT,
+	H_SILENT,
+	H_PARTIAL,
+	H_FLOOD,
+	H_OVERSIZE,
+};
+
+static const char *const hostile_name[] = {
+	[H_NONE] = "no hostile client",
+	[H_WRONG_KEY] = "a client with another key",
+	[H_PLAINTEXT] = "a plaintext client",
+	[H_SILENT] = "a client that sends nothing",
+	[H_PARTIAL] = "a client that sends a frame header and stops",
+	[H_FLOOD] = "a flood of garbage connections",
+	[H_OVERSIZE] = "an oversized frame",
+};
+
+#define FLOOD 16
+
+struct server {
+	struct kf_page_server *srv;
+	int lfd, ret;
+	unsigned int nr_refused;
+	char refused[FLOOD + 4][512];
+};
+
+static void on_refused(void *opaque, const char *why)
+{
+	struct server *s = opaque;
+
+	if (s->nr_refused < KF_ARRAY_SIZE(s->refused))
+		snprintf(s->refused[s->nr_refused], sizeof(s->refused[0]), "%s", why);
+	s->nr_refused++;
+}
+
+static void *serve(void *arg)
+{
+	struct server *s = arg;
+
+	s->ret = kf_page_server_accept(s->srv, 60000);
+	if (!s->ret)
+		s->ret = kf_page_server_serve(s->srv);
+	return NULL;
+}
+
+static int connect_raw(const char *addr)
+{
+	int fd = kf_mig_connect(addr, 5000);
+
+	TEST_ASSERT(fd >= 0, "connect: %s", kf_error());
+	return fd;
+}
+
+/* Wait until the server closes fd; whatever came first must hold no page. */
+static void expect_closed(int fd, bool tls)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	for (;;) {
+		TEST_ASSERT(poll(&pfd, 1, 60000) == 1, "the source kept a hostile connection open for 60 s");
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		/* The only bytes a refused client may see: a TLS alert, or
+		 * (plain) an ERROR message; nothing like a page. */
+		total += (size_t)n;
+		TEST_ASSERT(total < 1024, "a refused client received %zu bytes", total);
+		if (!tls)
+			TEST_ASSERT(n >= 8 && ((struct kf_mig_hdr *)buf)->type == KF_MIG_ERROR,
+				    "a refused plain client got message type %u",
+				    ((struct kf_mig_hdr *)buf)->type);
+	}
+	close(fd);
+}
+
+/* The hostile client; returns fds to check once the real transfer ran. */
+static unsigned int hostile(enum hostile kind, const char *addr, int *fds)
+{
+	struct kf_remote_config rc = { .addr = addr, .connect_timeout_ms = 5000,
+				       .quiet = true };
+	struct kf_mig_tls *other_source, *other_dest;
+	struct kf_mig_hello h = { .version = KF_MIG_VERSION, .channel = KF_MIG_CH_MAIN,
+				  .session = 1, .image_id = kf_mig_image_id() };
+	struct kf_mig_hdr hdr = { .magic = KF_MIG_MAGIC, .type = KF_MIG_HELLO };
+	/* A TLS handshake record header that promises 512 bytes. */
+	static const unsigned char tls_hdr[5] = { 0x16, 0x03, 0x01, 0x02, 0x00 };
+	struct kf_remote *r;
+	struct kf_mig_conn *c;
+	struct kf_mig_msg msg;
+	char junk[4096];
+	unsigned int i;
+	int ret;
+
+	switch (kind) {
+	case H_NONE:
+		return 0;
+	case H_WRONG_KEY:
+		kf_test_psk_pair(&other_source, &other_dest);
+		rc.tls = other_dest;
+		ret = kf_remote_connect(&rc, &r);
+		TEST_ASSERT_EQ(ret, -EACCES);
+		TEST_ASSERT(strstr(kf_error(), "TLS handshake failed"), "%s", kf_error());
+		printf("  wrong key, the client sees: %s\n", kf_error());
+		kf_mig_tls_free(other_source);
+		kf_mig_tls_free(other_dest);
+		return 0;
+	case H_PLAINTEXT:
+		fds[0] = connect_raw(addr);
+		TEST_OK(kf_mig_conn_new(dup(fds[0]), &c));
+		TEST_OK(kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0));
+		ret = kf_mig_recv(c, &msg);
+		TEST_ASSERT(ret < 0, "a plaintext client got an answer (%s)",
+			    kf_mig_type_name(msg.hdr.type));
+		kf_mig_conn_free(c);
+		return 1;
+	case H_SILENT:
+		fds[0] = connect_raw(addr);
+		return 1;
+	case H_PARTIAL:
+		fds[0] = connect_raw(addr);
+		if (tls_source) {
+			TEST_ASSERT(write(fds[0], tls_hdr, sizeof(tls_hdr)) == sizeof(tls_hdr), "write");
+		} else {
+			hdr.len = sizeof(h);	/* and then no payload */
+			TEST_ASSERT(write(fds[0], &hdr, sizeof(hdr)) == sizeof(hdr), "write");
+		}
+		return 1;
+	case H_FLOOD:
+		memset(junk, 0x16, sizeof(junk));
+		for (i = 0; i < FLOOD; i++) {
+			fds[i] = connect_raw(addr);
+			TEST_ASSERT(write(fds[i], junk, sizeof(junk)) == sizeof(junk), "write");
+		}
+		return FLOOD;
+	case H_OVERSIZE:
+		fds[0] = connect_raw(addr);
+		hdr.len = 0xffffffffU;
+		TEST_ASSERT(write(fds[0], &hdr, sizeof(hdr)) == sizeof(hdr), "write");
+		return 1;
+	}
+	return 0;
+}
+
+/* The real destination: every page by demand, each checked. */
+static void real_transfer(const char *addr)
+{
+	struct kf_remote_config rc = { .addr = addr, .connect_timeout_ms = 60000,
+				       .recover_timeout_ms = 1000, .quiet = true,
+				       .tls = tls_dest, .plain = !tls_dest };
+	static char page[KF_PAGE_SIZE];
+	struct kf_pagesrc *src;
+	struct kf_remote *r;
+	unsigned int i;
+
+	TEST_OK(kf_remote_connect(&rc, &r));
+	TEST_OK(kf_remote_wait_switchover(r, NULL));
+	TEST_OK(kf_remote_pagesrc(r, 0, &src));
+	TEST_OK(kf_remote_start(r));
+	for (i = 0; i < NR_PAGES; i++) {
+		TEST_OK(kf_pagesrc_read(src, GPA_BASE + (uint64_t)i * KF_PAGE_SIZE,
+					page, KF_PAGE_SIZE));
+		TEST_ASSERT(!memcmp(page, memory + (uint64_t)i * KF_PAGE_SIZE, KF_PAGE_SIZE),
+			    "page %u differs", i);
+	}
+	TEST_OK(kf_remote_wait_complete(r));
+	kf_pagesrc_destroy(src);
+	kf_remote_destroy(r);
+}
+
+static void run_case(enum hostile kind, bool tls, const char *expect)
+{
+	struct kf_page_server_region reg = { .gpa = GPA_BASE,
+					     .size = NR_PAGES * KF_PAGE_SIZE,
+					     .hva = memory };
+	struct kf_page_server_config pc = {
+		.regions = &reg, .nr_regions = 1, .no_push = true,
+		.recover_timeout_ms = 1000, .hello_timeout_ms = 2000,
+		.on_refused = on_refused,
+	};
+	struct kf_mig_tls *keep_source = tls_source, *keep_dest = tls_dest;
+	struct server *s = calloc(1, sizeof(*s));
+	int fds[FLOOD];
+	unsigned int i, n;
+	char addr[64];
+	pthread_t t;
+	int port;
+
+	TEST_ASSERT(s, "calloc");
+	if (!tls)
+		tls_source = tls_dest = NULL;
+	pc.tls = tls_source;
+	pc.plain = !tls;
+	pc.opaque = s;
+	s->lfd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(s->lfd >= 0, "listen: %s", kf_error());
+	TEST_OK(kf_page_server_create(&pc, s->lfd, &s->srv));
+	TEST_ASSERT(!pthread_create(&t, NULL, serve, s), "thread");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+
+	n = hostile(kind, addr, fds);
+	real_transfer(addr);
+	for (i = 0; i < n; i++)
+		expect_closed(fds[i], tls);
+	pthread_join(t, NULL);
+	TEST_ASSERT(!s->ret, "the source failed: %s", kf_error());
+	/* Each hostile connection was refused and reported, nothing else. */
+	TEST_ASSERT_EQ(kf_page_server_refused(s->srv), (uint64_t)s->nr_refused);
+	TEST_ASSERT_EQ(s->nr_refused, kind == H_NONE ? 0 : n ? n : 1);
+	for (i = 0; i < s->nr_refused && i < KF_ARRAY_SIZE(s->refused); i++)
+		TEST_ASSERT(strstr(s->refused[i], expect),
+			    "refusal %u \"%s\" lacks \"%s\"", i, s->refused[i], expect);
+	printf("  %s, %s: real transfer of %d pages ok; %u refused%s%s\n",
+	       tls ? "TLS" : "plain TCP", hostile_name[kind], NR_PAGES,
+	       s->nr_refused, s->nr_refused ? ": " : "",
+	       s->nr_refused ? s->refused[0] : "");
+	kf_page_server_destroy(s->srv);
+	close(s->lfd);
+	free(s);
+	tls_source = keep_source;
+	tls_dest = keep_dest;
+}
+
+/* --- key files and configurations --- */
+
+static void expect_error(int ret, int err, const char *needle)
+{
+	TEST_ASSERT_EQ(ret, -err);
+	TEST_ASSERT(strstr(kf_error(), needle), "'%s' missing from '%s'",
+		    needle, kf_error());
+	printf("  %s\n", kf_error());
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	TEST_ASSERT(fd >= 0, "create %s", path);
+	TEST_ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "write");
+	TEST_ASSERT(!fchmod(fd, mode), "chmod");
+	close(fd);
+}
+
+static void test_key_files(void)
+{
+	char dir[] = "/tmp/kf-channel-XXXXXX", path[128], bad[128];
+	struct kf_page_server_region reg = { .gpa = 0, .size = KF_PAGE_SIZE,
+					     .hva = memory };
+	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1 };
+	struct kf_remote_config rc = { .addr = "127.0.0.1:1" };
+	struct kf_page_server *srv;
+	struct kf_mig_tls *tls;
+	struct kf_remote *r;
+	struct stat st;
+
+	TEST_ASSERT(mkdtemp(dir), "mkdtemp");
+	snprintf(path, sizeof(path), "%s/key.psk", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.psk", dir);
+	TEST_OK(kf_mig_tls_psk_write(path, "host-a"));
+	TEST_ASSERT(!stat(path, &st), "stat");
+	TEST_ASSERT_EQ(st.st_mode & 0777, 0600);
+	expect_error(kf_mig_tls_psk_write(path, "host-a"), EEXIST, "creating the key file");
+	TEST_OK(kf_mig_tls_psk_file(path, true, &tls));
+	kf_mig_tls_free(tls);
+	TEST_ASSERT(!chmod(path, 0644), "chmod");
+	expect_error(kf_mig_tls_psk_file(path, false, &tls), EPERM, "chmod 600");
+	TEST_ASSERT(!tls, "credentials despite the error");
+	write_file(bad, "no colon here\n", 0600);
+	expect_error(kf_mig_tls_psk_file(bad, false, &tls), EINVAL, "identity:hexkey");
+	write_file(bad, "id:0011zz33445566778899aabbccddeeff\n", 0600);
+	expect_error(kf_mig_tls_psk_file(bad, false, &tls), EINVAL, "hex digits");
+	write_file(bad, "id:00112233\n", 0600);
+	expect_error(kf_mig_tls_psk_file(bad, false, &tls), EINVAL, "hex digits");
+	expect_error(kf_mig_tls_psk_new(memory, 8, "id", true, &tls), EINVAL, "8 bytes");
+	/* Neither credentials nor an explicit plain: refused, both sides. */
+	expect_error(kf_page_server_create(&pc, -1, &srv), EINVAL, "no TLS credentials");
+	expect_error(kf_remote_connect(&rc, &r), EINVAL, "no TLS credentials");
+	kf_test_psk_pair(&pc.tls, &rc.tls);
+	pc.plain = rc.plain = true;
+	expect_error(kf_page_server_create(&pc, -1, &srv), EINVAL, "both chosen");
+	expect_error(kf_remote_connect(&rc, &r), EINVAL, "both chosen");
+	kf_mig_tls_free(pc.tls);
+	kf_mig_tls_free(rc.tls);
+	unlink(path);
+	unlink(bad);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	unsigned int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	memory = aligned_alloc(KF_PAGE_SIZE, NR_PAGES * KF_PAGE_SIZE);
+	TEST_ASSERT(memory, "aligned_alloc");
+	for (i = 0; i < NR_PAGES * KF_PAGE_SIZE / 8; i++)
+		((uint64_t *)memory)[i] = (i + 1) * 0x9e3779b97f4a7c15ULL;
+	kf_test_psk_pair(&tls_source, &tls_dest);
+	test_key_files();
+	run_case(H_NONE, true, "");
+	run_case(H_WRONG_KEY, true, "TLS handshake failed");
+	run_case(H_PLAINTEXT, true, "TLS handshake failed");
+	run_case(H_SILENT, true, "no progress in the TLS handshake");
+	run_case(H_PARTIAL, true, "no progress in the TLS handshake");
+	run_case(H_FLOOD, true, "TLS handshake failed");
+	run_case(H_NONE, false, "");
+	run_case(H_SILENT, false, "sent nothing");
+	run_case(H_PARTIAL, false, "sent nothing");
+	run_case(H_OVERSIZE, false, "exceeds the limit");
+	kf_mig_tls_free(tls_source);
+	kf_mig_tls_free(tls_dest);
+	free(memory);
+	TEST_PASS("the migration channel: TLS by default, hostile clients refused and reported, the real transfer intact");
+}
