@@ -22,9 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (size) {
 		if (kf_mig_parse_frame(data, size, &used, &msg))
 			break;
-		if (msg.hdr.type == KF_MIG_PAGES)
+		if (msg.hdr.type == KF_MIG_PAGES) {
+			kf_mig_pages_verify(&msg);
 			for (uint32_t i = 0; i < msg.u.pages.h.count; i++)
 				kf_mig_page_get(&msg, i, page);
+		}
 		if (msg.hdr.type == KF_MIG_VCPU)
 			kf_vcpu_state_check(msg.u.vcpu.blob, msg.u.vcpu.len, NULL);
 		if (msg.hdr.type == KF_MIG_RECEIVED) {

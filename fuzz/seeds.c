@@ -58,6 +58,7 @@ static void stream(const char *dir)
 		put(f, KF_MIG_DISCARD, &rg, sizeof(rg));
 		put(f, KF_MIG_REQ, &rq, sizeof(rq));
 		put(f, KF_MIG_RECEIVED, &rc, sizeof(rc));
+		put(f, KF_MIG_SYNC, &sw.total_pages, sizeof(sw.total_pages));
 		put(f, KF_MIG_SWITCHOVER, &sw, sizeof(sw));
 		put(f, KF_MIG_ERROR, "boom", 4);
 		put(f, KF_MIG_COMPLETE, NULL, 0);

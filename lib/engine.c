@@ -116,7 +116,6 @@ struct kf_engine {
 	char errmsg[512];
 };
 
-static const uint8_t kf_zero_page[KF_PAGE_SIZE] __attribute__((aligned(4096)));
 static __thread uint8_t kf_bounce[KF_PAGE_SIZE] __attribute__((aligned(64)));
 
 /* A bigger bounce buffer for pages above KF_PAGE_SIZE (hugetlb), one a
@@ -696,40 +695,92 @@ static void *kf_engine_handler(void *arg)
 
 /* --- pushed pages --- */
 
+/*
+ * Install claimed pages [idx, idx + n) of one userfaultfd with one ioctl;
+ * *done: how many of them, from idx, are in place.  Anything but success
+ * (a page mapped meanwhile by someone else, an error) goes page by page,
+ * which finds the page it was; a failed page is FAILED on return.
+ */
+static int kf_install_run(struct kf_engine_region *r, uint64_t idx, uint64_t n,
+			  const char *data, uint64_t *done)
+{
+	uint64_t len = n * KF_PAGE_SIZE, off = idx * KF_PAGE_SIZE, i;
+	int uffd = kf_region_uffd(r, idx), ret;
+	bool zero;
+
+	*done = 0;
+	if (n > 1) {
+		if (r->alias) {
+			memcpy(r->alias + off, data, len);
+			ret = kf_uffd_continue(uffd, r->hva + off, len);
+		} else {
+			ret = kf_uffd_copy(uffd, r->hva + off, data, len);
+		}
+		if (!ret) {
+			*done = n;
+			return 0;
+		}
+		if (ret != -EEXIST)
+			kf_error_forget();
+	}
+	for (i = 0; i < n; i++) {
+		ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE, &zero);
+		if (ret) {
+			ret = kf_fail_page(r, idx + i, -ret);
+			return ret ? ret : kf_page_failed(r, idx + i);
+		}
+		*done = i + 1;
+	}
+	return 0;
+}
+
+/* Pushed pages: each run the engine claims goes in with one ioctl. */
 static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			  size_t len)
 {
 	struct kf_engine *e = opaque;
 	uint64_t end = gpa + len;
-	bool zero;
 	int ret;
 
 	if (gpa % KF_PAGE_SIZE || len % KF_PAGE_SIZE)
 		return kf_fail(EINVAL, "pushed range [0x%llx, +0x%zx) is not page aligned",
 			       (unsigned long long)gpa, len);
-	for (; gpa < end; gpa += KF_PAGE_SIZE, data = (const char *)data + KF_PAGE_SIZE) {
+	while (gpa < end) {
 		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
-		uint64_t idx;
+		uint64_t idx, n, i, done;
+		int uffd;
 
 		if (!r)
 			return kf_fail(ERANGE, "pushed page 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
+		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
 		/* A page of a huge-page region comes in parts: its faults
 		 * read it from the source whole. */
-		if (r->psize != KF_PAGE_SIZE)
-			continue;
-		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
-		if (!kf_pg_claim(r, idx)) {
-			__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
+		if (r->psize != KF_PAGE_SIZE || !kf_pg_claim(r, idx)) {
+			if (r->psize == KF_PAGE_SIZE)
+				__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
+			gpa += KF_PAGE_SIZE;
+			data = (const char *)data + KF_PAGE_SIZE;
 			continue;
 		}
-		ret = kf_install(r, idx, true, data, &zero);
+		uffd = kf_region_uffd(r, idx);
+		for (n = 1; gpa + n * KF_PAGE_SIZE < end && idx + n < r->pages &&
+			    kf_region_uffd(r, idx + n) == uffd && kf_pg_claim(r, idx + n);
+		     n++)
+			;
+		ret = kf_install_run(r, idx, n, data, &done);
+		for (i = 0; i < done; i++) {
+			kf_pg_publish(r, idx + i, KF_PG_INSTALLED);
+			kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
+		}
 		if (ret) {
-			ret = kf_fail_page(r, idx, -ret);
-			return ret ? ret : kf_page_failed(r, idx);
+			/* Past the failed page: claimed, not installed. */
+			for (i = done + 1; i < n; i++)
+				kf_pg_publish(r, idx + i, KF_PG_MISSING);
+			return ret;
 		}
-		kf_pg_publish(r, idx, KF_PG_INSTALLED);
-		kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
+		gpa += n * KF_PAGE_SIZE;
+		data = (const char *)data + n * KF_PAGE_SIZE;
 	}
 	return 0;
 }

@@ -42,4 +42,9 @@ int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);
 
+/* Zero bytes for up to a batch of pages (KF_MIG_MAX_BATCH); never written. */
+#define KF_ZERO_PAGES 64
+extern uint8_t kf_zero_pages[KF_ZERO_PAGES * 4096];
+#define kf_zero_page ((const uint8_t *)kf_zero_pages)
+
 #endif

@@ -23,6 +23,8 @@
 
 #include "internal.h"
 
+_Static_assert(KF_ZERO_PAGES >= KF_MIG_MAX_BATCH, "a batch of zero pages");
+
 static const char *const kf_mig_names[KF_MIG_TYPE_MAX] = {
 	[KF_MIG_HELLO] = "HELLO",
 	[KF_MIG_SETUP] = "SETUP",
@@ -38,6 +40,7 @@ static const char *const kf_mig_names[KF_MIG_TYPE_MAX] = {
 	[KF_MIG_RECOVER_DONE] = "RECOVER_DONE",
 	[KF_MIG_ERROR] = "ERROR",
 	[KF_MIG_STATS] = "STATS",
+	[KF_MIG_SYNC] = "SYNC",
 };
 
 const char *kf_mig_type_name(uint32_t type)
@@ -298,6 +301,11 @@ int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
 			return kf_mig_bad(hdr, "wrong size");
 		memcpy(&msg->u.stats, p, len);
 		return 0;
+	case KF_MIG_SYNC:
+		if (len != sizeof(msg->u.sync))
+			return kf_mig_bad(hdr, "wrong size");
+		memcpy(&msg->u.sync, p, len);
+		return 0;
 	case KF_MIG_ERROR:
 		if (len >= KF_MIG_MAX_TEXT)
 			return kf_mig_bad(hdr, "text too long");
@@ -337,6 +345,31 @@ int kf_mig_parse_frame(const void *buf, size_t len, size_t *used,
 	if (ret)
 		return ret;
 	*used = sizeof(hdr) + hdr.len;
+	return 0;
+}
+
+int kf_mig_pages_verify(const struct kf_mig_msg *msg)
+{
+	const struct kf_mig_pages_hdr *h = &msg->u.pages.h;
+	const uint8_t *data = msg->u.pages.data;
+	uint32_t i;
+
+	for (i = 0; i < h->count; i++) {
+		uint64_t gpa = h->gpa + (uint64_t)i * KF_PAGE_SIZE, want;
+		struct kf_mig_page_entry e;
+		const void *page = kf_zero_page;
+
+		memcpy(&e, &msg->u.pages.entries[i], sizeof(e));
+		if (e.kind == KF_MIG_PAGE_DATA) {
+			page = data;
+			data += KF_PAGE_SIZE;
+		}
+		want = kf_mig_page_hash(gpa, page);
+		if (want != e.hash)
+			return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
+				       (unsigned long long)gpa, (unsigned long long)want,
+				       (unsigned long long)e.hash);
+	}
 	return 0;
 }
 
@@ -591,6 +624,9 @@ static int kf_mig_tls_write(struct kf_mig_conn *conn, const struct iovec *iov,
 
 static int kf_mig_write_full(struct kf_mig_conn *conn, struct iovec *iov, int cnt)
 {
+	if (conn->tls && cnt == 1)
+		return kf_tls_write(conn->tls, iov->iov_base, iov->iov_len,
+				    KF_MIG_SEND_TIMEOUT_MS);
 	if (conn->tls)
 		return kf_mig_tls_write(conn, iov, cnt);
 	return kf_mig_writev_full(conn->fd, iov, cnt);
@@ -632,50 +668,57 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text)
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		      uint64_t count, enum kf_mig_page_cause cause)
 {
-	struct kf_mig_page_entry ents[KF_MIG_MAX_BATCH];
-	struct iovec iov[3 + KF_MIG_MAX_BATCH];
+	/*
+	 * A live guest may write a page while it is sent: the message is
+	 * built whole in one buffer (header, entries, the DATA pages packed)
+	 * and checksummed there, so bytes and checksum agree and the message
+	 * goes out with one write.
+	 */
+	static __thread char *msg;
+	const size_t data_off = sizeof(struct kf_mig_hdr) + sizeof(struct kf_mig_pages_hdr) +
+				KF_MIG_MAX_BATCH * sizeof(struct kf_mig_page_entry);
 	const char *s = src;
-	/* A live guest may write a page while it is sent: checksum and send a
-	 * copy, so that the two agree. */
-	static __thread char *bounce;
 
-	if (!bounce) {
-		bounce = aligned_alloc(KF_PAGE_SIZE, KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
-		if (!bounce)
+	if (!msg) {
+		msg = aligned_alloc(KF_PAGE_SIZE, KF_ALIGN_UP(data_off, KF_PAGE_SIZE) +
+				    KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
+		if (!msg)
 			return kf_fail(ENOMEM, "out of memory for a page batch");
 	}
-
 	while (count) {
-		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH);
-		struct kf_mig_pages_hdr ph = { .gpa = gpa, .count = n, .cause = cause };
-		struct kf_mig_hdr hdr = { .magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES };
-		size_t len = sizeof(ph) + n * sizeof(ents[0]);
-		int cnt = 3, ret;
-		uint32_t i;
+		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH), i, ndata = 0;
+		size_t ents_len = n * sizeof(struct kf_mig_page_entry);
+		/* The data right after this batch's entries; n < MAX_BATCH
+		 * moves the header up instead of the pages. */
+		char *data = msg + KF_ALIGN_UP(data_off, KF_PAGE_SIZE);
+		struct kf_mig_page_entry *ents = (void *)(data - ents_len);
+		struct kf_mig_pages_hdr *ph = (void *)((char *)ents - sizeof(*ph));
+		struct kf_mig_hdr *hdr = (void *)((char *)ph - sizeof(*hdr));
+		struct iovec iov;
+		int ret;
 
-		memset(ents, 0, sizeof(ents));
-		memcpy(bounce, s, (uint64_t)n * KF_PAGE_SIZE);
 		for (i = 0; i < n; i++) {
-			const char *page = bounce + (uint64_t)i * KF_PAGE_SIZE;
+			char *page = data + (size_t)ndata * KF_PAGE_SIZE;
 
-			ents[i].hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
-							page);
-			if (kf_page_is_zero(page)) {
+			memcpy(page, s + (size_t)i * KF_PAGE_SIZE, KF_PAGE_SIZE);
+			ents[i] = (struct kf_mig_page_entry){
+				.hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE, page),
+				.kind = KF_MIG_PAGE_DATA,
+			};
+			if (kf_page_is_zero(page))
 				ents[i].kind = KF_MIG_PAGE_ZERO;
-				continue;
-			}
-			iov[cnt].iov_base = (void *)page;
-			iov[cnt].iov_len = KF_PAGE_SIZE;
-			cnt++;
-			len += KF_PAGE_SIZE;
+			else
+				ndata++;
 		}
-		hdr.len = (uint32_t)len;
-		iov[0] = (struct iovec){ &hdr, sizeof(hdr) };
-		iov[1] = (struct iovec){ &ph, sizeof(ph) };
-		iov[2] = (struct iovec){ ents, n * sizeof(ents[0]) };
+		*ph = (struct kf_mig_pages_hdr){ .gpa = gpa, .count = n, .cause = cause };
+		*hdr = (struct kf_mig_hdr){
+			.magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
+			.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE),
+		};
+		iov = (struct iovec){ hdr, sizeof(*hdr) + hdr->len };
 		pthread_mutex_lock(&conn->wlock);
-		hdr.seq = conn->seq++;
-		ret = kf_mig_write_full(conn, iov, cnt);
+		hdr->seq = conn->seq++;
+		ret = kf_mig_write_full(conn, &iov, 1);
 		pthread_mutex_unlock(&conn->wlock);
 		if (ret)
 			return ret;

@@ -216,6 +216,8 @@ fail:
 	return ret;
 }
 
+uint8_t kf_zero_pages[KF_ZERO_PAGES * 4096] __attribute__((aligned(4096)));
+
 bool kf_page_is_zero(const void *page)
 {
 	const uint64_t *p = page;

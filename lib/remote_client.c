@@ -165,91 +165,132 @@ static void kf_rc_sink_done(struct kf_rc_region *g)
 }
 
 /*
- * A verified page arrived.  Waiters for it get it (their read() installs
- * it); otherwise it goes to the engine's sink, or to the cache before the
- * engine started.
+ * Verified pages arrived: a run of n (at most a batch) from page idx of
+ * region g.  Waiters for one of them get it (their read() installs it);
+ * the others go to the engine's sink in contiguous runs, to the cache
+ * before the engine started, or straight to an eager region's memory.
  */
-static int kf_rc_deliver(struct kf_remote *r, uint64_t gpa, const void *page,
-			 enum kf_mig_page_cause cause)
+static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
+			     uint64_t idx, uint32_t n, const uint8_t *data,
+			     enum kf_mig_page_cause cause)
 {
+	uint64_t gpa = g->r.gpa + idx * KF_PAGE_SIZE, filled = 0, to_sink = 0;
 	struct kf_rc_waiter **pw, *w;
-	struct kf_rc_region *g;
 	kf_pagesrc_sink_fn sink = NULL;
 	void *opaque = NULL;
-	bool filled = false;
-	uint64_t idx;
+	uint32_t k;
 	int ret = 0;
 
 	pthread_mutex_lock(&r->lock);
-	g = kf_rc_find(r, gpa, &idx);
-	if (!g) {
-		pthread_mutex_unlock(&r->lock);
-		return kf_fail(EPROTO, "migration stream: page 0x%llx is in no guest memory region",
-			       (unsigned long long)gpa);
-	}
-	r->st.pages_by_cause[cause]++;
+	r->st.pages_by_cause[cause] += n;
 	for (pw = &r->waiters; (w = *pw);) {
-		if (w->gpa == gpa) {
-			memcpy(w->buf, page, KF_PAGE_SIZE);
+		if (w->gpa >= gpa && w->gpa - gpa < (uint64_t)n * KF_PAGE_SIZE) {
+			k = (uint32_t)((w->gpa - gpa) / KF_PAGE_SIZE);
+			memcpy(w->buf, data + (uint64_t)k * KF_PAGE_SIZE, KF_PAGE_SIZE);
 			w->result = 0;
 			*pw = w->next;
-			filled = true;
+			filled |= 1ULL << k;
 		} else {
 			pw = &w->next;
 		}
 	}
-	if (!g->held[idx]) {
-		g->held[idx] = 1;
-		if (!g->eager)
-			r->held_pages++;
-	} else if (!filled && (cause == KF_MIG_CAUSE_PUSH ||
-			       cause == KF_MIG_CAUSE_DEMAND)) {
-		/* Already here: a push and a demand answer crossed. */
-		pthread_mutex_unlock(&r->lock);
-		return 0;
-	}
-	if (filled) {
-		pthread_cond_broadcast(&r->cond);
-	} else if (g->eager) {
-		if (!g->eager_hva)
-			ret = kf_fail(EPROTO, "migration: page for region %u before its memory exists",
-				      g->r.id);
-		else
-			memcpy((char *)g->eager_hva + idx * KF_PAGE_SIZE, page,
+	for (k = 0; k < n; k++) {
+		const uint8_t *page = data + (uint64_t)k * KF_PAGE_SIZE;
+		bool mine = filled & (1ULL << k);
+
+		if (!g->held[idx + k]) {
+			g->held[idx + k] = 1;
+			if (!g->eager)
+				r->held_pages++;
+		} else if (!mine && (cause == KF_MIG_CAUSE_PUSH ||
+				     cause == KF_MIG_CAUSE_DEMAND)) {
+			continue;	/* already here: a push and a demand answer crossed */
+		}
+		if (mine)
+			continue;
+		if (g->eager) {
+			if (!g->eager_hva) {
+				ret = kf_fail(EPROTO, "migration: page for region %u before its memory exists",
+					      g->r.id);
+				break;
+			}
+			memcpy((char *)g->eager_hva + (idx + k) * KF_PAGE_SIZE, page,
 			       KF_PAGE_SIZE);
-	} else if (!g->sink) {
-		memcpy(g->cache + idx * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
-		g->cached[idx] = 1;
-	} else {
+		} else if (!g->sink) {
+			memcpy(g->cache + (idx + k) * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+			g->cached[idx + k] = 1;
+		} else {
+			to_sink |= 1ULL << k;
+		}
+	}
+	if (filled)
+		pthread_cond_broadcast(&r->cond);
+	if (r->held_pages == r->total_pages)
+		pthread_cond_broadcast(&r->cond);
+	if (to_sink) {
 		sink = g->sink;
 		opaque = g->sink_opaque;
 		g->sink_calls++;
 	}
-	if (r->held_pages == r->total_pages)
-		pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	if (sink) {
-		ret = sink(opaque, gpa, page, KF_PAGE_SIZE);
-		kf_rc_sink_done(g);
+	if (!sink)
+		return ret;
+	/* One call for each contiguous run: the engine installs it at once. */
+	for (k = 0; k < n && !ret;) {
+		uint32_t end;
+
+		if (!(to_sink & (1ULL << k))) {
+			k++;
+			continue;
+		}
+		for (end = k + 1; end < n && (to_sink & (1ULL << end)); end++)
+			;
+		ret = sink(opaque, gpa + (uint64_t)k * KF_PAGE_SIZE,
+			   data + (uint64_t)k * KF_PAGE_SIZE,
+			   (size_t)(end - k) * KF_PAGE_SIZE);
+		k = end;
 	}
+	kf_rc_sink_done(g);
 	return ret;
 }
 
+/* A PAGES message: verified where it lies, delivered in runs. */
 static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
 {
-	static __thread uint8_t page[KF_PAGE_SIZE] __attribute__((aligned(64)));
-	uint32_t i;
+	const uint8_t *data = msg->u.pages.data;
+	uint32_t count = msg->u.pages.h.count, i = 0;
 	int ret;
 
-	for (i = 0; i < msg->u.pages.h.count; i++) {
-		uint64_t gpa = msg->u.pages.h.gpa + (uint64_t)i * KF_PAGE_SIZE;
+	_Static_assert(KF_MIG_MAX_BATCH <= 64, "a batch fits a 64-bit mask");
+	ret = kf_mig_pages_verify(msg);
+	if (ret)
+		return ret;
+	while (i < count) {
+		uint64_t gpa = msg->u.pages.h.gpa + (uint64_t)i * KF_PAGE_SIZE, idx;
+		struct kf_mig_page_entry e;
+		struct kf_rc_region *g;
+		uint32_t j, kind;
 
-		ret = kf_mig_page_get(msg, i, page);
+		memcpy(&e, &msg->u.pages.entries[i], sizeof(e));
+		kind = e.kind;
+		g = kf_rc_find(r, gpa, &idx);
+		if (!g)
+			return kf_fail(EPROTO, "migration stream: page 0x%llx is in no guest memory region",
+				       (unsigned long long)gpa);
+		/* A run of one kind, inside one region. */
+		for (j = i + 1; j < count && idx + (j - i) < g->npages; j++) {
+			memcpy(&e, &msg->u.pages.entries[j], sizeof(e));
+			if (e.kind != kind)
+				break;
+		}
+		ret = kf_rc_deliver_run(r, g, idx, j - i,
+					kind == KF_MIG_PAGE_DATA ? data : kf_zero_page,
+					msg->u.pages.h.cause);
 		if (ret)
 			return ret;
-		ret = kf_rc_deliver(r, gpa, page, msg->u.pages.h.cause);
-		if (ret)
-			return ret;
+		if (kind == KF_MIG_PAGE_DATA)
+			data += (uint64_t)(j - i) * KF_PAGE_SIZE;
+		i = j;
 	}
 	return 0;
 }
@@ -307,7 +348,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		ret = kf_fail(ECONNREFUSED, "migration source refused: %s", msg.u.text);
 	else if (!ret && msg.hdr.type == KF_MIG_HELLO &&
 		 msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (version 2 changed the page checksums to XXH3)",
+		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (2 changed the page checksums to XXH3, 3 added SYNC)",
 			      msg.u.hello.version, KF_MIG_VERSION);
 	else if (!ret && (msg.hdr.type != KF_MIG_HELLO ||
 			  msg.u.hello.session != r->session ||
@@ -438,6 +479,10 @@ int kf_remote_wait_switchover(struct kf_remote *r, struct kf_mig_switchover *sw)
 		switch (msg.hdr.type) {
 		case KF_MIG_PAGES:
 			ret = kf_rc_handle_pages(r, &msg);
+			break;
+		case KF_MIG_SYNC:
+			ret = kf_mig_send(r->main, KF_MIG_SYNC, &msg.u.sync,
+					  sizeof(msg.u.sync), NULL, 0, NULL, 0);
 			break;
 		case KF_MIG_DISCARD:
 			pthread_mutex_lock(&r->lock);

@@ -149,6 +149,22 @@ void kf_page_server_mark_sent(struct kf_page_server *srv, uint64_t gpa,
 	}
 }
 
+int kf_page_server_sync(struct kf_page_server *srv)
+{
+	uint64_t cookie = kf_mig_now_ns();
+	struct kf_mig_msg msg;
+	int ret;
+
+	ret = kf_mig_send(srv->main, KF_MIG_SYNC, &cookie, sizeof(cookie),
+			  NULL, 0, NULL, 0);
+	if (!ret)
+		ret = kf_mig_recv(srv->main, &msg);
+	if (!ret && (msg.hdr.type != KF_MIG_SYNC || msg.u.sync != cookie))
+		ret = kf_fail(EPROTO, "migration: the destination answered SYNC with %s",
+			      kf_mig_type_name(msg.hdr.type));
+	return ret;
+}
+
 void kf_page_server_mark_stopped(struct kf_page_server *srv)
 {
 	srv->stop_ns = kf_mig_now_ns();
@@ -200,7 +216,7 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
 	if (!ret && msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (version 2 changed the page checksums to XXH3)",
+		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (2 changed the page checksums to XXH3, 3 added SYNC)",
 			      msg.u.hello.version, KF_MIG_VERSION);
 	if (!ret && msg.u.hello.image_id != hello.image_id)
 		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",

@@ -123,6 +123,8 @@ int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
 	SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(tls->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Read whole records and more at once, not a header and a body. */
+	SSL_CTX_set_read_ahead(tls->ctx, 1);
 	SSL_CTX_set_app_data(tls->ctx, tls);
 	if (server)
 		SSL_CTX_set_psk_server_callback(tls->ctx, kf_tls_psk_server);

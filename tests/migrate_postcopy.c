@@ -89,10 +89,16 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls)
 		TEST_ASSERT(!strcmp(rep.backend, "exit"), "backend %s", rep.backend);
 	TEST_ASSERT_EQ(rep.precopy_rounds, rounds);
 	TEST_ASSERT_EQ(rep.tls, tls);
+	/* Pre-copy carries the system slot whole, and data only with rounds;
+	 * the blackout only the system slot's pages written since. */
+	TEST_ASSERT(rep.system_pages > 0, "no system slot");
 	if (!rounds)
-		TEST_ASSERT_EQ(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY], 0);
+		TEST_ASSERT_EQ(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY], rep.system_pages);
 	else
-		TEST_ASSERT(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY] > 0, "no pre-copy pages");
+		TEST_ASSERT(rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY] > rep.system_pages,
+			    "no pre-copy data pages");
+	TEST_ASSERT(rep.pages_by_cause[KF_MIG_CAUSE_STOPCOPY] < rep.system_pages,
+		    "the whole system slot went in the blackout");
 	if (drop_after)
 		TEST_ASSERT(rep.reconnects >= 1, "no reconnect after the drop");
 	/* Switch-off while the guest runs: the regions left userfaultfd, no

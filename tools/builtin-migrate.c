@@ -49,10 +49,12 @@ struct opts {
 	const char *psk;
 	bool plain;
 	bool plain_anywhere;
+	bool link_test;
 	unsigned int vcpus;
 	uint64_t pages;
 	unsigned int precopy;
 	int warmup_ms;
+	int idle_us;
 	int run_ms;
 	int recover_ms;
 	int timeout_ms;
@@ -78,6 +80,8 @@ static void usage(FILE *f)
 		"  --plain               plain TCP, no TLS: only on a loopback address\n"
 		"  --plain-anywhere      plain TCP on any address (guest memory in the clear)\n"
 		"  local uses a fresh key of its own unless --plain or --psk\n"
+		"  --link-test           local: first measure loopback TCP, the plain and\n"
+		"                        the TLS channel (256 MiB each) and report the ratio\n"
 		"\n"
 		"source options:\n"
 		"  --vcpus N             vCPUs of the workload (2)\n"
@@ -86,6 +90,8 @@ static void usage(FILE *f)
 		"  --warmup-ms MS        let the guest run this long before migrating (100)\n"
 		"  --port-file FILE      write the port listened on (for --listen HOST:0)\n"
 		"  --no-push             no background push: demand faults only\n"
+		"  --idle-us US          a mostly idle guest: each vCPU sleeps US after each page\n"
+		"                        it writes (0: it writes nonstop)\n"
 		"  --drop-after-pages N  test: cut the connections once after N post-copy pages\n"
 		"dest options:\n"
 		"  --backend B           auto, exit, uffd-missing, uffd-minor (auto)\n"
@@ -113,7 +119,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
 	       O_PRECOPY, O_WARMUP, O_RUN, O_RECOVER, O_TIMEOUT, O_DROPP, O_DROPMS,
 	       O_NOPUSH, O_JSON, O_QUIET, O_PROGRESS, O_NOPROGRESS, O_HELP,
-	       O_PSK, O_PLAIN, O_PLAIN_ANYWHERE };
+	       O_PSK, O_PLAIN, O_PLAIN_ANYWHERE, O_IDLE, O_LINK };
 	static const struct option lo[] = {
 		{ "listen", 1, NULL, O_LISTEN }, { "connect", 1, NULL, O_CONNECT },
 		{ "port-file", 1, NULL, O_PORTFILE }, { "backend", 1, NULL, O_BACKEND },
@@ -128,6 +134,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "no-progress", 0, NULL, O_NOPROGRESS }, { "help", 0, NULL, O_HELP },
 		{ "psk", 1, NULL, O_PSK }, { "plain", 0, NULL, O_PLAIN },
 		{ "plain-anywhere", 0, NULL, O_PLAIN_ANYWHERE },
+		{ "idle-us", 1, NULL, O_IDLE }, { "link-test", 0, NULL, O_LINK },
 		{ 0 },
 	};
 	const char *env;
@@ -172,6 +179,9 @@ static int parse(int argc, char **argv, struct opts *o)
 				       UINT64_MAX, &o->drop_after_pages);
 			break;
 		case O_WARMUP: bad = ms_arg("--warmup-ms", &o->warmup_ms); break;
+		case O_IDLE:
+			bad = tool_int("migrate", "--idle-us", optarg, 0, 1000000, &o->idle_us);
+			break;
 		case O_RUN: bad = ms_arg("--run-ms", &o->run_ms); break;
 		case O_RECOVER: bad = ms_arg("--recover-timeout", &o->recover_ms); break;
 		case O_TIMEOUT: bad = ms_arg("--timeout", &o->timeout_ms); break;
@@ -179,6 +189,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_NOPUSH: o->no_push = true; break;
 		case O_PSK: o->psk = optarg; break;
 		case O_PLAIN: o->plain = true; break;
+		case O_LINK: o->link_test = true; break;
 		case O_PLAIN_ANYWHERE: o->plain = o->plain_anywhere = true; break;
 		case O_JSON: o->json = true; break;
 		case O_QUIET: o->quiet = true; break;
@@ -278,7 +289,8 @@ static int channel(const struct opts *o, const char *side, const char *addr,
 
 static int run_source(const struct opts *o, int lfd, struct kf_mig_tls *tls)
 {
-	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages };
+	struct kf_workload_cfg wc = { .nr_vcpus = o->vcpus, .pages_per_vcpu = o->pages,
+				      .idle_us = (unsigned int)o->idle_us };
 	struct kf_mig_source_config sc = {
 		.listen_fd = lfd,
 		.precopy_rounds = o->precopy,
@@ -328,7 +340,7 @@ static int run_source(const struct opts *o, int lfd, struct kf_mig_tls *tls)
 }
 
 static int run_dest(const struct opts *o, const char *addr,
-		    struct kf_mig_tls *tls)
+		    struct kf_mig_tls *tls, const struct kf_link_speed *link)
 {
 	struct kf_mig_dest_config dc = {
 		.addr = addr,
@@ -351,6 +363,8 @@ static int run_dest(const struct opts *o, const char *addr,
 	}
 	dc.backend = b;
 	ret = kf_mig_dest_run(&dc, &rep);
+	if (link)
+		rep.link = *link;
 	report(o, &rep, "destination");
 	if (ret)
 		fprintf(stderr, "kvmfault migrate dest: migration failed: %s\n",
@@ -391,6 +405,7 @@ static bool no_kvm(void)
 static int run_local(const struct opts *o)
 {
 	struct kf_mig_tls *tls_source = NULL, *tls_dest = NULL;
+	struct kf_link_speed link;
 	unsigned char key[32];
 	char addr[64];
 	int port, status, ret, lfd;
@@ -417,6 +432,16 @@ static int run_local(const struct opts *o)
 		}
 		memset(key, 0, sizeof(key));
 	}
+	if (o->link_test) {
+		if (kf_mig_link_speed(256ULL << 20, &link)) {
+			fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
+			ret = 1;
+			goto out;
+		}
+		if (!o->quiet)
+			fprintf(stderr, "kvmfault migrate: loopback %.0f MB/s raw, channel %.0f MB/s plain, %.0f MB/s TLS\n",
+				link.raw_bps / 1e6, link.plain_bps / 1e6, link.tls_bps / 1e6);
+	}
 	lfd = kf_mig_listen("127.0.0.1:0", &port);
 	if (lfd < 0) {
 		fprintf(stderr, "kvmfault migrate: %s\n", kf_error());
@@ -439,7 +464,7 @@ static int run_local(const struct opts *o)
 		fprintf(stderr, "kvmfault migrate: source is process %d on %s; destination is process %d; %s\n",
 			(int)pid, addr, (int)getpid(),
 			tls_dest ? "TLS 1.3" : "plain TCP");
-	ret = run_dest(o, addr, tls_dest);
+	ret = run_dest(o, addr, tls_dest, o->link_test ? &link : NULL);
 	if (ret)
 		kill(pid, SIGTERM);
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
@@ -510,7 +535,7 @@ int cmd_migrate(int argc, char **argv)
 		ret = channel(&o, "dest", o.connect, false, &tls);
 		if (ret)
 			return ret;
-		ret = no_kvm() ? 1 : run_dest(&o, o.connect, tls);
+		ret = no_kvm() ? 1 : run_dest(&o, o.connect, tls, NULL);
 		kf_mig_tls_free(tls);
 		return ret;
 	}

@@ -9,7 +9,8 @@
  * uses two connections, both opened by the destination to the source:
  *
  *   main:   HELLO(main) SETUP, [PAGES...]* (pre-copy rounds), DISCARD*,
- *           VCPU*, SWITCHOVER; then during post-copy the background PAGES
+ *           VCPU*, SWITCHOVER (SYNC any time before: the destination
+ *           answers SYNC once it has handled everything before it); then during post-copy the background PAGES
  *           push, PUSH_DONE; the destination answers RESUMED and, once it
  *           holds every page, COMPLETE, which lets the source let go.
  *   demand: HELLO(demand); the destination sends REQ (a batch of page
@@ -41,8 +42,9 @@
 KF_API_BEGIN
 
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
-/* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
-#define KF_MIG_VERSION 2
+/* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash().
+ * 3: SYNC. */
+#define KF_MIG_VERSION 3
 #define KF_MIG_MAX_PAYLOAD (4U << 20)
 #define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
 #define KF_MIG_MAX_REQ 256		/* addresses in one REQ */
@@ -64,6 +66,7 @@ enum kf_mig_type {
 	KF_MIG_RECOVER_DONE,
 	KF_MIG_ERROR,
 	KF_MIG_STATS,
+	KF_MIG_SYNC,
 	KF_MIG_TYPE_MAX,
 };
 
@@ -197,6 +200,7 @@ struct kf_mig_msg {
 			const uint64_t *bitmap;
 		} received;
 		struct kf_mig_stats stats;
+		uint64_t sync;		/* a cookie the answer repeats */
 		char text[KF_MIG_MAX_TEXT];
 	} u;
 };
@@ -282,6 +286,10 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text);
  */
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		      uint64_t count, enum kf_mig_page_cause cause);
+
+/* Verify every page of a PAGES message where it lies (DATA pages follow
+ * each other in msg->u.pages.data): 0, or -EBADMSG with a message. */
+int kf_mig_pages_verify(const struct kf_mig_msg *msg);
 
 /* Verify the pages of a PAGES message; i-th page into out (4096 bytes,
  * zero-filled for ZERO).  -EBADMSG (message set) on a checksum mismatch. */

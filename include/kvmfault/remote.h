@@ -89,6 +89,9 @@ struct kf_mig_conn *kf_page_server_main(struct kf_page_server *srv);
 /* Mark pages as held by the destination already (sent eagerly). */
 void kf_page_server_mark_sent(struct kf_page_server *srv, uint64_t gpa,
 			      uint64_t npages);
+/* Before SWITCHOVER: wait until the destination has handled everything
+ * sent so far on the main connection (SYNC, answered). */
+int kf_page_server_sync(struct kf_page_server *srv);
 /* The guest stopped now: downtime runs from here to RESUMED. */
 void kf_page_server_mark_stopped(struct kf_page_server *srv);
 /* Serve demand faults and push the rest until the destination has every

@@ -88,7 +88,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	struct kf_mig_conn *c;
 	struct kf_mig_stats st;
 	uint64_t t0, precopy_pages = 0;
-	unsigned int i, n = 0, round;
+	unsigned int i, n = 0, round, sys = KF_MIG_MAX_REGIONS;
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
@@ -124,6 +124,33 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		goto out;
 	c = kf_page_server_main(srv);
 	t0 = kf_mig_now_ns();
+
+	/*
+	 * The system slot (program image, page tables, stacks) goes whole
+	 * while the guest runs, with dirty logging on; the blackout then
+	 * carries only the pages of it written since.
+	 */
+	for (i = 0; i < n; i++) {
+		struct kf_memslot *ms = slots[i];
+		uint64_t np = ms->size / KF_PAGE_SIZE;
+
+		if (ms->slot != KF_SYSTEM_SLOT)
+			continue;
+		sys = i;
+		rep->system_pages = np;
+		bitmaps[i] = calloc((np + 63) / 64, 8);
+		if (!bitmaps[i]) {
+			ret = kf_fail(ENOMEM, "out of memory");
+			goto out;
+		}
+		ret = kf_vm_set_region_flags(vm, ms->slot, ms->flags | KVM_MEM_LOG_DIRTY_PAGES);
+		if (!ret)
+			ret = kf_mig_send_pages(c, ms->gpa, ms->hva, np, KF_MIG_CAUSE_PRECOPY);
+		if (ret)
+			goto out;
+		kf_page_server_count(srv, KF_MIG_CAUSE_PRECOPY, np);
+		kf_page_server_mark_sent(srv, ms->gpa, np);
+	}
 
 	/* Pre-copy: everything once, then what the guest dirtied meanwhile. */
 	for (i = 0; i < n && cfg->precopy_rounds; i++) {
@@ -168,6 +195,12 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 			fprintf(stderr, "kvmfault-migrate: pre-copy round %u: %" PRIu64 " pages\n",
 				round, sent);
 	}
+
+	/* The destination holds all that was sent: the blackout carries
+	 * only what follows. */
+	ret = kf_page_server_sync(srv);
+	if (ret)
+		goto out;
 
 	/* Stop and copy: vCPUs, what is dirty is dropped at the destination. */
 	for (i = 0; i < nr_vcpus; i++)
@@ -225,18 +258,15 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		if (ret)
 			goto out;
 	}
-	for (i = 0; i < n; i++) {
-		if (slots[i]->slot != KF_SYSTEM_SLOT)
-			continue;
-		ret = kf_mig_send_pages(c, slots[i]->gpa, slots[i]->hva,
-					slots[i]->size / KF_PAGE_SIZE,
-					KF_MIG_CAUSE_STOPCOPY);
+	if (sys < n) {
+		uint64_t resent = 0;
+
+		ret = kf_vm_get_dirty_log(vm, slots[sys]->slot, bitmaps[sys]);
+		if (!ret)
+			ret = kf_src_send_dirty(srv, c, slots[sys], bitmaps[sys],
+						KF_MIG_CAUSE_STOPCOPY, &resent);
 		if (ret)
 			goto out;
-		kf_page_server_count(srv, KF_MIG_CAUSE_STOPCOPY,
-				     slots[i]->size / KF_PAGE_SIZE);
-		kf_page_server_mark_sent(srv, slots[i]->gpa,
-					 slots[i]->size / KF_PAGE_SIZE);
 	}
 	for (i = 0; i < n; i++)
 		if (slots[i]->slot != KF_SYSTEM_SLOT)
@@ -280,6 +310,7 @@ static int kf_dest_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
 	struct kf_dest_ctx *ctx = vcpu->opaque;
 
+	kf_workload_idle(uc);
 	if (uc->args[0] == KF_WL_STAGE_VERIFIED && ctx) {
 		__atomic_fetch_add(&ctx->verified, 1, __ATOMIC_SEQ_CST);
 		__atomic_fetch_add(&ctx->verified_pages, uc->args[1], __ATOMIC_SEQ_CST);
@@ -338,7 +369,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	struct kf_engine *e = NULL;
 	struct kf_remote *r = NULL;
 	struct kf_vm *vm = NULL;
-	uint64_t t0 = kf_mig_now_ns(), t_resume, t_switch, held = 0, total = 0;
+	uint64_t t0 = kf_mig_now_ns(), t_setup, t_resume, t_switch, held = 0, total = 0;
 	uint64_t iter_at_switch, uffd_faults_at_switch;
 	unsigned int i, nv;
 	bool started = false, dropped = false, minor;
@@ -350,6 +381,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	ret = kf_remote_connect(&rc, &r);
 	if (ret)
 		return kf_report_fail(rep, ret);
+	t_setup = kf_mig_now_ns();
 	nv = kf_remote_nr_vcpus(r);
 	rep->nr_vcpus = nv;
 	ret = kf_vm_create(&vm);
@@ -371,6 +403,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 			if (ret)
 				goto out;
 			ret = kf_remote_set_eager(r, i, ms->hva);
+			rep->system_pages = mr->size / KF_PAGE_SIZE;
 		} else {
 			ret = kf_vm_add_region(vm, &reg, NULL);
 			rep->guest_bytes += mr->size;
@@ -501,6 +534,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		kf_progress(held, total, true);
 	if (ret)
 		goto out;
+	rep->migration_ns = kf_mig_now_ns() - t_setup;
 	rep->postcopy_ns = kf_mig_now_ns() - t_resume;
 	/* Run on for the times asked, and until the guest has made progress
 	 * past the switch: a slow host (QEMU TCG) may need longer for that. */
@@ -596,9 +630,17 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 	fprintf(f, "  pre-copy rounds:    %u\n", rep->precopy_rounds);
 	fprintf(f, "  downtime:           %.2f ms\n", kf_ms(rep->downtime_ns));
 	fprintf(f, "  post-copy phase:    %.2f ms\n", kf_ms(rep->postcopy_ns));
-	fprintf(f, "  total time:         %.2f ms\n", kf_ms(rep->total_ns));
-	fprintf(f, "  pages by pre-copy:  %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PRECOPY]);
-	fprintf(f, "  pages by stop-copy: %" PRIu64 " (system slot)\n", rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY]);
+	fprintf(f, "  migration:          %.2f ms (SETUP to every page here)\n", kf_ms(rep->migration_ns));
+	fprintf(f, "  total time:         %.2f ms (destination start to guest verified)\n", kf_ms(rep->total_ns));
+	if (rep->link.raw_bps > 0)
+		fprintf(f, "  link:               %.0f MB/s raw, %.0f MB/s plain, %.0f MB/s TLS; migration %.2fx guest memory / raw link\n",
+			rep->link.raw_bps / 1e6, rep->link.plain_bps / 1e6,
+			rep->link.tls_bps / 1e6,
+			kf_ms(rep->migration_ns) / (rep->guest_bytes / rep->link.raw_bps * 1e3));
+	fprintf(f, "  pages by pre-copy:  %" PRIu64 " (of which the system slot %" PRIu64 ")\n",
+		rep->pages_by_cause[KF_MIG_CAUSE_PRECOPY], rep->system_pages);
+	fprintf(f, "  pages by stop-copy: %" PRIu64 " (system slot pages written since)\n",
+		rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY]);
 	fprintf(f, "  pages by demand:    %" PRIu64 " (%" PRIu64 " requests in %" PRIu64 " messages)\n",
 		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND], rep->requests, rep->req_messages);
 	fprintf(f, "  pages by push:      %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PUSH]);
@@ -647,7 +689,13 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 	kf_json_str(f, rep->error);
 	fprintf(f, ", \"backend\": ");
 	kf_json_str(f, rep->backend ? rep->backend : "");
-	fprintf(f, ", \"tls\": %s", rep->tls ? "true" : "false");
+	fprintf(f, ", \"tls\": %s, \"system_pages\": %" PRIu64, rep->tls ? "true" : "false",
+		rep->system_pages);
+	fprintf(f, ", \"migration_ms\": %.3f", kf_ms(rep->migration_ns));
+	if (rep->link.raw_bps > 0)
+		fprintf(f, ", \"link_mbps\": {\"raw\": %.0f, \"plain\": %.0f, \"tls\": %.0f}",
+			rep->link.raw_bps / 1e6, rep->link.plain_bps / 1e6,
+			rep->link.tls_bps / 1e6);
 	fprintf(f, ", \"vcpus\": %u, \"guest_bytes\": %" PRIu64
 		", \"precopy_rounds\": %u, \"downtime_ms\": %.3f, \"postcopy_ms\": %.3f"
 		", \"total_ms\": %.3f, \"pages\": {\"precopy\": %" PRIu64

@@ -67,6 +67,8 @@ KF_GUEST void kf_workload_guest(uint64_t arg)
 		kf_wl_fill(page, (id << 48) ^ (pg << 20) ^ (iter << 1) ^ r);
 		csum[pg] = kf_hash((const void *)page, KF_PAGE_SIZE);
 		ctl->iterations[id] = iter;
+		if (ctl->idle_us)
+			GUEST_SYNC_ARGS(KF_WL_STAGE_IDLE, ctl->idle_us, 0, 0);
 	}
 
 	for (p = 0; p < n; p++)
@@ -134,6 +136,7 @@ int kf_workload_setup(struct kf_vm *vm, const struct kf_workload_cfg *cfg,
 	ctl->pages_per_vcpu = cfg->pages_per_vcpu;
 	ctl->csum_pages = kf_wl_csum_pages(cfg->pages_per_vcpu);
 	ctl->nr_vcpus = cfg->nr_vcpus;
+	ctl->idle_us = cfg->idle_us;
 	return kf_workload_add_vcpus(vm, cfg->nr_vcpus, vcpus);
 }
 
@@ -148,9 +151,16 @@ void kf_workload_stop(struct kf_vm *vm)
 /* vCPUs that filled their working set, for kf_workload_start(). */
 static unsigned int kf_wl_filled;
 
+void kf_workload_idle(const struct kf_ucall *uc)
+{
+	if (uc->args[0] == KF_WL_STAGE_IDLE)
+		usleep((useconds_t)KF_MIN(uc->args[1], (uint64_t)1000000));
+}
+
 static int kf_wl_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
 	(void)vcpu;
+	kf_workload_idle(uc);
 	if (uc->args[0] == KF_WL_STAGE_FILLED)
 		__atomic_fetch_add(&kf_wl_filled, 1, __ATOMIC_SEQ_CST);
 	return 0;

@@ -26,11 +26,15 @@
  */
 #define KF_WL_STAGE_FILLED 1	/* args: pages written once */
 #define KF_WL_STAGE_VERIFIED 2	/* args: pages checked, iterations */
+#define KF_WL_STAGE_IDLE 3	/* args: microseconds the host sleeps */
 
 struct kf_workload_cfg {
 	unsigned int nr_vcpus;
 	uint64_t pages_per_vcpu;	/* working set of each vCPU */
 	uint64_t gpa;			/* region start; 0: kf_vm_free_gpa() */
+	/* A mostly idle guest: after each page it writes, the vCPU's
+	 * thread sleeps this long (KF_WL_STAGE_IDLE); 0: writes nonstop. */
+	unsigned int idle_us;
 };
 
 struct kf_workload_ctl {
@@ -39,8 +43,12 @@ struct kf_workload_ctl {
 	uint64_t pages_per_vcpu;
 	uint64_t csum_pages;		/* checksum pages before each span */
 	uint64_t nr_vcpus;
+	uint64_t idle_us;
 	volatile uint64_t iterations[KF_MAX_VCPUS];
 };
+
+/* A vCPU's sync hook for the workload's stages: sleeps for IDLE. */
+void kf_workload_idle(const struct kf_ucall *uc);
 
 /* The guest entry point of every workload vCPU. */
 void kf_workload_guest(uint64_t arg);
@@ -74,6 +82,15 @@ void kf_workload_stop(struct kf_vm *vm);
  */
 int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus);
 
+/* The link, one direction over loopback TCP, in bytes per second. */
+struct kf_link_speed {
+	double raw_bps;		/* write()/read() */
+	double plain_bps;	/* PAGES over a plain migration connection */
+	double tls_bps;		/* PAGES over TLS */
+};
+
+int kf_mig_link_speed(uint64_t bytes, struct kf_link_speed *ls);
+
 /* ----------------------------------------------------------------------
  * Whole migrations (lib/migration_run.c): the source and destination
  * sides of a post-copy live migration of a workload VM.
@@ -82,6 +99,10 @@ struct kf_mig_report {
 	bool ok;			/* every vCPU verified every page */
 	char error[1024];
 	bool tls;			/* the channel: TLS, or plain TCP */
+	uint64_t migration_ns;		/* SETUP received to every page here */
+	struct kf_link_speed link;	/* measured by the caller, or zeros */
+	uint64_t system_pages;		/* the system slot: pre-copied whole,
+					 * its dirty pages again in the blackout */
 	const char *backend;
 	unsigned int nr_vcpus;
 	uint64_t guest_bytes;		/* post-copy regions */
