@@ -2,6 +2,7 @@
 /* Snapshot files (see include/kvmfault/snapshot.h). */
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,23 +587,114 @@ static const struct kf_pagesrc_ops kf_snapsrc_ops = {
 	.destroy = kf_snapsrc_destroy,
 };
 
-int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
-			struct kf_pagesrc **srcp)
+/* The prefetching source: a struct kf_pagesrc first, so src->priv works. */
+struct kf_snap_prefetch {
+	struct kf_pagesrc src;
+	struct kf_snapshot *snap;
+	kf_pagesrc_sink_fn sink;
+	void *opaque;
+	pthread_t thread;
+	bool started;
+	volatile int stop;
+	int result;
+};
+
+#define KF_SNAP_PREFETCH_RUN 64
+
+static void *kf_snap_prefetch_thread(void *arg)
+{
+	struct kf_snap_prefetch *pf = arg;
+	uint64_t off = 0, size = pf->src.size;
+	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
+	int ret = buf ? 0 : -ENOMEM;
+
+	while (!ret && off < size && !__atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t len = KF_MIN(size - off, (uint64_t)KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE), i;
+
+		for (i = 0; i < len && !ret; i += KF_PAGE_SIZE)
+			ret = kf_snapshot_read_page(pf->snap, pf->src.base + off + i, buf + i);
+		if (!ret)
+			ret = pf->sink(pf->opaque, pf->src.base + off, buf, len);
+		off += len;
+	}
+	/* A failed prefetch is only a lost hint: faults read (and report)
+	 * every page themselves. */
+	pf->result = ret;
+	free(buf);
+	return NULL;
+}
+
+static int kf_snap_prefetch_start(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
+				  void *opaque)
+{
+	struct kf_snap_prefetch *pf = (struct kf_snap_prefetch *)src;
+	int ret;
+
+	if (pf->started)
+		return kf_fail(EBUSY, "snapshot prefetch: started already");
+	pf->sink = sink;
+	pf->opaque = opaque;
+	ret = pthread_create(&pf->thread, NULL, kf_snap_prefetch_thread, pf);
+	if (ret)
+		return kf_fail(ret, "snapshot prefetch: no thread");
+	pf->started = true;
+	return 0;
+}
+
+static void kf_snap_prefetch_stop(struct kf_pagesrc *src)
+{
+	struct kf_snap_prefetch *pf = (struct kf_snap_prefetch *)src;
+
+	if (!pf->started)
+		return;
+	__atomic_store_n(&pf->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(pf->thread, NULL);
+	pf->started = false;
+}
+
+static void kf_snap_prefetch_destroy(struct kf_pagesrc *src)
+{
+	kf_snap_prefetch_stop(src);
+	free(src);
+}
+
+static const struct kf_pagesrc_ops kf_snap_prefetch_ops = {
+	.read = kf_snapsrc_read,
+	.start_push = kf_snap_prefetch_start,
+	.stop_push = kf_snap_prefetch_stop,
+	.destroy = kf_snap_prefetch_destroy,
+};
+
+static int kf_snapsrc_new(struct kf_snapshot *snap, unsigned int i, bool prefetch,
+			  struct kf_pagesrc **srcp)
 {
 	const struct kf_snap_region *r = kf_snapshot_region(snap, i);
-	struct kf_pagesrc *src;
+	struct kf_snap_prefetch *pf;
 
 	*srcp = NULL;
 	if (!r)
 		return kf_fail(ENOENT, "snapshot has no region %u", i);
-	src = calloc(1, sizeof(*src));
-	if (!src)
+	pf = calloc(1, sizeof(*pf));
+	if (!pf)
 		return kf_fail(ENOMEM, "out of memory");
-	src->ops = &kf_snapsrc_ops;
-	src->kind = "snapshot";
-	src->base = r->gpa;
-	src->size = r->size;
-	src->priv = snap;
-	*srcp = src;
+	pf->snap = snap;
+	pf->src.ops = prefetch ? &kf_snap_prefetch_ops : &kf_snapsrc_ops;
+	pf->src.kind = "snapshot";
+	pf->src.base = r->gpa;
+	pf->src.size = r->size;
+	pf->src.priv = snap;
+	*srcp = &pf->src;
 	return 0;
+}
+
+int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
+			struct kf_pagesrc **srcp)
+{
+	return kf_snapsrc_new(snap, i, false, srcp);
+}
+
+int kf_snapshot_pagesrc_prefetch(struct kf_snapshot *snap, unsigned int i,
+				 struct kf_pagesrc **srcp)
+{
+	return kf_snapsrc_new(snap, i, true, srcp);
 }

@@ -64,7 +64,8 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 				goto fail;
 		}
 		if (rs->lazy && ms->slot != KF_SYSTEM_SLOT) {
-			ret = kf_snapshot_pagesrc(snap, i, &rs->srcs[i]);
+			ret = rs->prefetch ? kf_snapshot_pagesrc_prefetch(snap, i, &rs->srcs[i]) :
+					     kf_snapshot_pagesrc(snap, i, &rs->srcs[i]);
 			if (!ret)
 				ret = kf_engine_add_region(rs->engine, ms->slot, rs->srcs[i]);
 		} else {

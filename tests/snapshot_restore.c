@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * Snapshots: save a running workload (vCPU state and memory), restore it
- * eagerly and lazily (the fault engine pages memory in from the file) and
- * let the guest verify every page; then corrupt a page (eager restore
- * refuses, lazy restore stops the guest before it sees the page), truncate
- * the file and damage its header (both refused at open).
+ * eagerly, lazily (the fault engine pages memory in from the file) and
+ * lazily with prefetch (a thread reads the rest in the background: before
+ * any vCPU runs it alone installs every page) and let the guest verify
+ * every page; then corrupt a page (eager restore refuses, lazy restore
+ * with or without prefetch stops the guest before it sees the page),
+ * truncate the file and damage its header (both refused at open).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -58,15 +60,44 @@ static void save(const char *path)
 	kf_vm_destroy(vm);
 }
 
+/* PREFETCH_FIRST lets the prefetch finish before the vCPUs start;
+ * PREFETCH starts them at once, racing it. */
+enum mode { EAGER, LAZY, PREFETCH, PREFETCH_FIRST };
+
+/* With prefetch and no vCPU running, only the prefetch installs pages. */
+static void wait_prefetched(struct kf_snapshot_restore *rs)
+{
+	uint64_t want = 0, t0 = kf_mig_now_ns();
+	struct kf_engine_summary es;
+	unsigned int i;
+
+	for (i = 0; i < KF_SNAP_MAX_REGIONS; i++)
+		if (rs->srcs[i])
+			want += rs->srcs[i]->size / KF_PAGE_SIZE;
+	while (kf_engine_installed_pages(rs->engine) < want) {
+		TEST_ASSERT(kf_mig_now_ns() - t0 < 120000000000ULL,
+			    "prefetch stalled at %llu of %llu pages",
+			    (unsigned long long)kf_engine_installed_pages(rs->engine),
+			    (unsigned long long)want);
+		usleep(1000);
+	}
+	kf_engine_summary(rs->engine, &es);
+	TEST_ASSERT_EQ(es.total.faults, 0);
+	TEST_ASSERT_EQ(kf_engine_installed_pages(rs->engine), want);
+	printf("  prefetch alone installed all %llu pages\n", (unsigned long long)want);
+}
+
 /* Restore and run to the in-guest verification: 0, or the first error. */
-static int restore(const char *path, bool lazy, char *err, size_t errlen)
+static int restore(const char *path, enum mode mode, char *err, size_t errlen)
 {
 	struct kf_vcpu_ops ops = {
 		.sync = on_sync,
 		.memory_fault = kf_engine_memory_fault,
 		.interrupted = kf_engine_interrupted,
 	};
-	struct kf_snapshot_restore rs = { .lazy = lazy, .backend = KF_BACKEND_AUTO };
+	struct kf_snapshot_restore rs = { .lazy = mode != EAGER,
+					  .prefetch = mode >= PREFETCH,
+					  .backend = KF_BACKEND_AUTO };
 	struct kf_snapshot *snap;
 	unsigned int i;
 	int ret, first = 0;
@@ -81,6 +112,8 @@ static int restore(const char *path, bool lazy, char *err, size_t errlen)
 		return ret;
 	}
 	verified = 0;
+	if (mode == PREFETCH_FIRST)
+		wait_prefetched(&rs);
 	for (i = 0; i < rs.nr_vcpus; i++)
 		TEST_OK(kf_vcpu_start(rs.vcpus[i], &ops));
 	usleep(20000);
@@ -156,11 +189,17 @@ int main(void)
 	snprintf(bad, sizeof(bad), "%s/bad.snap", dir);
 	save(path);
 
-	TEST_ASSERT(!restore(path, false, err, sizeof(err)), "eager restore: %s", err);
+	TEST_ASSERT(!restore(path, EAGER, err, sizeof(err)), "eager restore: %s", err);
 	printf("  eager restore: guest verified %u x %llu pages\n", nr_vcpus,
 	       (unsigned long long)pages);
-	TEST_ASSERT(!restore(path, true, err, sizeof(err)), "lazy restore: %s", err);
+	TEST_ASSERT(!restore(path, LAZY, err, sizeof(err)), "lazy restore: %s", err);
 	printf("  lazy restore: guest verified %u x %llu pages\n", nr_vcpus,
+	       (unsigned long long)pages);
+	TEST_ASSERT(!restore(path, PREFETCH_FIRST, err, sizeof(err)), "prefetch restore: %s", err);
+	printf("  prefetch restore: guest verified %u x %llu pages\n", nr_vcpus,
+	       (unsigned long long)pages);
+	TEST_ASSERT(!restore(path, PREFETCH, err, sizeof(err)), "prefetch restore: %s", err);
+	printf("  prefetch racing the vCPUs: guest verified %u x %llu pages\n", nr_vcpus,
 	       (unsigned long long)pages);
 
 	/* A corrupted checksum page of the data region (region 1). */
@@ -170,14 +209,18 @@ int main(void)
 	kf_snapshot_close(snap);
 	copy_file(path, bad);
 	poke(bad, off, 0x40);
-	ret = restore(bad, false, err, sizeof(err));
+	ret = restore(bad, EAGER, err, sizeof(err));
 	TEST_ASSERT(ret == -EBADMSG && strstr(err, "corrupted"),
 		    "eager restore of a corrupted page: %d %s", ret, err);
 	printf("  corrupted page, eager: \"%s\"\n", err);
-	ret = restore(bad, true, err, sizeof(err));
+	ret = restore(bad, LAZY, err, sizeof(err));
 	TEST_ASSERT(ret && strstr(err, "corrupted") && !strstr(err, "guest assertion"),
 		    "lazy restore of a corrupted page: %d %s", ret, err);
 	printf("  corrupted page, lazy: \"%s\"\n", err);
+	ret = restore(bad, PREFETCH, err, sizeof(err));
+	TEST_ASSERT(ret && strstr(err, "corrupted") && !strstr(err, "guest assertion"),
+		    "prefetch restore of a corrupted page: %d %s", ret, err);
+	printf("  corrupted page, prefetch: \"%s\"\n", err);
 
 	/* Truncated. */
 	copy_file(path, bad);
@@ -205,5 +248,5 @@ int main(void)
 	unlink(path);
 	unlink(bad);
 	rmdir(dir);
-	TEST_PASS("snapshot save, eager and lazy restore, corruption and truncation detected");
+	TEST_PASS("snapshot save, eager, lazy and prefetch restore, corruption and truncation detected");
 }

@@ -4,7 +4,7 @@
  * it eagerly or lazily (pages come from the file on demand).
  *
  *   kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]
- *   kvmfault snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]
+ *   kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|both|all] [--run-ms MS]
  *                     [--backend B] [--json]
  *
  * The guest is the migration workload: each vCPU writes pages and keeps
@@ -47,10 +47,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]\n"
-		"       kvmfault snapshot restore FILE [--mode eager|lazy|both] [--run-ms MS]\n"
+		"       kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|both|all] [--run-ms MS]\n"
 		"                         [--backend auto|exit|uffd-missing|uffd-minor] [--json]\n"
-		"Restore reports the time to the first guest instruction and the time\n"
-		"until the workload has verified every page; it exits 0 only then.\n");
+		"lazy pages guest memory in from the file on demand; prefetch does too\n"
+		"and reads the rest in the background; both is eager and lazy; all is\n"
+		"all three.  Restore reports the time to the first guest instruction and\n"
+		"the time until the workload has verified every page; it exits 0 only then.\n");
 }
 
 static int do_save(const char *path, unsigned int nv, uint64_t pages, int run_ms)
@@ -103,15 +105,16 @@ struct result {
 	char error[1024];
 };
 
-static int do_restore_one(const char *path, bool lazy, int backend, int run_ms,
-			  struct result *res)
+static int do_restore_one(const char *path, bool lazy, bool prefetch, int backend,
+			  int run_ms, struct result *res)
 {
 	struct kf_vcpu_ops ops = {
 		.sync = on_sync,
 		.memory_fault = kf_engine_memory_fault,
 		.interrupted = kf_engine_interrupted,
 	};
-	struct kf_snapshot_restore rs = { .lazy = lazy, .backend = backend };
+	struct kf_snapshot_restore rs = { .lazy = lazy, .prefetch = prefetch,
+					  .backend = backend };
 	struct kf_snapshot *snap = NULL;
 	struct kf_engine_summary es;
 	uint64_t t0 = kf_mig_now_ns();
@@ -119,7 +122,7 @@ static int do_restore_one(const char *path, bool lazy, int backend, int run_ms,
 	int ret, first = 0;
 
 	memset(res, 0, sizeof(*res));
-	res->mode = lazy ? "lazy" : "eager";
+	res->mode = prefetch ? "prefetch" : lazy ? "lazy" : "eager";
 	verified = 0;
 	verified_pages = 0;
 	ret = kf_snapshot_open(path, &snap);
@@ -166,13 +169,16 @@ static int do_restore_one(const char *path, bool lazy, int backend, int run_ms,
 static int do_restore(const char *path, const char *mode, int backend, int run_ms,
 		      bool json)
 {
-	struct result res[2];
+	bool all = !strcmp(mode, "all"), both = !strcmp(mode, "both");
+	struct result res[3];
 	int n = 0, i, ret = 0;
 
-	if (strcmp(mode, "lazy"))
-		ret |= do_restore_one(path, false, backend, run_ms, &res[n++]) != 0;
-	if (strcmp(mode, "eager"))
-		ret |= do_restore_one(path, true, backend, run_ms, &res[n++]) != 0;
+	if (all || both || !strcmp(mode, "eager"))
+		ret |= do_restore_one(path, false, false, backend, run_ms, &res[n++]) != 0;
+	if (all || both || !strcmp(mode, "lazy"))
+		ret |= do_restore_one(path, true, false, backend, run_ms, &res[n++]) != 0;
+	if (all || !strcmp(mode, "prefetch"))
+		ret |= do_restore_one(path, true, true, backend, run_ms, &res[n++]) != 0;
 	for (i = 0; i < n; i++) {
 		if (json) {
 			printf("{\"mode\": \"%s\", \"ok\": %s, \"first_instruction_ms\": %.3f, \"workload_done_ms\": %.3f, \"eager_pages\": %" PRIu64 ", \"demand_faults\": %" PRIu64 ", \"backend\": \"%s\"}\n",
@@ -180,7 +186,7 @@ static int do_restore(const char *path, const char *mode, int backend, int run_m
 			       res[i].first_ms, res[i].done_ms, res[i].eager_pages,
 			       res[i].faults, res[i].backend ? res[i].backend : "");
 		} else {
-			printf("restore %-5s: %s; first guest instruction after %.2f ms, workload verified every page after %.2f ms (%" PRIu64 " pages copied up front, %" PRIu64 " demand faults%s%s)\n",
+			printf("restore %-8s: %s; first guest instruction after %.2f ms, workload verified every page after %.2f ms (%" PRIu64 " pages copied up front, %" PRIu64 " demand faults%s%s)\n",
 			       res[i].mode, res[i].error[0] ? "FAILED" : "ok",
 			       res[i].first_ms, res[i].done_ms, res[i].eager_pages,
 			       res[i].faults, res[i].backend ? ", backend " : "",
@@ -252,8 +258,9 @@ int cmd_snapshot(int argc, char **argv)
 		return do_save(path, nv, pages, run_ms);
 	}
 	if (!strcmp(cmd, "restore")) {
-		if (strcmp(mode, "eager") && strcmp(mode, "lazy") && strcmp(mode, "both")) {
-			fprintf(stderr, "kvmfault snapshot: --mode eager, lazy or both\n");
+		if (strcmp(mode, "eager") && strcmp(mode, "lazy") && strcmp(mode, "prefetch") &&
+		    strcmp(mode, "both") && strcmp(mode, "all")) {
+			fprintf(stderr, "kvmfault snapshot: --mode eager, lazy, prefetch, both (eager and lazy) or all\n");
 			return 2;
 		}
 		if (kf_backend_parse(backend, &b)) {

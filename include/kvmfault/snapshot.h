@@ -114,6 +114,13 @@ int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf);
 /* A page source over region i (borrows snap: close it after the source). */
 int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
 			struct kf_pagesrc **srcp);
+/*
+ * The same, and once the engine starts it, it also prefetches: a thread
+ * reads the region from the file in order, in runs of up to 64 pages, and
+ * pushes them (the engine skips pages its faults got first).
+ */
+int kf_snapshot_pagesrc_prefetch(struct kf_snapshot *snap, unsigned int i,
+				 struct kf_pagesrc **srcp);
 
 /* Copy region i into host memory at hva, verifying every page. */
 int kf_snapshot_load_region(struct kf_snapshot *snap, unsigned int i,
@@ -126,6 +133,7 @@ struct kf_engine;
 
 struct kf_snapshot_restore {
 	bool lazy;			/* demand-page data regions from the file */
+	bool prefetch;			/* lazy: and prefetch them in the background */
 	int backend;			/* enum kf_backend, for lazy */
 	void (*entry)(uint64_t);	/* placeholder vCPU entry (the saved
 					 * state replaces it); NULL: one of
