@@ -10,6 +10,7 @@
  * into the engine; r->conn_lock guards the connection pointers for
  * writers.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +298,14 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
 
 /* ------------------------------------------------------------- connecting */
 
+static int kf_rc_ms_left(uint64_t deadline)
+{
+	uint64_t now = kf_mig_now_ns();
+
+	return now >= deadline ? 0 : (int)KF_MIN((deadline - now) / 1000000ULL,
+						 (uint64_t)INT_MAX);
+}
+
 static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		       struct kf_mig_conn **cp, int timeout_ms)
 {
@@ -311,7 +320,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	struct kf_mig_conn *c;
 	struct kf_mig_msg msg;
 	char before[512];
-	int fd, ret;
+	int fd, ret, hello_ms;
 
 	*cp = NULL;
 	snprintf(before, sizeof(before), "%s", kf_error());
@@ -331,15 +340,22 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	if (fd < 0)
 		return fd;
 	kf_error_restore(before);	/* the failed attempts are handled */
+	/*
+	 * A source accepts when it is ready (after its guest started): the
+	 * handshake and HELLO may wait as long as connecting may, and at
+	 * least hello_timeout_ms.
+	 */
+	hello_ms = KF_MAX(kf_rc_ms_left(deadline), r->cfg.hello_timeout_ms > 0 ?
+			  r->cfg.hello_timeout_ms : KF_RC_HELLO_TIMEOUT_MS);
 	if (r->cfg.tls)
-		ret = kf_mig_conn_new_tls(fd, r->cfg.tls, KF_RC_HELLO_TIMEOUT_MS, &c);
+		ret = kf_mig_conn_new_tls(fd, r->cfg.tls, hello_ms, &c);
 	else
 		ret = kf_mig_conn_new(fd, &c);
 	if (ret) {
 		close(fd);
 		return ret;
 	}
-	ret = kf_mig_conn_set_timeout(c, KF_RC_HELLO_TIMEOUT_MS);
+	ret = kf_mig_conn_set_timeout(c, hello_ms);
 	if (!ret)
 		ret = kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0);
 	if (!ret)

@@ -113,7 +113,10 @@ struct kf_remote_config {
 	const char *addr;		/* the page server, host:port */
 	struct kf_mig_tls *tls;		/* client role; or plain, not both */
 	bool plain;
-	int connect_timeout_ms;		/* first connection */
+	int connect_timeout_ms;		/* first connection, until HELLO */
+	int hello_timeout_ms;		/* at least this for a handshake and
+					 * HELLO (10000): a source may accept
+					 * late, within connect_timeout_ms */
 	int reconnect_ms;		/* pause between reconnect attempts */
 	int recover_timeout_ms;		/* give up after this long */
 	bool quiet;			/* no reconnect messages on stderr */
