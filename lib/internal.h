@@ -20,6 +20,12 @@ void kf_error_forget(void);
 /* The same after several failures: msg is a copy of kf_error() from before. */
 void kf_error_restore(const char *msg);
 
+/* Milliseconds until deadline (a kf_mig_now_ns() time), 0 once past. */
+int kf_ms_until(uint64_t deadline);
+/* poll() one fd for events, again after EINTR: 1 ready, 0 timed out,
+ * -errno with a message (timeout_ms < 0: no timeout). */
+int kf_poll_one(int fd, short events, int timeout_ms);
+
 /* TLS sessions of migration connections (tls.c). */
 struct kf_mig_tls;
 struct kf_tls_session;

@@ -4,6 +4,7 @@
  * arbitrary bytes), connections and TCP helpers.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -808,16 +809,34 @@ int kf_mig_listen(const char *addr, int *portp)
 	return fd;
 }
 
-int kf_mig_accept(int lfd, int timeout_ms)
+int kf_ms_until(uint64_t deadline)
 {
-	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
-	int ret, fd;
+	uint64_t now = kf_mig_now_ns();
+
+	return now >= deadline ? 0 : (int)KF_MIN((deadline - now + 999999) / 1000000ULL,
+						 (uint64_t)INT_MAX);
+}
+
+int kf_poll_one(int fd, short events, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int ret;
 
 	do {
 		ret = poll(&pfd, 1, timeout_ms);
 	} while (ret < 0 && errno == EINTR);
 	if (ret < 0)
-		return kf_fail_errno(errno, "poll on the listening socket");
+		return kf_fail_errno(errno, "poll");
+	return ret;
+}
+
+int kf_mig_accept(int lfd, int timeout_ms)
+{
+	int ret, fd;
+
+	ret = kf_poll_one(lfd, POLLIN, timeout_ms);
+	if (ret < 0)
+		return ret;
 	if (ret == 0)
 		return kf_fail(ETIMEDOUT, "no connection within %d ms", timeout_ms);
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -826,20 +845,10 @@ int kf_mig_accept(int lfd, int timeout_ms)
 	return fd;
 }
 
-static int64_t kf_mig_ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
-	       (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
 /* One address: 0 connected, else a positive errno. */
 static int kf_mig_connect_one(int fd, const struct addrinfo *ai,
-			      const struct timespec *deadline, bool forever)
+			      uint64_t deadline, bool forever)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	socklen_t len = sizeof(int);
 	int err = 0, ret;
 
@@ -848,14 +857,14 @@ static int kf_mig_connect_one(int fd, const struct addrinfo *ai,
 	if (errno != EINPROGRESS)
 		return errno;
 	do {
-		int64_t left = forever ? -1 : kf_mig_ms_left(deadline);
+		int left = forever ? -1 : kf_ms_until(deadline);
 
 		if (!forever && left <= 0)
 			return ETIMEDOUT;
-		ret = poll(&pfd, 1, forever ? -1 : (int)KF_MIN(left, INT32_MAX));
-	} while ((ret < 0 && errno == EINTR) || ret == 0);
+		ret = kf_poll_one(fd, POLLOUT, left);
+	} while (ret == 0);
 	if (ret < 0)
-		return errno;
+		return -ret;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
 		return errno;
 	return err;
@@ -865,19 +874,13 @@ int kf_mig_connect(const char *addr, int timeout_ms)
 {
 	bool forever = timeout_ms < 0;
 	struct addrinfo *res, *ai;
-	struct timespec deadline;
+	uint64_t deadline;
 	int fd = -1, ret, err = ECONNREFUSED;
 
 	ret = kf_mig_resolve(addr, false, &res);
 	if (ret)
 		return ret;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	deadline = kf_mig_now_ns() + (forever ? 0 : (uint64_t)timeout_ms * 1000000ULL);
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family,
 			    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -885,7 +888,7 @@ int kf_mig_connect(const char *addr, int timeout_ms)
 			err = errno;
 			continue;
 		}
-		err = kf_mig_connect_one(fd, ai, &deadline, forever);
+		err = kf_mig_connect_one(fd, ai, deadline, forever);
 		if (!err && fcntl(fd, F_SETFL, 0))
 			err = errno;
 		if (!err)

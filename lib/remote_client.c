@@ -298,14 +298,6 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
 
 /* ------------------------------------------------------------- connecting */
 
-static int kf_rc_ms_left(uint64_t deadline)
-{
-	uint64_t now = kf_mig_now_ns();
-
-	return now >= deadline ? 0 : (int)KF_MIN((deadline - now) / 1000000ULL,
-						 (uint64_t)INT_MAX);
-}
-
 static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		       struct kf_mig_conn **cp, int timeout_ms)
 {
@@ -325,8 +317,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	*cp = NULL;
 	snprintf(before, sizeof(before), "%s", kf_error());
 	for (bool told = false;; told = true) {
-		uint64_t now = kf_mig_now_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000);
+		int left = kf_ms_until(deadline);
 
 		/* timeout 0 is one attempt: give its connect a second */
 		fd = kf_mig_connect(r->addr, KF_MAX(left, 1000));
@@ -345,7 +336,7 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	 * handshake and HELLO may wait as long as connecting may, and at
 	 * least hello_timeout_ms.
 	 */
-	hello_ms = KF_MAX(kf_rc_ms_left(deadline), r->cfg.hello_timeout_ms > 0 ?
+	hello_ms = KF_MAX(kf_ms_until(deadline), r->cfg.hello_timeout_ms > 0 ?
 			  r->cfg.hello_timeout_ms : KF_RC_HELLO_TIMEOUT_MS);
 	if (r->cfg.tls)
 		ret = kf_mig_conn_new_tls(fd, r->cfg.tls, hello_ms, &c);

@@ -272,8 +272,7 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 
 	snprintf(before, sizeof(before), "%s", kf_error());
 	while (!srv->main || !srv->demand) {
-		uint64_t now = kf_mig_now_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL);
+		int left = kf_ms_until(deadline);
 
 		if (left <= 0) {
 			kf_ps_close(srv);

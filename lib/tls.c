@@ -257,25 +257,14 @@ int kf_mig_tls_psk_write(const char *path, const char *identity)
 
 static int kf_tls_wait(int fd, short events, int timeout_ms, const char *what)
 {
-	struct pollfd pfd = { .fd = fd, .events = events };
-	int ret;
+	int ret = kf_poll_one(fd, events, timeout_ms);
 
-	do {
-		ret = poll(&pfd, 1, timeout_ms);
-	} while (ret < 0 && errno == EINTR);
 	if (ret < 0)
-		return kf_fail_errno(errno, "TLS: poll");
+		return ret;
 	if (ret == 0)
 		return kf_fail(ETIMEDOUT, "migration connection: no progress %s for %d ms",
 			       what, timeout_ms);
 	return 0;
-}
-
-static int kf_tls_deadline_ms(uint64_t deadline)
-{
-	uint64_t now = kf_mig_now_ns();
-
-	return now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL) + 1;
 }
 
 int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
@@ -309,7 +298,7 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 		err = SSL_get_error(s->ssl, r);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
 			ret = kf_tls_wait(fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-					  kf_tls_deadline_ms(deadline), "in the TLS handshake");
+					  kf_ms_until(deadline), "in the TLS handshake");
 			if (ret)
 				goto fail;
 			continue;
