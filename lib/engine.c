@@ -774,9 +774,14 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
 		}
 		if (ret) {
-			/* Past the failed page: claimed, not installed. */
+			/* Past the failed page: claimed, not installed.  A
+			 * fault that found them BUSY waits for a wake-up that
+			 * the install would have given: wake it to fault again. */
 			for (i = done + 1; i < n; i++)
 				kf_pg_publish(r, idx + i, KF_PG_MISSING);
+			if (done + 1 < n)
+				kf_uffd_wake(uffd, r->hva + (idx + done + 1) * KF_PAGE_SIZE,
+					     (n - done - 1) * KF_PAGE_SIZE);
 			return ret;
 		}
 		gpa += n * KF_PAGE_SIZE;

@@ -410,13 +410,15 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out)
 struct kf_mig_conn {
 	int fd;
 	struct kf_tls_session *tls;	/* NULL: plain TCP */
-	int rcv_timeout_ms;		/* < 0: none */
+	uint64_t rcv_deadline;		/* kf_mig_now_ns() time; 0: none */
+	int rcv_timeout_ms;		/* what set it, for messages */
 	pthread_mutex_t wlock;
 	uint32_t seq;
 	char *buf;
 	size_t cap;
 	char *wbuf;			/* TLS: a message gathered for one write */
 	size_t wcap;
+	char *pages_buf;		/* kf_mig_send_pages() builds in it */
 };
 
 static int kf_sock_timeo(int fd, int opt, int timeout_ms)
@@ -453,7 +455,6 @@ int kf_mig_conn_new(int fd, struct kf_mig_conn **connp)
 		return ret;
 	}
 	c->fd = fd;
-	c->rcv_timeout_ms = -1;
 	pthread_mutex_init(&c->wlock, NULL);
 	*connp = c;
 	return 0;
@@ -483,10 +484,12 @@ int kf_mig_conn_new_tls(int fd, struct kf_mig_tls *tls, int timeout_ms,
 
 int kf_mig_conn_set_timeout(struct kf_mig_conn *conn, int timeout_ms)
 {
-	conn->rcv_timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
-	if (conn->tls)
+	conn->rcv_timeout_ms = timeout_ms;
+	conn->rcv_deadline = timeout_ms > 0 ?
+			     kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
+	if (conn->tls || timeout_ms > 0)
 		return 0;
-	return kf_sock_timeo(conn->fd, SO_RCVTIMEO, timeout_ms);
+	return kf_sock_timeo(conn->fd, SO_RCVTIMEO, 0);
 }
 
 void kf_mig_conn_free(struct kf_mig_conn *conn)
@@ -499,6 +502,7 @@ void kf_mig_conn_free(struct kf_mig_conn *conn)
 	pthread_mutex_destroy(&conn->wlock);
 	free(conn->buf);
 	free(conn->wbuf);
+	free(conn->pages_buf);
 	free(conn);
 }
 
@@ -519,19 +523,29 @@ static int kf_mig_read_full(struct kf_mig_conn *conn, void *buf, size_t len)
 	size_t done = 0;
 
 	while (done < len) {
+		/* A deadline, not a pause between bytes: a peer that trickles
+		 * bytes gets no more time than one that sends nothing. */
+		int left = conn->rcv_deadline ? kf_ms_until(conn->rcv_deadline) : -1;
 		ssize_t n;
 
-		if (conn->tls)
-			n = kf_tls_read(conn->tls, p + done, len - done,
-					conn->rcv_timeout_ms);
-		else
+		if (!left)
+			return kf_fail(ETIMEDOUT, "migration connection: the peer did not send its message within %d ms",
+				       conn->rcv_timeout_ms);
+		if (conn->tls) {
+			n = kf_tls_read(conn->tls, p + done, len - done, left);
+		} else {
+			int ret = left > 0 ? kf_sock_timeo(conn->fd, SO_RCVTIMEO, left) : 0;
+
+			if (ret)
+				return ret;
 			n = read(conn->fd, p + done, len - done);
+		}
 		if (n < 0 && conn->tls)
 			return (int)n;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return kf_fail(ETIMEDOUT, "migration connection: the peer sent nothing for %d ms",
+			return kf_fail(ETIMEDOUT, "migration connection: the peer did not send its message within %d ms",
 				       conn->rcv_timeout_ms);
 		if (n < 0)
 			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
@@ -574,7 +588,9 @@ int kf_mig_recv(struct kf_mig_conn *conn, struct kf_mig_msg *msg)
 static int kf_mig_writev_full(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
-		ssize_t n = writev(fd, iov, cnt);
+		/* Not writev(): a peer gone raises no SIGPIPE. */
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -671,33 +687,41 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 {
 	/*
 	 * A live guest may write a page while it is sent: the message is
-	 * built whole in one buffer (header, entries, the DATA pages packed)
-	 * and checksummed there, so bytes and checksum agree and the message
-	 * goes out with one write.
+	 * built whole in the connection's buffer (header, entries, the DATA
+	 * pages packed) and checksummed there, so bytes and checksum agree
+	 * and the message goes out with one write.  Built and sent under
+	 * wlock, which also guards the buffer.
 	 */
-	static __thread char *msg;
-	const size_t data_off = sizeof(struct kf_mig_hdr) + sizeof(struct kf_mig_pages_hdr) +
-				KF_MIG_MAX_BATCH * sizeof(struct kf_mig_page_entry);
+	const size_t data_off = KF_ALIGN_UP(sizeof(struct kf_mig_hdr) +
+					    sizeof(struct kf_mig_pages_hdr) +
+					    KF_MIG_MAX_BATCH * sizeof(struct kf_mig_page_entry),
+					    KF_PAGE_SIZE);
 	const char *s = src;
 
-	if (!msg) {
-		msg = aligned_alloc(KF_PAGE_SIZE, KF_ALIGN_UP(data_off, KF_PAGE_SIZE) +
-				    KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
-		if (!msg)
-			return kf_fail(ENOMEM, "out of memory for a page batch");
-	}
 	while (count) {
 		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH), i, ndata = 0;
 		size_t ents_len = n * sizeof(struct kf_mig_page_entry);
-		/* The data right after this batch's entries; n < MAX_BATCH
-		 * moves the header up instead of the pages. */
-		char *data = msg + KF_ALIGN_UP(data_off, KF_PAGE_SIZE);
-		struct kf_mig_page_entry *ents = (void *)(data - ents_len);
-		struct kf_mig_pages_hdr *ph = (void *)((char *)ents - sizeof(*ph));
-		struct kf_mig_hdr *hdr = (void *)((char *)ph - sizeof(*hdr));
+		struct kf_mig_page_entry *ents;
+		struct kf_mig_pages_hdr *ph;
+		struct kf_mig_hdr *hdr;
 		struct iovec iov;
+		char *data;
 		int ret;
 
+		pthread_mutex_lock(&conn->wlock);
+		if (!conn->pages_buf)
+			conn->pages_buf = aligned_alloc(KF_PAGE_SIZE, data_off +
+							KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
+		if (!conn->pages_buf) {
+			pthread_mutex_unlock(&conn->wlock);
+			return kf_fail(ENOMEM, "out of memory for a page batch");
+		}
+		/* The pages start on a page; a short batch moves its header
+		 * and entries up to them. */
+		data = conn->pages_buf + data_off;
+		ents = (void *)(data - ents_len);
+		ph = (void *)((char *)ents - sizeof(*ph));
+		hdr = (void *)((char *)ph - sizeof(*hdr));
 		for (i = 0; i < n; i++) {
 			char *page = data + (size_t)ndata * KF_PAGE_SIZE;
 
@@ -715,10 +739,9 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		*hdr = (struct kf_mig_hdr){
 			.magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
 			.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE),
+			.seq = conn->seq++,
 		};
 		iov = (struct iovec){ hdr, sizeof(*hdr) + hdr->len };
-		pthread_mutex_lock(&conn->wlock);
-		hdr->seq = conn->seq++;
 		ret = kf_mig_write_full(conn, &iov, 1);
 		pthread_mutex_unlock(&conn->wlock);
 		if (ret)

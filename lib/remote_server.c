@@ -9,6 +9,8 @@
  * session id, learns which pages it holds and carries on.  Guest memory is
  * kept until the destination says COMPLETE.
  */
+#include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -47,6 +49,8 @@ struct kf_page_server {
 	uint64_t stop_ns, downtime_ns;
 	uint64_t reconnects;
 	uint64_t refused;
+	struct sockaddr_storage peer;	/* the destination's address */
+	bool have_peer;
 	char err[512];
 };
 
@@ -182,6 +186,33 @@ static void kf_ps_close(struct kf_page_server *srv)
 	srv->main = srv->demand = NULL;
 }
 
+/* Whether fd's peer has the destination's address (any port): 0 or -1. */
+static int kf_ps_peer_check(struct kf_page_server *srv, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	bool same;
+
+	if (!srv->have_peer)
+		return 0;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len))
+		return kf_fail_errno(errno, "getpeername");
+	if (ss.ss_family != srv->peer.ss_family)
+		same = false;
+	else if (ss.ss_family == AF_INET)
+		same = ((struct sockaddr_in *)&ss)->sin_addr.s_addr ==
+		       ((struct sockaddr_in *)&srv->peer)->sin_addr.s_addr;
+	else if (ss.ss_family == AF_INET6)
+		same = !memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			       &((struct sockaddr_in6 *)&srv->peer)->sin6_addr,
+			       sizeof(struct in6_addr));
+	else
+		same = true;	/* a socketpair: no address to tell */
+	if (!same)
+		return kf_fail(EPERM, "migration: a connection from another address than the destination's");
+	return 0;
+}
+
 /*
  * Accept one connection and its HELLO; answer with ours.  0, 1 when the
  * connection was refused (why in kf_error()), or -errno when none came.
@@ -200,6 +231,12 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	fd = kf_mig_accept(srv->lfd, timeout_ms);
 	if (fd < 0)
 		return fd;
+	/* Once the destination is known, its address only: others would only
+	 * hold up a reconnect with handshakes that cannot succeed. */
+	if (kf_ps_peer_check(srv, fd)) {
+		close(fd);
+		return 1;
+	}
 	/* A peer that connects and says nothing must not hang us. */
 	if (srv->cfg.tls)
 		ret = kf_mig_conn_new_tls(fd, srv->cfg.tls, srv->cfg.hello_timeout_ms, &c);
@@ -225,9 +262,8 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	if (!ret && recover &&
 	    (!(msg.u.hello.flags & KF_MIG_HELLO_RECOVER) ||
 	     msg.u.hello.session != srv->session))
-		ret = kf_fail(EPROTO, "migration: a connection that is not this session's recovery (session 0x%llx, expected 0x%llx)",
-			      (unsigned long long)msg.u.hello.session,
-			      (unsigned long long)srv->session);
+		/* No session id in the answer: it is what a reconnect proves. */
+		ret = kf_fail(EPROTO, "migration: a connection that is not this session's recovery");
 	if (!ret && !recover && srv->have_session &&
 	    msg.u.hello.session != srv->session)
 		ret = kf_fail(EPROTO, "migration: connection of another session");
@@ -246,6 +282,12 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	}
 	srv->session = msg.u.hello.session;
 	srv->have_session = true;
+	if (!srv->have_peer) {
+		socklen_t len = sizeof(srv->peer);
+
+		srv->have_peer = !getpeername(kf_mig_conn_fd(c),
+					      (struct sockaddr *)&srv->peer, &len);
+	}
 	hello.channel = msg.u.hello.channel;
 	hello.session = srv->session;
 	hello.flags = msg.u.hello.flags;

@@ -634,6 +634,7 @@ static int kf_snap_prefetch_start(struct kf_pagesrc *src, kf_pagesrc_sink_fn sin
 		return kf_fail(EBUSY, "snapshot prefetch: started already");
 	pf->sink = sink;
 	pf->opaque = opaque;
+	pf->stop = 0;
 	ret = pthread_create(&pf->thread, NULL, kf_snap_prefetch_thread, pf);
 	if (ret)
 		return kf_fail(ret, "snapshot prefetch: no thread");

@@ -13,10 +13,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +90,13 @@ static unsigned int kf_tls_psk_server(SSL *ssl, const char *identity,
 	return (unsigned int)tls->key_len;
 }
 
+static int kf_tls_refuse_cert(int preverify_ok, X509_STORE_CTX *ctx)
+{
+	(void)preverify_ok;
+	(void)ctx;
+	return 0;
+}
+
 int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
 		       bool server, struct kf_mig_tls **tlsp)
 {
@@ -126,10 +135,15 @@ int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
 	/* Read whole records and more at once, not a header and a body. */
 	SSL_CTX_set_read_ahead(tls->ctx, 1);
 	SSL_CTX_set_app_data(tls->ctx, tls);
-	if (server)
+	if (server) {
 		SSL_CTX_set_psk_server_callback(tls->ctx, kf_tls_psk_server);
-	else
+	} else {
 		SSL_CTX_set_psk_client_callback(tls->ctx, kf_tls_psk_client);
+		/* A server that answers with a certificate instead of the key
+		 * is nobody this destination trusts: refuse every certificate
+		 * (OpenSSL's default would take any). */
+		SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER, kf_tls_refuse_cert);
+	}
 	tls->server = server;
 	strcpy(tls->identity, identity);
 	memcpy(tls->key, key, key_len);
@@ -255,6 +269,81 @@ int kf_mig_tls_psk_write(const char *path, const char *identity)
 
 /* ------------------------------------------------------------- sessions */
 
+/*
+ * OpenSSL's socket BIO writes with write(), which raises SIGPIPE when the
+ * peer is gone and kills a VMM that has not ignored it.  This one sends
+ * with MSG_NOSIGNAL (and reads with recv()); the fd is the BIO's data.
+ */
+static int kf_bio_fd(BIO *b)
+{
+	return (int)(intptr_t)BIO_get_data(b);
+}
+
+static void kf_bio_retry(BIO *b, ssize_t n, bool write)
+{
+	BIO_clear_retry_flags(b);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		if (write)
+			BIO_set_retry_write(b);
+		else
+			BIO_set_retry_read(b);
+	}
+}
+
+static int kf_bio_write(BIO *b, const char *buf, int len)
+{
+	ssize_t n = send(kf_bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+
+	kf_bio_retry(b, n, true);
+	return (int)n;
+}
+
+static int kf_bio_read(BIO *b, char *buf, int len)
+{
+	ssize_t n = recv(kf_bio_fd(b), buf, (size_t)len, 0);
+
+	kf_bio_retry(b, n, false);
+	return (int)n;
+}
+
+static long kf_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *kf_bio_method;
+
+static void kf_bio_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+				     BIO_TYPE_DESCRIPTOR, "kvmfault socket");
+
+	if (m && BIO_meth_set_write(m, kf_bio_write) && BIO_meth_set_read(m, kf_bio_read) &&
+	    BIO_meth_set_ctrl(m, kf_bio_ctrl))
+		kf_bio_method = m;
+	else
+		BIO_meth_free(m);
+}
+
+static BIO *kf_tls_bio_new(int fd)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	BIO *b;
+
+	pthread_once(&once, kf_bio_method_init);
+	if (!kf_bio_method)
+		return NULL;
+	b = BIO_new(kf_bio_method);
+	if (b) {
+		BIO_set_data(b, (void *)(intptr_t)fd);
+		BIO_set_init(b, 1);
+	}
+	return b;
+}
+
 static int kf_tls_wait(int fd, short events, int timeout_ms, const char *what)
 {
 	int ret = kf_poll_one(fd, events, timeout_ms);
@@ -273,6 +362,7 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 	struct kf_tls_session *s;
 	int flags, ret = 0;
+	BIO *bio;
 
 	*sp = NULL;
 	flags = fcntl(fd, F_GETFL);
@@ -284,15 +374,24 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 	s->fd = fd;
 	pthread_mutex_init(&s->lock, NULL);
 	s->ssl = SSL_new(tls->ctx);
-	if (!s->ssl || !SSL_set_fd(s->ssl, fd)) {
+	bio = s->ssl ? kf_tls_bio_new(fd) : NULL;
+	if (!bio) {
 		ret = kf_fail(ENOMEM, "TLS: no session: %s", kf_tls_reason());
 		goto fail;
 	}
+	SSL_set_bio(s->ssl, bio, bio);
 	for (;;) {
 		int r, err;
 
 		ERR_clear_error();
 		r = tls->server ? SSL_accept(s->ssl) : SSL_connect(s->ssl);
+		if (r == 1 && !SSL_session_reused(s->ssl)) {
+			/* Done, but not with the key: a certificate handshake. */
+			ret = kf_fail(EACCES, "TLS handshake without the pre-shared key: %s",
+				      tls->server ? "refused" :
+				      "the source showed a certificate instead, refused");
+			goto fail;
+		}
 		if (r == 1)
 			break;
 		err = SSL_get_error(s->ssl, r);
@@ -335,13 +434,15 @@ static ssize_t kf_tls_io(struct kf_tls_session *s, bool write, void *buf,
 {
 	for (;;) {
 		size_t done = 0;
-		int r, err;
+		int r, err, saved;
 
 		pthread_mutex_lock(&s->lock);
 		ERR_clear_error();
+		errno = 0;
 		r = write ? SSL_write_ex(s->ssl, buf, len, &done) :
 			    SSL_read_ex(s->ssl, buf, len, &done);
 		err = r ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+		saved = errno;
 		pthread_mutex_unlock(&s->lock);
 		switch (err) {
 		case SSL_ERROR_NONE:
@@ -356,10 +457,11 @@ static ssize_t kf_tls_io(struct kf_tls_session *s, bool write, void *buf,
 				return r;
 			continue;
 		case SSL_ERROR_SYSCALL:
+			if (!ERR_peek_error() && saved)
+				return kf_fail_errno(saved == EPIPE ? ECONNRESET : saved,
+						     "migration connection");
 			if (!ERR_peek_error())
-				return errno && errno != EAGAIN ?
-				       kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
-						     "migration connection") : 0;
+				return kf_fail(EIO, "migration connection: TLS: the socket failed");
 			/* fall through */
 		default:
 			return kf_fail(EPROTO, "migration connection: TLS: %s",

@@ -207,10 +207,79 @@ static void test_no_message_after_retry(void)
 	close(ls.lfd);
 }
 
+/*
+ * A peer that went away: sending to it is an error, never SIGPIPE (which
+ * would kill a VMM that did not ignore it), over plain and TLS.
+ */
+struct tls_end {
+	int fd;
+	struct kf_mig_tls *tls;
+	struct kf_mig_conn *conn;
+};
+
+static void *tls_accept(void *arg)
+{
+	struct tls_end *end = arg;
+	int fd = kf_mig_accept(end->fd, 10000);
+
+	TEST_ASSERT(fd >= 0, "accept: %s", kf_error());
+	TEST_OK(kf_mig_conn_new_tls(fd, end->tls, 10000, &end->conn));
+	return NULL;
+}
+
+static void send_until_refused(struct kf_mig_conn *c, const char *what)
+{
+	static char payload[65536];
+	int i, ret = 0;
+
+	/* The first sends may still fit the socket buffers. */
+	for (i = 0; i < 1000 && !ret; i++)
+		ret = kf_mig_send(c, KF_MIG_ERROR, payload, 1000, NULL, 0, NULL, 0) ?:
+		      kf_mig_send(c, KF_MIG_STATS, payload, sizeof(struct kf_mig_stats),
+				  NULL, 0, NULL, 0);
+	TEST_ASSERT(ret == -ECONNRESET, "%s: sending to a closed peer: %d (%s)",
+		    what, ret, kf_error());
+	printf("  %s: \"%s\", no SIGPIPE\n", what, kf_error());
+}
+
+static void test_no_sigpipe(void)
+{
+	struct kf_mig_tls *tls_client;
+	struct tls_end server;
+	struct kf_mig_conn *c;
+	char addr[64];
+	pthread_t t;
+	int sv[2], port, fd;
+
+	signal(SIGPIPE, SIG_DFL);
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair");
+	TEST_OK(kf_mig_conn_new(sv[0], &c));
+	close(sv[1]);
+	send_until_refused(c, "plain");
+	kf_mig_conn_free(c);
+
+	kf_test_psk_pair(&server.tls, &tls_client);
+	server.fd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(server.fd >= 0, "listen: %s", kf_error());
+	TEST_ASSERT(!pthread_create(&t, NULL, tls_accept, &server), "thread");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	fd = kf_mig_connect(addr, 10000);
+	TEST_ASSERT(fd >= 0, "connect: %s", kf_error());
+	TEST_OK(kf_mig_conn_new_tls(fd, tls_client, 10000, &c));
+	pthread_join(t, NULL);
+	close(server.fd);
+	kf_mig_conn_free(server.conn);
+	send_until_refused(c, "TLS");
+	kf_mig_conn_free(c);
+	kf_mig_tls_free(server.tls);
+	kf_mig_tls_free(tls_client);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
+	{ "no_sigpipe", test_no_sigpipe },
 	{ "uffd_raw_emfile", test_uffd_raw_emfile },
 	{ "page_server_enomem", test_page_server_enomem },
 	{ "connect_timeout", test_connect_timeout },

@@ -11,8 +11,10 @@
  *   garbage connections, an oversized frame (plain TCP); and a source
  *   that accepts late (it readies its guest first): the destination waits
  *
- * Plus the key files: made 0600, refused when others may read them or
- * when malformed, never overwritten.  No KVM needed.
+ * Plus a source that answers with a certificate instead of the key (the
+ * destination must refuse it), and the key files: made 0600, refused when
+ * others may read them or when malformed, never overwritten.  No KVM
+ * needed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
@@ -45,6 +51,7 @@ enum hostile {
 	H_FLOOD,
 	H_OVERSIZE,
 	H_LATE_ACCEPT,
+	H_TRICKLE,
 };
 
 static const char *const hostile_name[] = {
@@ -56,7 +63,36 @@ static const char *const hostile_name[] = {
 	[H_FLOOD] = "a flood of garbage connections",
 	[H_OVERSIZE] = "an oversized frame",
 	[H_LATE_ACCEPT] = "no hostile client, a source that accepts late",
+	[H_TRICKLE] = "a client that sends a valid HELLO a byte at a time",
 };
+
+struct trickle {
+	int fd;
+	pthread_t thread;
+};
+
+/* A valid HELLO, 250 ms a byte: 12 s for all of it. */
+static void *trickle_hello(void *arg)
+{
+	struct trickle *tr = arg;
+	struct {
+		struct kf_mig_hdr h;
+		struct kf_mig_hello hello;
+	} m = {
+		{ .magic = KF_MIG_MAGIC, .type = KF_MIG_HELLO,
+		  .len = sizeof(struct kf_mig_hello) },
+		{ .version = KF_MIG_VERSION, .channel = KF_MIG_CH_MAIN,
+		  .session = 99, .image_id = kf_mig_image_id() },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(m); i++) {
+		if (send(tr->fd, (char *)&m + i, 1, MSG_NOSIGNAL) != 1)
+			break;
+		usleep(250000);
+	}
+	return NULL;
+}
 
 #define FLOOD 16
 
@@ -181,6 +217,14 @@ static unsigned int hostile(enum hostile kind, const char *addr, int *fds)
 			TEST_ASSERT(write(fds[i], junk, sizeof(junk)) == sizeof(junk), "write");
 		}
 		return FLOOD;
+	case H_TRICKLE: {
+		static struct trickle tr;
+
+		tr.fd = fds[0] = connect_raw(addr);
+		TEST_ASSERT(!pthread_create(&tr.thread, NULL, trickle_hello, &tr), "thread");
+		pthread_detach(tr.thread);
+		return 1;
+	}
 	case H_OVERSIZE:
 		fds[0] = connect_raw(addr);
 		hdr.len = 0xffffffffU;
@@ -273,6 +317,71 @@ static void run_case(enum hostile kind, bool tls, const char *expect)
 	tls_dest = keep_dest;
 }
 
+/* --- a source that shows a certificate instead of the key --- */
+
+struct cert_source {
+	int lfd;
+	bool handshake_done;
+};
+
+static void *cert_source(void *arg)
+{
+	struct cert_source *cs = arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *cert = X509_new();
+	SSL *ssl;
+	int fd;
+
+	TEST_ASSERT(ctx && key && cert, "OpenSSL objects");
+	/* A self-signed certificate, the kind anybody can make. */
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+	X509_set_pubkey(cert, key);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"impostor", -1, -1, 0);
+	X509_set_issuer_name(cert, X509_get_subject_name(cert));
+	TEST_ASSERT(X509_sign(cert, key, EVP_sha256()), "X509_sign");
+	TEST_ASSERT(SSL_CTX_use_certificate(ctx, cert) == 1 &&
+		    SSL_CTX_use_PrivateKey(ctx, key) == 1, "certificate");
+	fd = kf_mig_accept(cs->lfd, 30000);
+	TEST_ASSERT(fd >= 0, "accept: %s", kf_error());
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	/* The destination must abort this handshake. */
+	cs->handshake_done = SSL_accept(ssl) == 1;
+	SSL_free(ssl);
+	close(fd);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static void test_certificate_source(void)
+{
+	struct kf_remote_config rc = { .connect_timeout_ms = 30000, .quiet = true,
+				       .recover_timeout_ms = 100, .tls = tls_dest };
+	struct cert_source cs;
+	struct kf_remote *r;
+	char addr[64];
+	pthread_t t;
+	int port, ret;
+
+	cs.lfd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(cs.lfd >= 0, "listen: %s", kf_error());
+	TEST_ASSERT(!pthread_create(&t, NULL, cert_source, &cs), "thread");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	rc.addr = addr;
+	ret = kf_remote_connect(&rc, &r);
+	pthread_join(t, NULL);
+	close(cs.lfd);
+	TEST_ASSERT_EQ(ret, -EACCES);
+	TEST_ASSERT(!cs.handshake_done, "the destination finished a handshake with a certificate");
+	printf("  a source with a certificate and no key: \"%s\"\n", kf_error());
+}
+
 /* --- key files and configurations --- */
 
 static void expect_error(int ret, int err, const char *needle)
@@ -349,6 +458,7 @@ int main(void)
 		((uint64_t *)memory)[i] = (i + 1) * 0x9e3779b97f4a7c15ULL;
 	kf_test_psk_pair(&tls_source, &tls_dest);
 	test_key_files();
+	test_certificate_source();
 	run_case(H_NONE, true, "");
 	run_case(H_WRONG_KEY, true, "TLS handshake failed");
 	run_case(H_PLAINTEXT, true, "TLS handshake failed");
@@ -358,9 +468,10 @@ int main(void)
 	run_case(H_LATE_ACCEPT, true, "");
 	run_case(H_NONE, false, "");
 	run_case(H_LATE_ACCEPT, false, "");
-	run_case(H_SILENT, false, "sent nothing");
-	run_case(H_PARTIAL, false, "sent nothing");
+	run_case(H_SILENT, false, "did not send its message within");
+	run_case(H_PARTIAL, false, "did not send its message within");
 	run_case(H_OVERSIZE, false, "exceeds the limit");
+	run_case(H_TRICKLE, false, "did not send its message within");
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
 	free(memory);
