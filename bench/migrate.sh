@@ -9,7 +9,8 @@
 #
 #   bench/migrate.sh [SIZES]     default "256M 1G 4G"
 #
-# Prints one row per size and channel, also as CSV in $OUT/migrate.csv
+# Prints one row per size and channel (with each side's peak resident set:
+# guest memory once each), also as CSV in $OUT/migrate.csv
 # (OUT defaults to bench/out).  The ratio is the migration time (SETUP
 # to every page at the destination) over guest memory / raw loopback
 # bandwidth.
@@ -26,8 +27,8 @@ field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 # The largest p50 / p99 over the vCPUs' fault latencies.
 lat() { grep -o "\"$1\": [0-9.]*" | sed 's/.*: //' | sort -n | tail -n 1; }
 
-echo "size,channel,link_raw_mbps,link_plain_mbps,link_tls_mbps,migration_ms,ratio,downtime_ms,demand_faults,p50_us,p99_us" >"$csv"
-printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s\n' size channel "raw MB/s" "plain" "TLS" "migration ms" ratio "down ms" faults "p50 us" "p99 us"
+echo "size,channel,link_raw_mbps,link_plain_mbps,link_tls_mbps,migration_ms,ratio,downtime_ms,demand_faults,p50_us,p99_us,source_rss_mib,dest_rss_mib" >"$csv"
+printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' size channel "raw MB/s" "plain" "TLS" "migration ms" ratio "down ms" faults "p50 us" "p99 us" "src MiB" "dst MiB"
 for size in $sizes; do
 	case $size in
 	*G) mib=$(( ${size%G} * 1024 )) ;;
@@ -50,8 +51,10 @@ for size in $sizes; do
 		faults=$(echo "$json" | grep -o '"demand": [0-9]*' | sed 's/.*: //')
 		p50=$(echo "$json" | lat p50)
 		p99=$(echo "$json" | lat p99)
+		src_rss=$(echo "$json" | field source_max_rss_mib)
+		dst_rss=$(echo "$json" | field dest_max_rss_mib)
 		ratio=$(awk -v m="$mig" -v b="$bytes" -v r="$raw" 'BEGIN { printf "%.2f", m / (b / (r * 1e6) * 1e3) }')
-		printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s\n' "$size" "$channel" "$raw" "$plain" "$tls" "$mig" "$ratio" "$down" "$faults" "$p50" "$p99"
-		echo "$size,$channel,$raw,$plain,$tls,$mig,$ratio,$down,$faults,$p50,$p99" >>"$csv"
+		printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' "$size" "$channel" "$raw" "$plain" "$tls" "$mig" "$ratio" "$down" "$faults" "$p50" "$p99" "$src_rss" "$dst_rss"
+		echo "$size,$channel,$raw,$plain,$tls,$mig,$ratio,$down,$faults,$p50,$p99,$src_rss,$dst_rss" >>"$csv"
 	done
 done

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -401,11 +402,28 @@ static bool no_kvm(void)
 	return true;
 }
 
+/* Peak memory of each side: guest memory once each, no second copy. */
+static void report_memory(const struct opts *o, const struct rusage *child)
+{
+	struct rusage self;
+
+	if (getrusage(RUSAGE_SELF, &self))
+		return;
+	if (o->json)
+		printf("{\"memory\": {\"source_max_rss_mib\": %.1f, \"dest_max_rss_mib\": %.1f}}\n",
+		       child->ru_maxrss / 1024.0, self.ru_maxrss / 1024.0);
+	else if (!o->quiet)
+		printf("memory: peak resident set %.1f MiB at the source, %.1f MiB at the destination\n",
+		       child->ru_maxrss / 1024.0, self.ru_maxrss / 1024.0);
+	fflush(stdout);
+}
+
 /* Both sides as two processes on loopback, with a fresh key by default. */
 static int run_local(const struct opts *o)
 {
 	struct kf_mig_tls *tls_source = NULL, *tls_dest = NULL;
 	struct kf_link_speed link;
+	struct rusage child;
 	unsigned char key[32];
 	char addr[64];
 	int port, status, ret, lfd;
@@ -467,9 +485,10 @@ static int run_local(const struct opts *o)
 	ret = run_dest(o, addr, tls_dest, o->link_test ? &link : NULL);
 	if (ret)
 		kill(pid, SIGTERM);
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	if (wait4(pid, &status, 0, &child) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status))
 		ret = ret ? ret : 1;
+	report_memory(o, &child);
 out:
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
