@@ -39,7 +39,8 @@ cat >"$tmp/root/init" <<'EOF'
 mount -t proc proc /proc
 mib=$(sed -n 's/.*kf.fill=\([0-9]*\).*/\1/p' /proc/cmdline)
 mount -t tmpfs -o size=$((mib + 16))m tmpfs /fill
-yes kvmfault-guest-memory | head -c $((mib * 1048576)) >/fill/data
+yes kvmfault-guest-memory | head -c $((mib * 1048576)) >/fill/data || echo "KF-FILL-FAILED"
+echo "KF-FILL-SIZE $(wc -c </fill/data)"
 echo "KF-FILLED $mib"
 while :; do sleep 1000; done
 EOF
@@ -86,6 +87,7 @@ for size in $sizes; do
 	esac
 	mem=$(( mib + 384 ))
 	qs=$(free_port); qd=$(free_port); mp=$(free_port)
+	rm -f "$tmp/src.log" "$tmp/dst.log"	# the last size's KF-FILLED
 	common=(-accel tcg -cpu max -m "${mem}M" -smp 1 -nodefaults -display none
 		-no-reboot -kernel "$kernel" -initrd "$tmp/initrd.gz"
 		-append "console=ttyS0 rdinit=/init panic=-1 kf.fill=$mib")
@@ -99,6 +101,7 @@ for size in $sizes; do
 		grep -q KF-FILLED "$tmp/src.log" 2>/dev/null && break
 		sleep 0.5
 	done
+	grep -a "KF-FILL" "$tmp/src.log" >&2
 	grep -q KF-FILLED "$tmp/src.log" || { echo "qemu-postcopy: the guest did not fill its memory" >&2; tail -5 "$tmp/src.log" >&2; exit 1; }
 	qmp_open "$qs"; src=$qfd
 	qmp_open "$qd"; dst=$qfd
