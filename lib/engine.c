@@ -696,16 +696,16 @@ static void *kf_engine_handler(void *arg)
 /* --- pushed pages --- */
 
 /*
- * Install claimed pages [idx, idx + n) of one userfaultfd with one ioctl;
+ * Install claimed pages [idx, idx + n) of userfaultfd uffd with one ioctl;
  * *done: how many of them, from idx, are in place.  Anything but success
  * (a page mapped meanwhile by someone else, an error) goes page by page,
  * which finds the page it was; a failed page is FAILED on return.
  */
-static int kf_install_run(struct kf_engine_region *r, uint64_t idx, uint64_t n,
-			  const char *data, uint64_t *done)
+static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
+			  uint64_t n, const char *data, uint64_t *done)
 {
 	uint64_t len = n * KF_PAGE_SIZE, off = idx * KF_PAGE_SIZE, i;
-	int uffd = kf_region_uffd(r, idx), ret;
+	int ret;
 	bool zero;
 
 	*done = 0;
@@ -768,7 +768,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			    kf_region_uffd(r, idx + n) == uffd && kf_pg_claim(r, idx + n);
 		     n++)
 			;
-		ret = kf_install_run(r, idx, n, data, &done);
+		ret = kf_install_run(r, uffd, idx, n, data, &done);
 		for (i = 0; i < done; i++) {
 			kf_pg_publish(r, idx + i, KF_PG_INSTALLED);
 			kf_count_install(r, &e->slots[KF_SLOT_PUSH]);

@@ -26,8 +26,22 @@ int kf_ms_until(uint64_t deadline);
  * -errno with a message (timeout_ms < 0: no timeout). */
 int kf_poll_one(int fd, short events, int timeout_ms);
 
-/* TLS sessions of migration connections (tls.c). */
+struct kf_mig_conn;
 struct kf_mig_tls;
+
+/* A connection's handshake and HELLO, unless configured otherwise. */
+#define KF_MIG_HELLO_TIMEOUT_MS 10000
+
+/* A migration connection on fd: TLS with tls (the handshake within
+ * timeout_ms), or plain TCP when tls is NULL.  fd stays the caller's on
+ * failure. */
+int kf_mig_conn_open(int fd, struct kf_mig_tls *tls, int timeout_ms,
+		     struct kf_mig_conn **connp);
+/* A page server's or remote source's channel choice: TLS credentials or
+ * plain, exactly one.  0, or -EINVAL with a message naming who. */
+int kf_mig_check_channel(const char *who, const struct kf_mig_tls *tls, bool plain);
+
+/* TLS sessions of migration connections (tls.c). */
 struct kf_tls_session;
 int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 		     struct kf_tls_session **sp);

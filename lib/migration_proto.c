@@ -349,14 +349,26 @@ int kf_mig_parse_frame(const void *buf, size_t len, size_t *used,
 	return 0;
 }
 
+static int kf_mig_check_page(uint64_t gpa, const void *page, uint64_t hash)
+{
+	uint64_t got = kf_mig_page_hash(gpa, page);
+
+	if (got != hash)
+		return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
+			       (unsigned long long)gpa, (unsigned long long)got,
+			       (unsigned long long)hash);
+	return 0;
+}
+
 int kf_mig_pages_verify(const struct kf_mig_msg *msg)
 {
 	const struct kf_mig_pages_hdr *h = &msg->u.pages.h;
 	const uint8_t *data = msg->u.pages.data;
 	uint32_t i;
+	int ret;
 
 	for (i = 0; i < h->count; i++) {
-		uint64_t gpa = h->gpa + (uint64_t)i * KF_PAGE_SIZE, want;
+		uint64_t gpa = h->gpa + (uint64_t)i * KF_PAGE_SIZE;
 		struct kf_mig_page_entry e;
 		const void *page = kf_zero_page;
 
@@ -365,11 +377,9 @@ int kf_mig_pages_verify(const struct kf_mig_msg *msg)
 			page = data;
 			data += KF_PAGE_SIZE;
 		}
-		want = kf_mig_page_hash(gpa, page);
-		if (want != e.hash)
-			return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
-				       (unsigned long long)gpa, (unsigned long long)want,
-				       (unsigned long long)e.hash);
+		ret = kf_mig_check_page(gpa, page, e.hash);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -394,12 +404,7 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out)
 		memset(out, 0, KF_PAGE_SIZE);
 	else
 		memcpy(out, data, KF_PAGE_SIZE);
-	if (kf_mig_page_hash(gpa, out) != e.hash)
-		return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
-			       (unsigned long long)gpa,
-			       (unsigned long long)kf_mig_page_hash(gpa, out),
-			       (unsigned long long)e.hash);
-	return 0;
+	return kf_mig_check_page(gpa, out, e.hash);
 }
 
 /* ------------------------------------------------------------ connections */
@@ -482,6 +487,22 @@ int kf_mig_conn_new_tls(int fd, struct kf_mig_tls *tls, int timeout_ms,
 	return 0;
 }
 
+int kf_mig_conn_open(int fd, struct kf_mig_tls *tls, int timeout_ms,
+		     struct kf_mig_conn **connp)
+{
+	return tls ? kf_mig_conn_new_tls(fd, tls, timeout_ms, connp) :
+		     kf_mig_conn_new(fd, connp);
+}
+
+int kf_mig_check_channel(const char *who, const struct kf_mig_tls *tls, bool plain)
+{
+	if (!tls == !plain)
+		return kf_fail(EINVAL, "%s: %s", who, plain ?
+			       "TLS credentials and plain TCP both chosen" :
+			       "no TLS credentials (or choose plain TCP explicitly)");
+	return 0;
+}
+
 int kf_mig_conn_set_timeout(struct kf_mig_conn *conn, int timeout_ms)
 {
 	conn->rcv_timeout_ms = timeout_ms;
@@ -517,6 +538,12 @@ void kf_mig_conn_shutdown(struct kf_mig_conn *conn)
 		shutdown(conn->fd, SHUT_RDWR);
 }
 
+static int kf_mig_read_late(const struct kf_mig_conn *conn)
+{
+	return kf_fail(ETIMEDOUT, "migration connection: the peer did not send its message within %d ms",
+		       conn->rcv_timeout_ms);
+}
+
 static int kf_mig_read_full(struct kf_mig_conn *conn, void *buf, size_t len)
 {
 	char *p = buf;
@@ -529,8 +556,7 @@ static int kf_mig_read_full(struct kf_mig_conn *conn, void *buf, size_t len)
 		ssize_t n;
 
 		if (!left)
-			return kf_fail(ETIMEDOUT, "migration connection: the peer did not send its message within %d ms",
-				       conn->rcv_timeout_ms);
+			return kf_mig_read_late(conn);
 		if (conn->tls) {
 			n = kf_tls_read(conn->tls, p + done, len - done, left);
 		} else {
@@ -545,8 +571,7 @@ static int kf_mig_read_full(struct kf_mig_conn *conn, void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return kf_fail(ETIMEDOUT, "migration connection: the peer did not send its message within %d ms",
-				       conn->rcv_timeout_ms);
+			return kf_mig_read_late(conn);
 		if (n < 0)
 			return kf_fail_errno(errno == EPIPE ? ECONNRESET : errno,
 					     "migration connection: read");

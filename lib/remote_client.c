@@ -57,9 +57,6 @@ struct kf_rc_waiter {
 	struct kf_rc_waiter *next;
 };
 
-/* A connection's handshake and HELLO. */
-#define KF_RC_HELLO_TIMEOUT_MS 10000
-
 struct kf_remote {
 	struct kf_remote_config cfg;
 	char *addr;
@@ -337,11 +334,8 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 	 * least hello_timeout_ms.
 	 */
 	hello_ms = KF_MAX(kf_ms_until(deadline), r->cfg.hello_timeout_ms > 0 ?
-			  r->cfg.hello_timeout_ms : KF_RC_HELLO_TIMEOUT_MS);
-	if (r->cfg.tls)
-		ret = kf_mig_conn_new_tls(fd, r->cfg.tls, hello_ms, &c);
-	else
-		ret = kf_mig_conn_new(fd, &c);
+			  r->cfg.hello_timeout_ms : KF_MIG_HELLO_TIMEOUT_MS);
+	ret = kf_mig_conn_open(fd, r->cfg.tls, hello_ms, &c);
 	if (ret) {
 		close(fd);
 		return ret;
@@ -385,10 +379,9 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 	*rp = NULL;
 	if (!cfg->addr)
 		return kf_fail(EINVAL, "remote source: no address");
-	if (!cfg->tls == !cfg->plain)
-		return kf_fail(EINVAL, "remote source: %s", cfg->plain ?
-			       "TLS credentials and plain TCP both chosen" :
-			       "no TLS credentials (or choose plain TCP explicitly)");
+	ret = kf_mig_check_channel("remote source", cfg->tls, cfg->plain);
+	if (ret)
+		return ret;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return kf_fail(ENOMEM, "out of memory");

@@ -85,16 +85,15 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 	*srvp = NULL;
 	if (!cfg->nr_regions || cfg->nr_regions > KF_MIG_MAX_REGIONS)
 		return kf_fail(EINVAL, "page server: %u regions", cfg->nr_regions);
-	if (!cfg->tls == !cfg->plain)
-		return kf_fail(EINVAL, "page server: %s", cfg->plain ?
-			       "TLS credentials and plain TCP both chosen" :
-			       "no TLS credentials (or choose plain TCP explicitly)");
+	ret = kf_mig_check_channel("page server", cfg->tls, cfg->plain);
+	if (ret)
+		return ret;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return kf_fail(ENOMEM, "out of memory");
 	srv->cfg = *cfg;
 	if (srv->cfg.hello_timeout_ms <= 0)
-		srv->cfg.hello_timeout_ms = 10000;
+		srv->cfg.hello_timeout_ms = KF_MIG_HELLO_TIMEOUT_MS;
 	srv->lfd = listen_fd;
 	srv->nr_regions = cfg->nr_regions;
 	srv->regions = calloc(cfg->nr_regions, sizeof(*srv->regions));
@@ -238,10 +237,7 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		return 1;
 	}
 	/* A peer that connects and says nothing must not hang us. */
-	if (srv->cfg.tls)
-		ret = kf_mig_conn_new_tls(fd, srv->cfg.tls, srv->cfg.hello_timeout_ms, &c);
-	else
-		ret = kf_mig_conn_new(fd, &c);
+	ret = kf_mig_conn_open(fd, srv->cfg.tls, srv->cfg.hello_timeout_ms, &c);
 	if (ret) {
 		close(fd);
 		return 1;

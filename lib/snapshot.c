@@ -596,7 +596,6 @@ struct kf_snap_prefetch {
 	pthread_t thread;
 	bool started;
 	volatile int stop;
-	int result;
 };
 
 #define KF_SNAP_PREFETCH_RUN 64
@@ -608,18 +607,16 @@ static void *kf_snap_prefetch_thread(void *arg)
 	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
 	int ret = buf ? 0 : -ENOMEM;
 
+	/* A failed read or install ends the prefetch, which is only a hint:
+	 * faults read (and report) every page themselves. */
 	while (!ret && off < size && !__atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t len = KF_MIN(size - off, (uint64_t)KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE), i;
+		uint64_t len = KF_MIN(size - off, (uint64_t)KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
 
-		for (i = 0; i < len && !ret; i += KF_PAGE_SIZE)
-			ret = kf_snapshot_read_page(pf->snap, pf->src.base + off + i, buf + i);
+		ret = kf_snapsrc_read(&pf->src, pf->src.base + off, buf, len);
 		if (!ret)
 			ret = pf->sink(pf->opaque, pf->src.base + off, buf, len);
 		off += len;
 	}
-	/* A failed prefetch is only a lost hint: faults read (and report)
-	 * every page themselves. */
-	pf->result = ret;
 	free(buf);
 	return NULL;
 }

@@ -20,11 +20,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/pagesrc_basic.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/stats.h>
@@ -305,16 +305,7 @@ static int remote_open(struct remote_rig *rr, uint64_t gpa, uint64_t size,
 	int port, ret;
 
 	if (!opt.plain) {
-		unsigned char key[32];
-
-		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
-			return kf_fail(EIO, "getrandom: no key");
-		ret = kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-bench", true,
-					 &rr->tls_server);
-		if (!ret)
-			ret = kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-bench",
-						 false, &rr->tls_client);
-		memset(key, 0, sizeof(key));
+		ret = kf_mig_psk_pair("kvmfault-bench", &rr->tls_server, &rr->tls_client);
 		if (ret)
 			return ret;
 	}

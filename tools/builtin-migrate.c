@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -424,7 +423,6 @@ static int run_local(const struct opts *o)
 	struct kf_mig_tls *tls_source = NULL, *tls_dest = NULL;
 	struct kf_link_speed link;
 	struct rusage child;
-	unsigned char key[32];
 	char addr[64];
 	int port, status, ret, lfd;
 	pid_t pid;
@@ -440,15 +438,11 @@ static int run_local(const struct opts *o)
 		ret = 1;
 		goto out;
 	}
-	if (!o->plain && !o->psk) {
-		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key) ||
-		    kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-local", true, &tls_source) ||
-		    kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-local", false, &tls_dest)) {
-			fprintf(stderr, "kvmfault migrate: no key: %s\n", kf_error());
-			ret = 1;
-			goto out;
-		}
-		memset(key, 0, sizeof(key));
+	if (!o->plain && !o->psk &&
+	    kf_mig_psk_pair("kvmfault-local", &tls_source, &tls_dest)) {
+		fprintf(stderr, "kvmfault migrate: no key: %s\n", kf_error());
+		ret = 1;
+		goto out;
 	}
 	if (o->link_test) {
 		if (kf_mig_link_speed(256ULL << 20, &link)) {

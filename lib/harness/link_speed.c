@@ -120,13 +120,7 @@ static int kf_link_run(enum kf_link_kind kind, uint64_t bytes, const char *src,
 	pthread_t t;
 
 	if (kind == KF_LINK_TLS) {
-		unsigned char key[32];
-
-		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
-			return kf_fail(EIO, "link test: getrandom");
-		ret = kf_mig_tls_psk_new(key, sizeof(key), "link", true, &tls_reader);
-		if (!ret)
-			ret = kf_mig_tls_psk_new(key, sizeof(key), "link", false, &tls_writer);
+		ret = kf_mig_psk_pair("link", &tls_reader, &tls_writer);
 		if (ret)
 			goto out;
 		reader.tls = tls_reader;
@@ -173,6 +167,26 @@ out:
 		close(reader.fd);
 	kf_mig_tls_free(tls_reader);
 	kf_mig_tls_free(tls_writer);
+	return ret;
+}
+
+int kf_mig_psk_pair(const char *identity, struct kf_mig_tls **server,
+		    struct kf_mig_tls **client)
+{
+	unsigned char key[32];
+	int ret;
+
+	*server = *client = NULL;
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		return kf_fail_errno(errno, "getrandom: no key");
+	ret = kf_mig_tls_psk_new(key, sizeof(key), identity, true, server);
+	if (!ret)
+		ret = kf_mig_tls_psk_new(key, sizeof(key), identity, false, client);
+	explicit_bzero(key, sizeof(key));
+	if (ret) {
+		kf_mig_tls_free(*server);
+		*server = NULL;
+	}
 	return ret;
 }
 

@@ -2,11 +2,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/random.h>
 
 #include <kvmfault/kvm.h>
-#include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/test.h>
 
 void kf_test_skip(const char *fmt, ...)
@@ -52,12 +50,6 @@ void kf_test_require_cap(long cap, const char *name)
 
 void kf_test_psk_pair(struct kf_mig_tls **server, struct kf_mig_tls **client)
 {
-	unsigned char key[32];
-
-	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
-		kf_test_fail(__FILE__, __LINE__, "getrandom failed");
-	if (kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-test", true, server) ||
-	    kf_mig_tls_psk_new(key, sizeof(key), "kvmfault-test", false, client))
+	if (kf_mig_psk_pair("kvmfault-test", server, client))
 		kf_test_fail(__FILE__, __LINE__, "a test key: %s", kf_error());
-	memset(key, 0, sizeof(key));
 }

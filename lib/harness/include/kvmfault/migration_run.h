@@ -82,6 +82,14 @@ void kf_workload_stop(struct kf_vm *vm);
  */
 int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus);
 
+/*
+ * Both ends of a channel in one program (a local migration, a bench, a
+ * test): TLS credentials for the server and the client role sharing a
+ * fresh random key.  0, or -errno with a message.
+ */
+int kf_mig_psk_pair(const char *identity, struct kf_mig_tls **server,
+		    struct kf_mig_tls **client);
+
 /* The link, one direction over loopback TCP, in bytes per second. */
 struct kf_link_speed {
 	double raw_bps;		/* write()/read() */
