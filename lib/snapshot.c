@@ -12,6 +12,7 @@
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/pagesrc_basic.h>
+#include <kvmfault/private_mem.h>
 #include <kvmfault/snapshot.h>
 #include <kvmfault/vcpu_state.h>
 
@@ -145,6 +146,9 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 
 	if (!nr_vcpus || nr_vcpus > KF_MAX_VCPUS)
 		return kf_fail(EINVAL, "snapshot: %u vCPUs", nr_vcpus);
+	ret = kf_vm_check_no_private(vm, "snapshot");
+	if (ret)
+		return ret;
 	memset(regions, 0, sizeof(regions));
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = &vm->slots[i];

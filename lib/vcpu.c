@@ -198,6 +198,13 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 				    "%s repeated %u times without progress: the handler does not map the page",
 				    kf_exit_str(exit, desc, sizeof(desc)),
 				    vcpu->repeated_faults);
+	if (vcpu->vm->conversions) {
+		ret = kf_conversion_fault(vcpu, f);
+		if (ret <= 0)
+			return ret ? kf_vcpu_fail(vcpu, -ret, "%s: %s",
+						  kf_exit_str(exit, desc, sizeof(desc)),
+						  kf_error()) : 0;
+	}
 	if (!vcpu->ops || !vcpu->ops->memory_fault)
 		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s",
 				    kf_exit_str(exit, desc, sizeof(desc)));
@@ -239,6 +246,10 @@ static int kf_vcpu_dispatch(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 	uc = kf_arch_ucall(vcpu, exit);
 	if (uc)
 		return kf_vcpu_ucall(vcpu, uc);
+	if (exit->reason == KVM_EXIT_HYPERCALL && vcpu->vm->conversions) {
+		ret = kf_conversion_hypercall(vcpu);
+		return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
+	}
 	if (ops && ops->exit) {
 		ret = ops->exit(vcpu, exit);
 		if (ret < 0 && !vcpu->errmsg[0])

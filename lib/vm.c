@@ -35,7 +35,26 @@ static int kf_vm_enable_fault_access(struct kf_vm *vm)
 	return 0;
 }
 
+int kf_vm_type_supported(unsigned long type)
+{
+	long types;
+	int kvm_fd = kf_kvm_open();
+
+	if (kvm_fd < 0)
+		return kvm_fd;
+	types = kf_check_cap(kvm_fd, KVM_CAP_VM_TYPES);
+	close(kvm_fd);
+	if (type == KF_VM_TYPE_DEFAULT)
+		return 1;
+	return type < 64 && types > 0 && (types & (1L << type)) ? 1 : 0;
+}
+
 int kf_vm_create(struct kf_vm **vmp)
+{
+	return kf_vm_create_type(vmp, KF_VM_TYPE_DEFAULT);
+}
+
+int kf_vm_create_type(struct kf_vm **vmp, unsigned long type)
 {
 	struct kf_vm *vm;
 	long max;
@@ -54,9 +73,16 @@ int kf_vm_create(struct kf_vm **vmp)
 		free(vm);
 		return ret;
 	}
-	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	vm->type = type;
+	if (type != KF_VM_TYPE_DEFAULT &&
+	    (type >= 64 || !(kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES) & (1L << type)))) {
+		ret = kf_fail(EOPNOTSUPP, "this kernel has no VM type %lu (KVM_CAP_VM_TYPES 0x%lx)",
+			      type, kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES));
+		goto fail;
+	}
+	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, type);
 	if (vm->fd < 0) {
-		ret = kf_fail_errno(errno, "KVM_CREATE_VM");
+		ret = kf_fail_errno(errno, "KVM_CREATE_VM(type %lu)", type);
 		goto fail;
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -89,6 +115,9 @@ static void kf_memslot_release(struct kf_memslot *ms)
 		munmap(ms->hva, ms->size);
 	if (ms->memfd >= 0)
 		close(ms->memfd);
+	if (ms->guest_memfd_owned)
+		close(ms->guest_memfd);
+	free(ms->private_pages);
 	memset(ms, 0, sizeof(*ms));
 	ms->memfd = -1;
 }
@@ -116,6 +145,7 @@ void kf_vm_destroy(struct kf_vm *vm)
 	for (i = 0; i < KF_MAX_SLOTS; i++)
 		if (vm->slots[i].used)
 			kf_memslot_release(&vm->slots[i]);
+	kf_conversions_free(vm);
 	kf_arch_vm_free(vm);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
@@ -229,6 +259,35 @@ static int kf_region_map(const struct kf_region *r, struct kf_memslot *ms)
 	return 0;
 }
 
+/* The slot's guest_memfd and the record of its private pages. */
+static int kf_region_guest_memfd(struct kf_vm *vm, const struct kf_region *r,
+				 struct kf_memslot *ms)
+{
+	struct kvm_create_guest_memfd create = { .size = r->size };
+	size_t words = (r->size / KF_PAGE_SIZE + 63) / 64;
+
+	ms->guest_memfd = -1;
+	if (!(r->flags & KVM_MEM_GUEST_MEMFD))
+		return 0;
+	ms->private_pages = calloc(words, sizeof(uint64_t));
+	if (!ms->private_pages)
+		return kf_fail(ENOMEM, "out of memory for the private-page record");
+	ms->guest_memfd_offset = r->guest_memfd_offset;
+	if (r->guest_memfd >= 0) {
+		ms->guest_memfd = r->guest_memfd;
+		return 0;
+	}
+	if (r->guest_memfd_offset)
+		return kf_fail(EINVAL, "a guest_memfd the library creates starts at offset 0, not 0x%llx",
+			       (unsigned long long)r->guest_memfd_offset);
+	ms->guest_memfd = ioctl(vm->fd, KVM_CREATE_GUEST_MEMFD, &create);
+	if (ms->guest_memfd < 0)
+		return kf_fail_errno(errno, "KVM_CREATE_GUEST_MEMFD of 0x%llx bytes",
+				     (unsigned long long)r->size);
+	ms->guest_memfd_owned = true;
+	return 0;
+}
+
 int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 		     struct kf_memslot **slotp)
 {
@@ -261,8 +320,11 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 	ms->flags = r->flags;
 	ms->gpa = r->gpa;
 	ms->size = r->size;
-	ms->guest_memfd = (r->flags & KVM_MEM_GUEST_MEMFD) ? r->guest_memfd : -1;
-	ms->guest_memfd_offset = r->guest_memfd_offset;
+	ret = kf_region_guest_memfd(vm, r, ms);
+	if (ret) {
+		kf_memslot_release(ms);
+		goto out;
+	}
 	if (kf_set_memslot(vm, ms, ms->flags, ms->size)) {
 		ret = kf_fail_errno(errno, "set memslot %u [0x%llx, +0x%llx) flags 0x%x",
 				    ms->slot, (unsigned long long)ms->gpa,

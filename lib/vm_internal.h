@@ -29,6 +29,16 @@ int kf_image_copy(struct kf_vm *vm);
 /* Whether [p, p + len) lies inside the program image. */
 bool kf_image_contains(const void *p, size_t len);
 
+/*
+ * Conversions (private_mem.c), for the vCPU loop of a VM that enabled them.
+ * A KVM_EXIT_HYPERCALL: 0 re-enters (the guest has its answer), -errno
+ * stops.  A memory fault: 1 when it is no conversion (demand paging's),
+ * 0 re-enters, -errno stops.
+ */
+int kf_conversion_hypercall(struct kf_vcpu *vcpu);
+int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
+void kf_conversions_free(struct kf_vm *vm);
+
 /* Arch hooks (lib/x86/). */
 int kf_arch_vm_init(struct kf_vm *vm);
 void kf_arch_vm_free(struct kf_vm *vm);

@@ -9,6 +9,7 @@
 #ifndef KVMFAULT_GUEST_H
 #define KVMFAULT_GUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,20 @@ KF_GUEST_INLINE uint64_t kf_guest_cycles(void)
 static inline uint64_t kf_host_cycles(void)
 {
 	return kf_arch_host_cycles();
+}
+
+/*
+ * Ask the VMM to make [gpa, gpa + npages pages) private or shared
+ * (KVM_HC_MAP_GPA_RANGE; <kvmfault/private_mem.h>): 0 when done, else a
+ * negative KVM error: -KVM_EINVAL (22) for a range the VM cannot convert,
+ * the VMM policy's error for a refusal, -KVM_ENOSYS (1000) when the VMM
+ * did not enable conversions.
+ */
+KF_GUEST_INLINE int64_t kf_guest_map_gpa_range(uint64_t gpa, uint64_t npages,
+					       bool to_private)
+{
+	return kf_arch_guest_hypercall(12 /* KVM_HC_MAP_GPA_RANGE */, gpa,
+				       npages, to_private ? 1 << 4 : 0);
 }
 
 KF_GUEST_INLINE void kf_guest_ucall_out(void)

@@ -38,7 +38,13 @@ struct kf_region {
 	uint32_t flags;		/* KVM_MEM_* */
 	enum kf_backing backing;
 	void *hva;		/* KF_BACKING_USER only */
-	int guest_memfd;	/* >= 0: also bind this guest_memfd (REGION2) */
+	/*
+	 * With KVM_MEM_GUEST_MEMFD in flags: the guest_memfd to bind
+	 * (KVM_SET_USER_MEMORY_REGION2), or < 0 for one the library creates
+	 * with the region's size and closes with the slot.  Such a slot can
+	 * be private (<kvmfault/private_mem.h>).
+	 */
+	int guest_memfd;
 	uint64_t guest_memfd_offset;
 };
 
@@ -53,10 +59,13 @@ struct kf_memslot {
 	bool owned;		/* the library mapped hva and unmaps it */
 	int guest_memfd;
 	uint64_t guest_memfd_offset;
+	bool guest_memfd_owned;	/* the library created it and closes it */
+	uint64_t *private_pages;	/* guest_memfd slots: one bit a private page */
 	bool engine;		/* a fault engine serves it (vm->lock) */
 };
 
 struct kf_engine;
+struct kf_conversions;
 
 struct kf_vm {
 	int kvm_fd;
@@ -67,13 +76,23 @@ struct kf_vm {
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	unsigned int nr_vcpus;
 	unsigned int max_vcpus;
+	unsigned long type;	/* KVM_CREATE_VM's type: KF_VM_TYPE_* */
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
+	struct kf_conversions *conversions;	/* private_mem.c, when enabled */
 	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
 	void *arch;		/* struct kf_x86_vm */
 };
 
+/* VM types of KVM_CREATE_VM (KVM_CAP_VM_TYPES lists what a kernel has). */
+#define KF_VM_TYPE_DEFAULT 0		/* KVM_X86_DEFAULT_VM */
+#define KF_VM_TYPE_SW_PROTECTED 1	/* KVM_X86_SW_PROTECTED_VM: private memory */
+
 /* Create a VM with the program image in slot 0, ready for vCPUs. */
 int kf_vm_create(struct kf_vm **vmp);
+/* The same for a VM of another type (-EOPNOTSUPP when the kernel lacks it). */
+int kf_vm_create_type(struct kf_vm **vmp, unsigned long type);
+/* 1 when this kernel creates VMs of type, 0 when not, -errno without KVM. */
+int kf_vm_type_supported(unsigned long type);
 void kf_vm_destroy(struct kf_vm *vm);
 
 /*

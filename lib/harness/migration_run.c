@@ -9,6 +9,7 @@
 #include <kvmfault/vm_engine.h>
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/private_mem.h>
 #include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/vcpu_state.h>
@@ -94,6 +95,9 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	memset(rep, 0, sizeof(*rep));
 	rep->nr_vcpus = nr_vcpus;
 	rep->tls = cfg->tls;
+	ret = kf_vm_check_no_private(vm, "migration");
+	if (ret)
+		return ret;
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		struct kf_memslot *ms = &vm->slots[i];
 

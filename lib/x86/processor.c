@@ -31,6 +31,8 @@
 #define KF_X86_IOMAP_SIZE (65536 / 8 + 1)
 #define KF_X86_GDT_TSS0 5	/* GDT index of vCPU 0's TSS descriptor */
 #define KF_X86_EXC_STUBS_OFFSET 0x100	/* in the code page */
+#define KF_X86_HYPERCALL_OFFSET 0x400	/* in the code page */
+#define KF_X86_IDT_ENTRIES (KF_X86_HYPERCALL_VECTOR + 1)
 
 struct kf_x86_vm {
 	uint64_t sys_gpa;
@@ -317,7 +319,41 @@ static void kf_x86_setup_gdt(struct kf_vm *vm)
 	iomap[KF_X86_IOMAP_SIZE - 1] = 0xff;	/* the bitmap's terminator */
 }
 
-/* Interrupt gates for vectors 0-31 to the stubs, at CPL0. */
+static void kf_x86_set_gate(uint64_t *idt, unsigned int vector,
+			    uint64_t handler, unsigned int dpl)
+{
+	idt[2 * vector] = (handler & 0xffff) |
+			  ((uint64_t)KF_X86_SEL_KERNEL_CS << 16) |
+			  ((0x8eULL | dpl << 5) << 40) |	/* present interrupt gate */
+			  ((handler >> 16 & 0xffff) << 48);
+	idt[2 * vector + 1] = handler >> 32;
+}
+
+/*
+ * KVM takes hypercalls only from CPL0, and guest code runs at CPL3: a gate
+ * user code may call leads to this stub, the vendor's hypercall instruction
+ * (VMMCALL on AMD, VMCALL on Intel) and IRETQ.  Registers are KVM's
+ * hypercall ABI: nr in RAX, arguments in RBX, RCX, RDX, RSI; RAX returns.
+ */
+static void kf_x86_setup_hypercall(struct kf_vm *vm, uint64_t *idt)
+{
+	static const uint8_t vmcall[] = { 0x0f, 0x01, 0xc1, 0x48, 0xcf };
+	static const uint8_t vmmcall[] = { 0x0f, 0x01, 0xd9, 0x48, 0xcf };
+	struct kf_x86_vm *x = kf_x86(vm);
+	uint64_t stub = x->tramp_gpa + KF_X86_HYPERCALL_OFFSET;
+	bool amd = false;
+	uint32_t i;
+
+	for (i = 0; i < x->cpuid->nent; i++)
+		if (x->cpuid->entries[i].function == 0)
+			amd = x->cpuid->entries[i].ebx == 0x68747541 ||	/* "Auth" */
+			      x->cpuid->entries[i].ebx == 0x6f677948;	/* "Hygo" */
+	memcpy(kf_x86_hva(vm, stub), amd ? vmmcall : vmcall, sizeof(vmcall));
+	kf_x86_set_gate(idt, KF_X86_HYPERCALL_VECTOR, stub, 3);
+}
+
+/* Interrupt gates for vectors 0-31 to the stubs, at CPL0; the hypercall
+ * gate for CPL3. */
 static void kf_x86_setup_idt(struct kf_vm *vm)
 {
 	struct kf_x86_vm *x = kf_x86(vm);
@@ -325,17 +361,13 @@ static void kf_x86_setup_idt(struct kf_vm *vm)
 	uint64_t stubs = x->tramp_gpa + KF_X86_EXC_STUBS_OFFSET;
 	unsigned int v;
 
+	_Static_assert(KF_X86_EXC_STUBS_OFFSET + 32 * 16 + 64 <=
+		       KF_X86_HYPERCALL_OFFSET, "exception stubs overlap");
 	memcpy(kf_x86_hva(vm, stubs), kf_x86_exc_code,
 	       kf_x86_exc_end - kf_x86_exc_code);
-	for (v = 0; v < 32; v++) {
-		uint64_t handler = stubs + 16 * v;
-
-		idt[2 * v] = (handler & 0xffff) |
-			     ((uint64_t)KF_X86_SEL_KERNEL_CS << 16) |
-			     (0x8eULL << 40) |	/* present, DPL0, interrupt gate */
-			     ((handler >> 16 & 0xffff) << 48);
-		idt[2 * v + 1] = handler >> 32;
-	}
+	for (v = 0; v < 32; v++)
+		kf_x86_set_gate(idt, v, stubs + 16 * v, 0);
+	kf_x86_setup_hypercall(vm, idt);
 }
 
 int kf_arch_vm_init(struct kf_vm *vm)
@@ -459,7 +491,7 @@ static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
 	sr.gdt.base = x->gdt_gpa;
 	sr.gdt.limit = (KF_X86_GDT_TSS0 + 2 * vcpu->vm->max_vcpus) * 8 - 1;
 	sr.idt.base = x->idt_gpa;
-	sr.idt.limit = 32 * 16 - 1;
+	sr.idt.limit = KF_X86_IDT_ENTRIES * 16 - 1;
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr))
 		return kf_fail_errno(errno, "KVM_SET_SREGS (long mode, CPL3)");
 	return 0;

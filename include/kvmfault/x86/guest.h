@@ -9,6 +9,7 @@
  *   kf_arch_guest_self()     this vCPU's struct kf_guest_vcpu (%gs:0)
  *   kf_arch_guest_ucall()    trap to the host: the ucall is ready
  *   kf_arch_guest_cycles()   a cycle counter readable at CPL3 (rdtsc)
+ *   kf_arch_guest_hypercall() a KVM hypercall (from CPL0, through a gate)
  *   kf_arch_host_cycles()    the same counter on the host
  */
 #ifndef KVMFAULT_X86_GUEST_H
@@ -42,6 +43,18 @@ KF_GUEST_INLINE uint64_t kf_arch_guest_cycles(void)
 
 	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
 	return (uint64_t)hi << 32 | lo;
+}
+
+/* KVM's hypercall ABI; the gate's stub runs VMCALL/VMMCALL at CPL0. */
+KF_GUEST_INLINE int64_t kf_arch_guest_hypercall(uint64_t nr, uint64_t a0,
+						uint64_t a1, uint64_t a2)
+{
+	int64_t ret;
+
+	__asm__ volatile("int $0x20"	/* KF_X86_HYPERCALL_VECTOR */
+			 : "=a"(ret) : "a"(nr), "b"(a0), "c"(a1), "d"(a2)
+			 : "memory");
+	return ret;
 }
 
 static inline uint64_t kf_arch_host_cycles(void)

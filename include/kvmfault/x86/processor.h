@@ -41,6 +41,9 @@
 #define KF_X86_SEL_USER_CS   0x1b
 #define KF_X86_SEL_USER_DS   0x23
 
+/* The IDT gate CPL3 code calls to make a KVM hypercall from CPL0. */
+#define KF_X86_HYPERCALL_VECTOR 0x20
+
 #define KF_X86_LARGE_PAGE (2ULL << 20)
 #define KF_X86_PT_POOL_PAGES 256
 #define KF_X86_VCPU_STACK (60ULL << 10)

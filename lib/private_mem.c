@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Private/shared conversions of a VM's memory (<kvmfault/private_mem.h>).
+ * KVM keeps the attributes but has no call to read them back, so the VM
+ * keeps its own record: one bit a page in each guest_memfd slot, changed
+ * only together with KVM_SET_MEMORY_ATTRIBUTES, under vm->lock.
+ */
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/kvm_para.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <kvmfault/error.h>
+#include <kvmfault/kvm.h>
+#include <kvmfault/private_mem.h>
+#include <kvmfault/uapi.h>
+#include <kvmfault/vcpu.h>
+
+#include "vm_internal.h"
+
+/* The attrs of KVM_HC_MAP_GPA_RANGE: a page-size hint and the new state. */
+#define KF_MAP_GPA_RANGE_PAGE_SIZE_MASK 0xfULL
+#define KF_MAP_GPA_RANGE_KNOWN \
+	(KF_MAP_GPA_RANGE_PAGE_SIZE_MASK | KVM_MAP_GPA_RANGE_ENCRYPTED)
+
+struct kf_conversions {
+	kf_conversion_policy policy;
+	void *opaque;
+};
+
+static const char *kf_state_name(bool private_mem)
+{
+	return private_mem ? "private" : "shared";
+}
+
+static bool kf_slot_page_private(const struct kf_memslot *ms, uint64_t gpa)
+{
+	uint64_t i = (gpa - ms->gpa) / KF_PAGE_SIZE;
+
+	return ms->private_pages &&
+	       (ms->private_pages[i / 64] >> (i % 64) & 1);
+}
+
+static void kf_slot_record(struct kf_memslot *ms, uint64_t gpa, uint64_t end,
+			   bool private_mem)
+{
+	uint64_t i;
+
+	if (!ms->private_pages)
+		return;
+	for (i = (gpa - ms->gpa) / KF_PAGE_SIZE;
+	     i < (end - ms->gpa) / KF_PAGE_SIZE; i++) {
+		if (private_mem)
+			ms->private_pages[i / 64] |= 1ULL << (i % 64);
+		else
+			ms->private_pages[i / 64] &= ~(1ULL << (i % 64));
+	}
+}
+
+bool kf_vm_page_is_private(struct kf_vm *vm, uint64_t gpa)
+{
+	struct kf_memslot *ms;
+	bool ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ms = kf_vm_find_slot(vm, gpa);
+	ret = ms && kf_slot_page_private(ms, gpa);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+/* Whether the request is one the VM can carry out; under vm->lock. */
+static int kf_convert_check(struct kf_vm *vm, uint64_t gpa, uint64_t size,
+			    bool to_private)
+{
+	uint64_t cur = gpa, end = gpa + size;
+
+	if (!size || !KF_IS_ALIGNED(gpa, KF_PAGE_SIZE) ||
+	    !KF_IS_ALIGNED(size, KF_PAGE_SIZE) || end < gpa)
+		return kf_fail(EINVAL, "conversion of [0x%llx, +0x%llx): gpa and size must be non-zero multiples of the page size",
+			       (unsigned long long)gpa, (unsigned long long)size);
+	while (cur < end) {
+		const struct kf_memslot *ms = kf_vm_find_slot(vm, cur);
+
+		if (!ms)
+			return kf_fail(EINVAL, "conversion of [0x%llx, +0x%llx) to %s: 0x%llx is not guest memory",
+				       (unsigned long long)gpa,
+				       (unsigned long long)size,
+				       kf_state_name(to_private),
+				       (unsigned long long)cur);
+		if (to_private && !(ms->flags & KVM_MEM_GUEST_MEMFD))
+			return kf_fail(EINVAL, "conversion of [0x%llx, +0x%llx) to private: slot %u at 0x%llx has no guest_memfd",
+				       (unsigned long long)gpa,
+				       (unsigned long long)size, ms->slot,
+				       (unsigned long long)ms->gpa);
+		cur = ms->gpa + ms->size;
+	}
+	return 0;
+}
+
+/* Release the backing that [gpa, end) of ms leaves. */
+static int kf_release_left_state(struct kf_memslot *ms, uint64_t gpa,
+				 uint64_t end, bool to_private)
+{
+	uint64_t off = gpa - ms->gpa, len = end - gpa;
+	char *hva = (char *)ms->hva + off;
+
+	if (!to_private) {
+		if (ms->guest_memfd < 0 || !(ms->flags & KVM_MEM_GUEST_MEMFD))
+			return 0;
+		if (fallocate(ms->guest_memfd,
+			      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      ms->guest_memfd_offset + off, len))
+			return kf_fail_errno(errno, "punch [0x%llx, +0x%llx) out of the guest_memfd of slot %u",
+					     (unsigned long long)gpa,
+					     (unsigned long long)len, ms->slot);
+		return 0;
+	}
+	/* Shared file pages (memfd, or maybe the caller's) are removed from
+	 * the file; private anonymous ones dropped. */
+	if (ms->memfd >= 0 || !ms->owned) {
+		if (!madvise(hva, len, MADV_REMOVE))
+			return 0;
+		if (ms->memfd >= 0 || errno != EINVAL)
+			return kf_fail_errno(errno, "MADV_REMOVE of the shared pages of [0x%llx, +0x%llx)",
+					     (unsigned long long)gpa,
+					     (unsigned long long)len);
+	}
+	if (madvise(hva, len, MADV_DONTNEED))
+		return kf_fail_errno(errno, "MADV_DONTNEED of the shared pages of [0x%llx, +0x%llx)",
+				     (unsigned long long)gpa,
+				     (unsigned long long)len);
+	return 0;
+}
+
+static int kf_convert_locked(struct kf_vm *vm, uint64_t gpa, uint64_t size,
+			     bool to_private)
+{
+	struct kvm_memory_attributes attrs = {
+		.address = gpa,
+		.size = size,
+		.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+	};
+	uint64_t cur = gpa, end = gpa + size;
+	int ret;
+
+	ret = kf_convert_check(vm, gpa, size, to_private);
+	if (ret)
+		return ret;
+	if (ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs))
+		return kf_fail_errno(errno, "KVM_SET_MEMORY_ATTRIBUTES [0x%llx, +0x%llx) %s",
+				     (unsigned long long)gpa,
+				     (unsigned long long)size,
+				     kf_state_name(to_private));
+	/* KVM has the new state now: record it before anything can fail. */
+	for (cur = gpa; cur < end;) {
+		struct kf_memslot *ms = kf_vm_find_slot(vm, cur);
+		uint64_t piece_end = KF_MIN(end, ms->gpa + ms->size);
+
+		kf_slot_record(ms, cur, piece_end, to_private);
+		cur = piece_end;
+	}
+	for (cur = gpa; cur < end;) {
+		struct kf_memslot *ms = kf_vm_find_slot(vm, cur);
+		uint64_t piece_end = KF_MIN(end, ms->gpa + ms->size);
+
+		ret = kf_release_left_state(ms, cur, piece_end, to_private);
+		if (ret)
+			return ret;
+		cur = piece_end;
+	}
+	return 0;
+}
+
+int kf_vm_convert(struct kf_vm *vm, uint64_t gpa, uint64_t size,
+		  bool to_private)
+{
+	int ret;
+
+	if (!vm)
+		return kf_fail(EINVAL, "no VM");
+	pthread_mutex_lock(&vm->lock);
+	ret = kf_convert_locked(vm, gpa, size, to_private);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
+			     void *opaque)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_EXIT_HYPERCALL,
+		.args[0] = 1ULL << KVM_HC_MAP_GPA_RANGE,
+	};
+	struct kf_conversions *c;
+
+	if (!vm)
+		return kf_fail(EINVAL, "no VM");
+	if (!(kf_check_cap(vm->fd, KVM_CAP_MEMORY_ATTRIBUTES) &
+	      KVM_MEMORY_ATTRIBUTE_PRIVATE))
+		return kf_fail(EOPNOTSUPP, "this VM (type %lu) has no private memory (KVM_CAP_MEMORY_ATTRIBUTES)",
+			       vm->type);
+	if (!(kf_check_cap(vm->fd, KVM_CAP_EXIT_HYPERCALL) &
+	      (1L << KVM_HC_MAP_GPA_RANGE)))
+		return kf_fail(EOPNOTSUPP, "this kernel does not pass KVM_HC_MAP_GPA_RANGE to userspace (KVM_CAP_EXIT_HYPERCALL)");
+	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
+		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, MAP_GPA_RANGE)");
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return kf_fail(ENOMEM, "out of memory");
+	c->policy = policy;
+	c->opaque = opaque;
+	pthread_mutex_lock(&vm->lock);
+	free(vm->conversions);
+	vm->conversions = c;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int kf_vm_check_no_private(struct kf_vm *vm, const char *what)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_MAX_SLOTS; i++) {
+		const struct kf_memslot *ms = &vm->slots[i];
+
+		if (ms->used && (ms->flags & KVM_MEM_GUEST_MEMFD))
+			return kf_fail(EOPNOTSUPP, "%s refused: slot %u [0x%llx, +0x%llx) is guest_memfd (private) memory, which userspace cannot read on this kernel",
+				       what, ms->slot,
+				       (unsigned long long)ms->gpa,
+				       (unsigned long long)ms->size);
+	}
+	return 0;
+}
+
+void kf_conversions_free(struct kf_vm *vm)
+{
+	free(vm->conversions);
+	vm->conversions = NULL;
+}
+
+/*
+ * Check, ask the policy, convert.  A request the VM cannot carry out or the
+ * policy refuses sets *refused to its -errno (the guest's error for an
+ * explicit one) and returns 0; a failure to convert returns -errno.
+ */
+static int kf_conversion_request(struct kf_vcpu *vcpu,
+				 const struct kf_conversion *c, int *refused)
+{
+	struct kf_vm *vm = vcpu->vm;
+	int ret;
+
+	*refused = 0;
+	pthread_mutex_lock(&vm->lock);
+	ret = kf_convert_check(vm, c->gpa, c->size, c->to_private);
+	pthread_mutex_unlock(&vm->lock);
+	if (!ret && vm->conversions->policy) {
+		ret = vm->conversions->policy(vm->conversions->opaque, c);
+		if (ret > 0 || ret < -4095)
+			ret = -EPERM;
+		if (ret)
+			kf_fail(-ret, "the VMM's policy refused the %s conversion of [0x%llx, +0x%llx) to %s",
+				c->cause == KF_CONVERSION_EXPLICIT ? "explicit" : "implicit",
+				(unsigned long long)c->gpa,
+				(unsigned long long)c->size,
+				kf_state_name(c->to_private));
+	}
+	if (ret) {
+		*refused = ret;
+		return 0;
+	}
+	return kf_vm_convert(vm, c->gpa, c->size, c->to_private);
+}
+
+int kf_conversion_hypercall(struct kf_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint64_t gpa = run->hypercall.args[0];
+	uint64_t npages = run->hypercall.args[1];
+	uint64_t attrs = run->hypercall.args[2];
+	struct kf_conversion c = {
+		.gpa = gpa,
+		.size = npages * KF_PAGE_SIZE,
+		.to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED,
+		.cause = KF_CONVERSION_EXPLICIT,
+		.vcpu_id = vcpu->id,
+	};
+	int refused, ret;
+
+	if (run->hypercall.nr != KVM_HC_MAP_GPA_RANGE)
+		return kf_fail(ENOSYS, "hypercall %llu is not one this VM handles",
+			       (unsigned long long)run->hypercall.nr);
+	if ((attrs & ~KF_MAP_GPA_RANGE_KNOWN) ||
+	    npages > (UINT64_MAX - gpa) / KF_PAGE_SIZE) {
+		run->hypercall.ret = -KVM_EINVAL;
+		return 0;
+	}
+	ret = kf_conversion_request(vcpu, &c, &refused);
+	if (ret)
+		return ret;
+	/* KVM's error numbers are errno values (but ENOSYS). */
+	run->hypercall.ret = (uint64_t)(int64_t)refused;
+	return 0;
+}
+
+int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
+{
+	struct kf_vm *vm = vcpu->vm;
+	struct kf_conversion c = {
+		.gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE),
+		.size = KF_MAX(f->size, (uint64_t)KF_PAGE_SIZE),
+		.to_private = f->private_mem,
+		.cause = KF_CONVERSION_IMPLICIT,
+		.vcpu_id = vcpu->id,
+	};
+	const struct kf_memslot *ms;
+	bool now_private, can_be_private;
+	int refused, ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ms = kf_vm_find_slot(vm, c.gpa);
+	now_private = ms && kf_slot_page_private(ms, c.gpa);
+	can_be_private = ms && (ms->flags & KVM_MEM_GUEST_MEMFD);
+	pthread_mutex_unlock(&vm->lock);
+	if (now_private == f->private_mem) {
+		if (!f->private_mem)
+			return 1;	/* a missing shared page: demand paging's */
+		if (!can_be_private)
+			return kf_fail(EFAULT, "private access to 0x%llx, which no guest_memfd slot backs",
+				       (unsigned long long)f->gpa);
+		return 0;	/* another vCPU converted it meanwhile: retry */
+	}
+	ret = kf_conversion_request(vcpu, &c, &refused);
+	return ret ? ret : refused;
+}
