@@ -182,7 +182,7 @@ int kf_vm_convert(struct kf_vm *vm, uint64_t gpa, uint64_t size,
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
-	ret = kf_convert_locked(vm, gpa, size, to_private);
+	ret = kf_convert_locked(vm, gpa & ~vm->shared_bit, size, to_private);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }
@@ -235,6 +235,42 @@ int kf_vm_check_no_private(struct kf_vm *vm, const char *what)
 	return 0;
 }
 
+int kf_vm_set_shared_bit(struct kf_vm *vm, unsigned int bit)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_SW_PROTECTED_SHARED_BIT,
+		.args[0] = bit,
+	};
+	unsigned int i;
+	int ret = 0;
+
+	if (!vm)
+		return kf_fail(EINVAL, "no VM");
+	if (kf_check_cap(vm->fd, KVM_CAP_X86_SW_PROTECTED_SHARED_BIT) <= 0)
+		return kf_fail(EOPNOTSUPP, "this VM (type %lu) has no shared GPA bit (KVM_CAP_X86_SW_PROTECTED_SHARED_BIT, kvmfault kernel series)",
+			       vm->type);
+	if (bit >= 63 || 2ULL << bit > kf_arch_max_gpa(vm))
+		return kf_fail(EINVAL, "shared bit %u: the alias would lie above the guest's physical limit 0x%llx",
+			       bit, (unsigned long long)kf_arch_max_gpa(vm));
+	pthread_mutex_lock(&vm->lock);
+	for (i = 0; i < KF_MAX_SLOTS; i++)
+		if (vm->slots[i].used && (vm->slots[i].flags & KVM_MEM_GUEST_MEMFD))
+			ret = kf_fail(EBUSY, "set the shared bit before adding guest_memfd regions (slot %u has one)",
+				      i);
+	if (!ret && ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
+		ret = kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_X86_SW_PROTECTED_SHARED_BIT, %u)",
+				    bit);
+	if (!ret)
+		vm->shared_bit = 1ULL << bit;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+uint64_t kf_vm_shared_alias(struct kf_vm *vm, uint64_t gpa)
+{
+	return gpa | vm->shared_bit;
+}
+
 void kf_conversions_free(struct kf_vm *vm)
 {
 	free(vm->conversions);
@@ -277,7 +313,8 @@ static int kf_conversion_request(struct kf_vcpu *vcpu,
 int kf_conversion_hypercall(struct kf_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	uint64_t gpa = run->hypercall.args[0];
+	/* With a shared bit, the guest may name the range by its alias. */
+	uint64_t gpa = run->hypercall.args[0] & ~vcpu->vm->shared_bit;
 	uint64_t npages = run->hypercall.args[1];
 	uint64_t attrs = run->hypercall.args[2];
 	struct kf_conversion c = {

@@ -288,11 +288,62 @@ static int kf_region_guest_memfd(struct kf_vm *vm, const struct kf_region *r,
 	return 0;
 }
 
+static struct kf_memslot *kf_vm_free_memslot(struct kf_vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_MAX_SLOTS; i++)
+		if (!vm->slots[i].used)
+			return &vm->slots[i];
+	kf_fail(ENOSPC, "all %d memslots are in use", KF_MAX_SLOTS);
+	return NULL;
+}
+
+/*
+ * With a shared bit (kf_vm_set_shared_bit()), a guest_memfd slot's shared
+ * memory is mapped a second time at its alias; under vm->lock.
+ */
+static int kf_vm_add_shared_alias(struct kf_vm *vm, struct kf_memslot *ms)
+{
+	struct kf_memslot *alias;
+	int ret;
+
+	if (!vm->shared_bit || !(ms->flags & KVM_MEM_GUEST_MEMFD))
+		return 0;
+	if (ms->gpa + ms->size > vm->shared_bit)
+		return kf_fail(EINVAL, "guest_memfd region [0x%llx, +0x%llx) reaches the shared bit 0x%llx",
+			       (unsigned long long)ms->gpa,
+			       (unsigned long long)ms->size,
+			       (unsigned long long)vm->shared_bit);
+	alias = kf_vm_free_memslot(vm);
+	if (!alias)
+		return -ENOSPC;
+	alias->slot = alias - vm->slots;
+	alias->flags = ms->flags & ~KVM_MEM_GUEST_MEMFD;
+	alias->gpa = ms->gpa | vm->shared_bit;
+	alias->size = ms->size;
+	alias->hva = ms->hva;
+	alias->memfd = -1;
+	alias->guest_memfd = -1;
+	alias->alias = true;
+	if (kf_set_memslot(vm, alias, alias->flags, alias->size))
+		return kf_fail_errno(errno, "set the shared alias memslot %u at 0x%llx",
+				     alias->slot, (unsigned long long)alias->gpa);
+	alias->used = true;
+	ret = kf_arch_map_region(vm, alias->gpa, alias->size);
+	if (ret) {
+		kf_set_memslot(vm, alias, alias->flags, 0);
+		kf_memslot_release(alias);
+		return ret;
+	}
+	ms->alias_slot = alias->slot;
+	return 0;
+}
+
 int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 		     struct kf_memslot **slotp)
 {
 	struct kf_memslot *ms = NULL;
-	unsigned int i;
 	int ret;
 
 	if (slotp)
@@ -303,20 +354,15 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 	ret = kf_region_check(vm, r);
 	if (ret)
 		goto out;
-	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		if (!vm->slots[i].used) {
-			ms = &vm->slots[i];
-			break;
-		}
-	}
+	ms = kf_vm_free_memslot(vm);
 	if (!ms) {
-		ret = kf_fail(ENOSPC, "all %d memslots are in use", KF_MAX_SLOTS);
+		ret = -ENOSPC;
 		goto out;
 	}
 	ret = kf_region_map(r, ms);
 	if (ret)
 		goto out;
-	ms->slot = i;
+	ms->slot = ms - vm->slots;
 	ms->flags = r->flags;
 	ms->gpa = r->gpa;
 	ms->size = r->size;
@@ -334,6 +380,8 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 	}
 	ms->used = true;
 	ret = kf_arch_map_region(vm, ms->gpa, ms->size);
+	if (!ret)
+		ret = kf_vm_add_shared_alias(vm, ms);
 	if (ret) {
 		/* The guest must not keep memory its page tables lack. */
 		if (kf_set_memslot(vm, ms, ms->flags, 0))
@@ -362,12 +410,14 @@ static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
 int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 {
 	struct kf_memslot *ms;
+	uint32_t alias_slot;
 	int ret = 0;
 
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
 	ms = kf_vm_slot(vm, slot);
+	alias_slot = ms ? ms->alias_slot : 0;
 	if (!ms)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
@@ -375,10 +425,22 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 	else if (ms->engine)
 		ret = kf_fail(EBUSY, "memslot %u is served by a fault engine: destroy the engine before removing the slot",
 			      slot);
+	else if (ms->alias)
+		ret = kf_fail(EBUSY, "memslot %u is the shared alias of a guest_memfd slot: remove that one",
+			      slot);
 	else if (kf_set_memslot(vm, ms, ms->flags, 0))
 		ret = kf_fail_errno(errno, "delete memslot %u", slot);
 	else
 		kf_memslot_release(ms);
+	if (!ret && alias_slot) {
+		struct kf_memslot *alias = &vm->slots[alias_slot];
+
+		if (kf_set_memslot(vm, alias, alias->flags, 0))
+			ret = kf_fail_errno(errno, "delete the shared alias memslot %u",
+					    alias->slot);
+		else
+			kf_memslot_release(alias);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }

@@ -75,10 +75,28 @@ int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
  * release what the range leaves.  gpa and size must be page aligned and
  * non-zero, the range must lie in guest memory without holes (it may span
  * slots), and can become private only where its slots have a guest_memfd:
- * else -EINVAL with a message, and nothing changed.
+ * else -EINVAL with a message, and nothing changed.  With a shared bit the
+ * range may be named by its alias.
  */
 int kf_vm_convert(struct kf_vm *vm, uint64_t gpa, uint64_t size,
 		  bool to_private);
+
+/*
+ * The kvmfault 6.12 series' development vehicle for implicit conversions
+ * (KVM_CAP_X86_SW_PROTECTED_SHARED_BIT): in a software-protected VM, the
+ * guest accesses a guest_memfd slot as private at gpa and as shared at
+ * gpa | 1 << bit, as with TDX's shared bit, so an access in the other state
+ * is an implicit conversion request.  The library maps the shared memory of
+ * each guest_memfd slot a second time at its alias (a memslot of its own),
+ * which the guest's page tables map too.  Call before adding guest_memfd
+ * regions and vCPUs; every guest_memfd region must then lie below the bit.
+ * -EOPNOTSUPP where the kernel lacks the capability.
+ */
+int kf_vm_set_shared_bit(struct kf_vm *vm, unsigned int bit);
+
+/* Where the guest accesses gpa as shared: gpa | 1 << bit, or gpa itself
+ * when the VM has no shared bit. */
+uint64_t kf_vm_shared_alias(struct kf_vm *vm, uint64_t gpa);
 
 /* Whether the page at gpa is private now. */
 bool kf_vm_page_is_private(struct kf_vm *vm, uint64_t gpa);

@@ -148,5 +148,14 @@ struct kvm_memory_attributes {
 #ifndef KVM_CAP_MEMORY_FAULT_ACCESS
 #define KVM_CAP_MEMORY_FAULT_ACCESS 513
 #endif
+/*
+ * VM capability of the 6.12 series' development vehicle (software-protected
+ * VMs only, before vCPUs): args[0] is a GPA bit that marks an access to a
+ * guest_memfd slot as shared, so that a guest can trigger implicit
+ * conversions.
+ */
+#ifndef KVM_CAP_X86_SW_PROTECTED_SHARED_BIT
+#define KVM_CAP_X86_SW_PROTECTED_SHARED_BIT 514
+#endif
 
 #endif /* KVMFAULT_UAPI_H */

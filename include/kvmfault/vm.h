@@ -60,6 +60,8 @@ struct kf_memslot {
 	int guest_memfd;
 	uint64_t guest_memfd_offset;
 	bool guest_memfd_owned;	/* the library created it and closes it */
+	uint32_t alias_slot;	/* its shared alias (kf_vm_set_shared_bit), 0 if none */
+	bool alias;		/* this slot is another's shared alias */
 	uint64_t *private_pages;	/* guest_memfd slots: one bit a private page */
 	bool engine;		/* a fault engine serves it (vm->lock) */
 };
@@ -79,6 +81,7 @@ struct kf_vm {
 	unsigned long type;	/* KVM_CREATE_VM's type: KF_VM_TYPE_* */
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
 	struct kf_conversions *conversions;	/* private_mem.c, when enabled */
+	uint64_t shared_bit;	/* kf_vm_set_shared_bit(): 1 << bit, or 0 */
 	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
 	void *arch;		/* struct kf_x86_vm */
 };
