@@ -68,9 +68,13 @@ int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 
 void kf_vcpu_run_once(struct kf_vcpu *vcpu, struct kf_exit *exit)
 {
-	int ret = ioctl(vcpu->fd, KVM_RUN, NULL);
+	int ret, err;
 
-	kf_exit_decode(ret, ret < 0 ? errno : 0, vcpu->run, exit);
+	kf_poison_enter_run(vcpu);
+	ret = ioctl(vcpu->fd, KVM_RUN, NULL);
+	err = ret < 0 ? errno : 0;
+	kf_poison_leave_run();
+	kf_exit_decode(ret, err, vcpu->run, exit);
 	vcpu->nr_exits++;
 }
 
@@ -198,6 +202,10 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 				    "%s repeated %u times without progress: the handler does not map the page",
 				    kf_exit_str(exit, desc, sizeof(desc)),
 				    vcpu->repeated_faults);
+	if (f->poison) {
+		ret = kf_poison_fault(vcpu, f);
+		return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
+	}
 	if (vcpu->vm->conversions) {
 		ret = kf_conversion_fault(vcpu, f);
 		if (ret <= 0)
@@ -230,6 +238,9 @@ static int kf_vcpu_dispatch(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 
 	switch (exit->kind) {
 	case KF_EXIT_INTERRUPTED:
+		ret = kf_poison_interrupted(vcpu);
+		if (ret <= 0)
+			return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
 		if (ops && ops->interrupted)
 			return ops->interrupted(vcpu);
 		if (vcpu->stop)

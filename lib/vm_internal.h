@@ -39,6 +39,16 @@ int kf_conversion_hypercall(struct kf_vcpu *vcpu);
 int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 void kf_conversions_free(struct kf_vm *vm);
 
+/*
+ * Poison (poison.c).  Around KVM_RUN, so that the SIGBUS handler knows the
+ * vCPU; after an interrupted KVM_RUN: 1 when no poison hit it, 0 when
+ * handled, -errno to stop; for an EHWPOISON exit: 0 or -errno.
+ */
+void kf_poison_enter_run(struct kf_vcpu *vcpu);
+void kf_poison_leave_run(void);
+int kf_poison_interrupted(struct kf_vcpu *vcpu);
+int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
+
 /* Arch hooks (lib/x86/). */
 int kf_arch_vm_init(struct kf_vm *vm);
 void kf_arch_vm_free(struct kf_vm *vm);
@@ -48,6 +58,8 @@ int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
 int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 		      uint64_t arg);
 void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
+/* Report an action-required machine check at gpa to the vCPU. */
+int kf_arch_inject_mce(struct kf_vcpu *vcpu, uint64_t gpa);
 /* The ucall this exit carries, or NULL when it is no ucall. */
 struct kf_ucall *kf_arch_ucall(struct kf_vcpu *vcpu, const struct kf_exit *exit);
 /*

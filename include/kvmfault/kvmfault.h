@@ -9,6 +9,7 @@
 #include <kvmfault/guest.h>
 #include <kvmfault/hash.h>
 #include <kvmfault/kvm.h>
+#include <kvmfault/poison.h>
 #include <kvmfault/private_mem.h>
 #include <kvmfault/uapi.h>
 #include <kvmfault/ucall.h>

@@ -82,6 +82,7 @@ struct kf_vm {
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
 	struct kf_conversions *conversions;	/* private_mem.c, when enabled */
 	uint64_t shared_bit;	/* kf_vm_set_shared_bit(): 1 << bit, or 0 */
+	int poison_policy;	/* enum kf_poison_policy */
 	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
 	void *arch;		/* struct kf_x86_vm */
 };

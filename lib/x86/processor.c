@@ -8,6 +8,8 @@
 #include <kvmfault/compiler.h>
 #include <kvmfault/error.h>
 #include <kvmfault/hash.h>
+#include <kvmfault/kvm.h>
+#include <kvmfault/poison.h>
 #include <kvmfault/ucall.h>
 #include <kvmfault/x86/guest.h>
 #include <kvmfault/x86/processor.h>
@@ -466,6 +468,8 @@ static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
 		 KF_X86_CR0_WP | KF_X86_CR0_PG;
 	sr.cr3 = x->pt_gpa;
 	sr.cr4 = KF_X86_CR4_PAE | KF_X86_CR4_OSFXSR | KF_X86_CR4_OSXMMEXCPT;
+	if (vcpu->vm->poison_policy == KF_POISON_INJECT_MCE)
+		sr.cr4 |= KF_X86_CR4_MCE;
 	sr.efer = KF_X86_EFER_LME | KF_X86_EFER_LMA;
 
 	kf_x86_seg(&sr.cs, KF_X86_SEL_USER_CS, 11, true);
@@ -497,6 +501,52 @@ static int kf_x86_setup_sregs(struct kf_vcpu *vcpu, uint64_t area_gpa)
 	return 0;
 }
 
+/* Machine-check banks for a VM that injects machine checks. */
+static int kf_x86_setup_mce(struct kf_vcpu *vcpu)
+{
+	uint64_t supported = 0, cap;
+	long banks;
+
+	if (vcpu->vm->poison_policy != KF_POISON_INJECT_MCE)
+		return 0;
+	if (ioctl(vcpu->vm->kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported))
+		return kf_fail_errno(errno, "KVM_X86_GET_MCE_CAP_SUPPORTED");
+	/* KVM_CAP_MCE says how many banks KVM emulates. */
+	banks = kf_check_cap(vcpu->vm->kvm_fd, KVM_CAP_MCE);
+	if (banks < KF_X86_MCE_BANK + 1)
+		return kf_fail(EOPNOTSUPP, "KVM offers %ld machine-check banks, %d needed",
+			       banks, KF_X86_MCE_BANK + 1);
+	cap = (supported & (KF_X86_MCG_CTL_P | KF_X86_MCG_SER_P)) |
+	      KF_MIN((uint64_t)banks, 10ULL);
+	if (ioctl(vcpu->fd, KVM_X86_SETUP_MCE, &cap))
+		return kf_fail_errno(errno, "KVM_X86_SETUP_MCE(0x%llx)",
+				     (unsigned long long)cap);
+	return 0;
+}
+
+/*
+ * An uncorrected, action-required data-load error (SRAR) at a physical
+ * address, as a machine would report a poisoned page the CPU consumed.
+ */
+int kf_arch_inject_mce(struct kf_vcpu *vcpu, uint64_t gpa)
+{
+	struct kvm_x86_mce mce = {
+		.status = KF_X86_MCI_STATUS_VAL | KF_X86_MCI_STATUS_UC |
+			  KF_X86_MCI_STATUS_EN | KF_X86_MCI_STATUS_MISCV |
+			  KF_X86_MCI_STATUS_ADDRV | KF_X86_MCI_STATUS_S |
+			  KF_X86_MCI_STATUS_AR | KF_X86_MCACOD_DATA_LOAD,
+		.addr = gpa,
+		.misc = KF_X86_MCI_MISC_PHYS_ADDR | 12,	/* lsb: 4 KiB */
+		.mcg_status = KF_X86_MCG_STATUS_MCIP | KF_X86_MCG_STATUS_EIPV,
+		.bank = KF_X86_MCE_BANK,
+	};
+
+	if (ioctl(vcpu->fd, KVM_X86_SET_MCE, &mce))
+		return kf_fail_errno(errno, "KVM_X86_SET_MCE for poisoned guest memory at 0x%llx",
+				     (unsigned long long)gpa);
+	return 0;
+}
+
 int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 		      uint64_t arg)
 {
@@ -513,6 +563,8 @@ int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, x->cpuid))
 		return kf_fail_errno(errno, "KVM_SET_CPUID2");
 	ret = kf_x86_setup_sregs(vcpu, area_gpa);
+	if (!ret)
+		ret = kf_x86_setup_mce(vcpu);
 	if (ret)
 		return ret;
 

@@ -26,6 +26,7 @@
 #define KF_X86_CR0_WP (1ULL << 16)
 #define KF_X86_CR0_PG (1ULL << 31)
 #define KF_X86_CR4_PAE (1ULL << 5)
+#define KF_X86_CR4_MCE (1ULL << 6)
 #define KF_X86_CR4_OSFXSR (1ULL << 9)
 #define KF_X86_CR4_OSXMMEXCPT (1ULL << 10)
 #define KF_X86_EFER_LME (1ULL << 8)
@@ -40,6 +41,27 @@
 #define KF_X86_SEL_KERNEL_DS 0x10
 #define KF_X86_SEL_USER_CS   0x1b
 #define KF_X86_SEL_USER_DS   0x23
+
+/* Machine checks (Intel SDM vol. 3, chapter 16; AMD the same). */
+#define KF_X86_MCG_COUNT_MASK 0xffULL
+#define KF_X86_MCG_CTL_P (1ULL << 8)
+#define KF_X86_MCG_SER_P (1ULL << 24)
+#define KF_X86_MCG_STATUS_EIPV (1ULL << 1)
+#define KF_X86_MCG_STATUS_MCIP (1ULL << 2)
+#define KF_X86_MCI_STATUS_VAL (1ULL << 63)
+#define KF_X86_MCI_STATUS_UC (1ULL << 61)
+#define KF_X86_MCI_STATUS_EN (1ULL << 60)
+#define KF_X86_MCI_STATUS_MISCV (1ULL << 59)
+#define KF_X86_MCI_STATUS_ADDRV (1ULL << 58)
+#define KF_X86_MCI_STATUS_S (1ULL << 56)
+#define KF_X86_MCI_STATUS_AR (1ULL << 55)
+#define KF_X86_MCACOD_DATA_LOAD 0x134ULL
+#define KF_X86_MCI_MISC_PHYS_ADDR (2ULL << 6)
+#define KF_X86_MSR_MCG_STATUS 0x17a
+#define KF_X86_MSR_MC_STATUS(bank) (0x401 + 4 * (bank))
+#define KF_X86_MSR_MC_ADDR(bank) (0x402 + 4 * (bank))
+/* The bank kvmfault reports poisoned guest memory in. */
+#define KF_X86_MCE_BANK 1
 
 /* The IDT gate CPL3 code calls to make a KVM hypercall from CPL0. */
 #define KF_X86_HYPERCALL_VECTOR 0x20

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Hardware-poisoned guest memory (<kvmfault/poison.h>), poisoned for real
+ * with MADV_HWPOISON (CONFIG_MEMORY_FAILURE, the rig's 6.12 kernel):
+ *
+ * - no policy: the guest's access kills the process with SIGBUS, as before
+ *   (checked in a child);
+ * - KF_POISON_STOP: the vCPU stops with -EHWPOISON and a message naming
+ *   the guest physical page; a healthy page next to it reads fine;
+ * - KF_POISON_INJECT_MCE: the guest takes #MC, and the vCPU's bank holds an
+ *   uncorrected, valid error at that guest physical address.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <kvmfault/poison.h>
+#include <kvmfault/x86/processor.h>
+
+#include "kernel_common.h"
+
+#define PAGES 4
+#define POISONED 2	/* the page that gets poisoned */
+
+static KF_GUEST void guest_read(uint64_t gpa)
+{
+	GUEST_ASSERT_EQ(*(volatile uint64_t *)gpa, kt_pattern(gpa, 0));
+	GUEST_SYNC(1);
+	GUEST_ASSERT_EQ(*(volatile uint64_t *)(gpa + POISONED * KF_PAGE_SIZE),
+			kt_pattern(gpa + POISONED * KF_PAGE_SIZE, 0));
+}
+
+static volatile sig_atomic_t madvise_sigbus;
+
+static void note_sigbus(int sig)
+{
+	(void)sig;
+	madvise_sigbus = 1;
+}
+
+/*
+ * MADV_HWPOISON also reports the poison to the caller at once (SIGBUS, as
+ * if it had consumed it): take that one here, so that what the test sees is
+ * the guest's access.
+ */
+static int poison_page(void *page)
+{
+	struct sigaction sa = { .sa_handler = note_sigbus }, old;
+	int ret;
+
+	sigemptyset(&sa.sa_mask);
+	TEST_ASSERT(!sigaction(SIGBUS, &sa, &old), "sigaction: %m");
+	ret = madvise(page, KF_PAGE_SIZE, MADV_HWPOISON);
+	TEST_ASSERT(!sigaction(SIGBUS, &old, NULL), "sigaction: %m");
+	return ret;
+}
+
+/* A VM with PAGES pages of guest memory, page POISONED poisoned. */
+static struct kf_vm *poisoned_vm(enum kf_poison_policy policy, uint64_t *gpa,
+				 struct kf_vcpu **vcpu)
+{
+	struct kf_region r = { .size = PAGES * KF_PAGE_SIZE,
+			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
+	struct kf_memslot *ms;
+	struct kf_vm *vm;
+	unsigned int i;
+
+	TEST_OK(kf_vm_create(&vm));
+	TEST_OK(kf_vm_set_poison_policy(vm, policy));
+	r.gpa = *gpa = kf_vm_free_gpa(vm);
+	TEST_OK(kf_vm_add_region(vm, &r, &ms));
+	for (i = 0; i < PAGES; i++)
+		kt_fill_page((uint8_t *)ms->hva + i * KF_PAGE_SIZE,
+			     r.gpa + i * KF_PAGE_SIZE);
+	if (poison_page((uint8_t *)ms->hva + POISONED * KF_PAGE_SIZE)) {
+		int err = errno;
+
+		kf_vm_destroy(vm);
+		if (err == EINVAL || err == EPERM || err == ENOSYS)
+			kf_test_skip("MADV_HWPOISON: %s (no CONFIG_MEMORY_FAILURE, or not root)",
+				     strerror(err));
+		TEST_ASSERT(0, "MADV_HWPOISON: %s", strerror(err));
+	}
+	TEST_OK(kf_vcpu_add(vm, 0, guest_read, r.gpa, vcpu));
+	return vm;
+}
+
+static int count_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
+{
+	(void)vcpu;
+	TEST_ASSERT_EQ(uc->args[0], 1);
+	return 0;
+}
+
+static void test_no_policy(void)
+{
+	struct kf_vcpu_ops ops = { .sync = count_sync };
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	uint64_t gpa;
+	int status;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork: %m");
+	if (!pid) {
+		vm = poisoned_vm(KF_POISON_DEFAULT, &gpa, &vcpu);
+		kf_vcpu_run(vcpu, &ops);
+		kf_vm_destroy(vm);
+		_exit(0);	/* not reached: SIGBUS */
+	}
+	TEST_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == KF_TEST_SKIP)
+		kf_test_skip("MADV_HWPOISON does not work here");
+	TEST_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		    "without a policy the VMM dies of SIGBUS as before: status 0x%x",
+		    status);
+	printf("no policy: killed by SIGBUS, as before\n");
+}
+
+static void test_stop(void)
+{
+	struct kf_vcpu_ops ops = { .sync = count_sync };
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	char want[64];
+	uint64_t gpa;
+
+	vm = poisoned_vm(KF_POISON_STOP, &gpa, &vcpu);
+	TEST_ASSERT_EQ(kf_vcpu_run(vcpu, &ops), -EHWPOISON);
+	snprintf(want, sizeof(want), "0x%llx",
+		 (unsigned long long)(gpa + POISONED * KF_PAGE_SIZE));
+	TEST_ASSERT(strstr(vcpu->errmsg, "hardware-poisoned") &&
+		    strstr(vcpu->errmsg, want),
+		    "message names %s: %s", want, vcpu->errmsg);
+	TEST_ASSERT_EQ(vcpu->nr_ucalls, 1);	/* the healthy page was read */
+	printf("stop: %s\n", vcpu->errmsg);
+	kf_vm_destroy(vm);
+}
+
+static uint64_t get_msr(struct kf_vcpu *vcpu, uint32_t index)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entry;
+	} msrs = { .hdr.nmsrs = 1, .entry.index = index };
+
+	TEST_ASSERT_EQ(ioctl(vcpu->fd, KVM_GET_MSRS, &msrs), 1);
+	return msrs.entry.data;
+}
+
+static void test_inject_mce(void)
+{
+	struct kf_vcpu_ops ops = { .sync = count_sync };
+	uint64_t gpa, status, want = KF_X86_MCI_STATUS_VAL | KF_X86_MCI_STATUS_UC |
+				      KF_X86_MCI_STATUS_ADDRV | KF_X86_MCI_STATUS_AR;
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	int ret;
+	int kvm_fd = kf_kvm_open();
+	long mce;
+
+	TEST_ASSERT(kvm_fd >= 0, "/dev/kvm: %s", kf_error());
+	mce = kf_check_cap(kvm_fd, KVM_CAP_MCE);
+	close(kvm_fd);
+	if (mce <= 0) {
+		printf("inject: not run, no KVM_CAP_MCE\n");
+		return;
+	}
+	vm = poisoned_vm(KF_POISON_INJECT_MCE, &gpa, &vcpu);
+	ret = kf_vcpu_run(vcpu, &ops);
+	/* The guest runtime's #MC handler reports the exception. */
+	TEST_ASSERT(ret < 0 && strstr(vcpu->errmsg, "vector 18"),
+		    "the guest took #MC: %d, %s", ret, vcpu->errmsg);
+	status = get_msr(vcpu, KF_X86_MSR_MC_STATUS(KF_X86_MCE_BANK));
+	TEST_ASSERT((status & want) == want, "MC%d_STATUS 0x%llx lacks 0x%llx",
+		    KF_X86_MCE_BANK, (unsigned long long)status,
+		    (unsigned long long)want);
+	TEST_ASSERT_EQ(get_msr(vcpu, KF_X86_MSR_MC_ADDR(KF_X86_MCE_BANK)),
+		       gpa + POISONED * KF_PAGE_SIZE);
+	TEST_ASSERT(get_msr(vcpu, KF_X86_MSR_MCG_STATUS) & KF_X86_MCG_STATUS_MCIP,
+		    "MCG_STATUS.MCIP");
+	printf("inject: %s; MC%d_STATUS 0x%llx\n", vcpu->errmsg,
+	       KF_X86_MCE_BANK, (unsigned long long)status);
+	kf_vm_destroy(vm);
+}
+
+int main(void)
+{
+	kf_test_require_kvm();
+	test_no_policy();
+	test_stop();
+	test_inject_mce();
+	TEST_PASS("poisoned guest page: SIGBUS without a policy, stop, machine check");
+}
