@@ -19,9 +19,12 @@
 
 #include "vm_internal.h"
 
-static __thread struct kf_vcpu *volatile kf_vcpu_in_run;
-static __thread volatile sig_atomic_t kf_poison_pending;
-static __thread void *volatile kf_poison_addr;
+/* Initial-exec: read in a signal handler, also from the shared library. */
+#define KF_SIGNAL_TLS __thread __attribute__((tls_model("initial-exec")))
+
+static KF_SIGNAL_TLS struct kf_vcpu *volatile kf_vcpu_in_run;
+static KF_SIGNAL_TLS volatile sig_atomic_t kf_poison_pending;
+static KF_SIGNAL_TLS void *volatile kf_poison_addr;
 
 static struct sigaction kf_previous_sigbus;
 static pthread_once_t kf_sigbus_once = PTHREAD_ONCE_INIT;
@@ -42,6 +45,10 @@ static void kf_sigbus(int sig, siginfo_t *si, void *ctx)
 	} else if (kf_previous_sigbus.sa_handler != SIG_DFL &&
 		   kf_previous_sigbus.sa_handler != SIG_IGN) {
 		kf_previous_sigbus.sa_handler(sig);
+	} else if (si->si_code > 0) {
+		/* A fault: it recurs on return and takes the default action,
+		 * which an ignored SIGBUS from a fault gets too. */
+		signal(SIGBUS, SIG_DFL);
 	} else if (kf_previous_sigbus.sa_handler == SIG_DFL) {
 		signal(SIGBUS, SIG_DFL);
 		raise(SIGBUS);
@@ -75,6 +82,7 @@ int kf_vm_set_poison_policy(struct kf_vm *vm, enum kf_poison_policy policy)
 
 void kf_poison_enter_run(struct kf_vcpu *vcpu)
 {
+	kf_poison_pending = 0;
 	kf_vcpu_in_run = vcpu;
 }
 
@@ -105,13 +113,24 @@ static uint64_t kf_hva_to_gpa(struct kf_vm *vm, uintptr_t hva,
 static int kf_poison_hit(struct kf_vcpu *vcpu, uint64_t gpa, uint32_t slot)
 {
 	gpa = KF_ALIGN_DOWN(gpa, (uint64_t)KF_PAGE_SIZE);
-	if (vcpu->vm->poison_policy == KF_POISON_INJECT_MCE)
+	if (vcpu->vm->poison_policy == KF_POISON_INJECT_MCE) {
+		/* A guest that ignores the machine check (e.g. masked it in
+		 * MCG_CTL, where KVM drops it) would hit the page for ever. */
+		if (gpa == vcpu->last_poison_gpa &&
+		    ++vcpu->repeated_poison > vcpu->max_repeated_faults)
+			return kf_fail(ELOOP, "guest memory at 0x%llx (slot %u) is hardware-poisoned and the guest accessed it %u times after machine checks: the VM is stopped",
+				       (unsigned long long)gpa, slot,
+				       vcpu->repeated_poison);
+		if (gpa != vcpu->last_poison_gpa)
+			vcpu->repeated_poison = 1;
+		vcpu->last_poison_gpa = gpa;
 		return kf_arch_inject_mce(vcpu, gpa);
+	}
 	return kf_fail(EHWPOISON, "guest memory at 0x%llx (slot %u) is hardware-poisoned: the VM is stopped",
 		       (unsigned long long)gpa, slot);
 }
 
-int kf_poison_interrupted(struct kf_vcpu *vcpu)
+int kf_poison_after_run(struct kf_vcpu *vcpu)
 {
 	uint32_t slot = 0;
 	uint64_t gpa;

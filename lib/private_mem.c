@@ -59,6 +59,14 @@ static void kf_slot_record(struct kf_memslot *ms, uint64_t gpa, uint64_t end,
 	}
 }
 
+/* gpa itself, or the page it is the shared alias of; under vm->lock. */
+static uint64_t kf_canonical_gpa(struct kf_vm *vm, uint64_t gpa)
+{
+	const struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+
+	return ms && ms->alias ? gpa & ~vm->shared_bit : gpa;
+}
+
 bool kf_vm_page_is_private(struct kf_vm *vm, uint64_t gpa)
 {
 	struct kf_memslot *ms;
@@ -123,7 +131,7 @@ static int kf_release_left_state(struct kf_memslot *ms, uint64_t gpa,
 	if (ms->memfd >= 0 || !ms->owned) {
 		if (!madvise(hva, len, MADV_REMOVE))
 			return 0;
-		if (ms->memfd >= 0 || errno != EINVAL)
+		if (ms->memfd >= 0 || (errno != EINVAL && errno != EACCES))
 			return kf_fail_errno(errno, "MADV_REMOVE of the shared pages of [0x%llx, +0x%llx)",
 					     (unsigned long long)gpa,
 					     (unsigned long long)len);
@@ -182,7 +190,7 @@ int kf_vm_convert(struct kf_vm *vm, uint64_t gpa, uint64_t size,
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
-	ret = kf_convert_locked(vm, gpa & ~vm->shared_bit, size, to_private);
+	ret = kf_convert_locked(vm, kf_canonical_gpa(vm, gpa), size, to_private);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }
@@ -198,6 +206,8 @@ int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
 
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
+	if (vm->conversions)
+		return kf_fail(EBUSY, "conversions are enabled already");
 	if (!(kf_check_cap(vm->fd, KVM_CAP_MEMORY_ATTRIBUTES) &
 	      KVM_MEMORY_ATTRIBUTE_PRIVATE))
 		return kf_fail(EOPNOTSUPP, "this VM (type %lu) has no private memory (KVM_CAP_MEMORY_ATTRIBUTES)",
@@ -205,15 +215,16 @@ int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
 	if (!(kf_check_cap(vm->fd, KVM_CAP_EXIT_HYPERCALL) &
 	      (1L << KVM_HC_MAP_GPA_RANGE)))
 		return kf_fail(EOPNOTSUPP, "this kernel does not pass KVM_HC_MAP_GPA_RANGE to userspace (KVM_CAP_EXIT_HYPERCALL)");
-	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
-		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, MAP_GPA_RANGE)");
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return kf_fail(ENOMEM, "out of memory");
 	c->policy = policy;
 	c->opaque = opaque;
+	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap)) {
+		free(c);
+		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, MAP_GPA_RANGE)");
+	}
 	pthread_mutex_lock(&vm->lock);
-	free(vm->conversions);
 	vm->conversions = c;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
@@ -222,17 +233,20 @@ int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
 int kf_vm_check_no_private(struct kf_vm *vm, const char *what)
 {
 	unsigned int i;
+	int ret = 0;
 
-	for (i = 0; i < KF_MAX_SLOTS; i++) {
+	pthread_mutex_lock(&vm->lock);
+	for (i = 0; !ret && i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = &vm->slots[i];
 
 		if (ms->used && (ms->flags & KVM_MEM_GUEST_MEMFD))
-			return kf_fail(EOPNOTSUPP, "%s refused: slot %u [0x%llx, +0x%llx) is guest_memfd (private) memory, which userspace cannot read on this kernel",
-				       what, ms->slot,
-				       (unsigned long long)ms->gpa,
-				       (unsigned long long)ms->size);
+			ret = kf_fail(EOPNOTSUPP, "%s refused: slot %u [0x%llx, +0x%llx) is guest_memfd (private) memory, which userspace cannot read on this kernel",
+				      what, ms->slot,
+				      (unsigned long long)ms->gpa,
+				      (unsigned long long)ms->size);
 	}
-	return 0;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
 }
 
 int kf_vm_set_shared_bit(struct kf_vm *vm, unsigned int bit)
@@ -253,7 +267,9 @@ int kf_vm_set_shared_bit(struct kf_vm *vm, unsigned int bit)
 		return kf_fail(EINVAL, "shared bit %u: the alias would lie above the guest's physical limit 0x%llx",
 			       bit, (unsigned long long)kf_arch_max_gpa(vm));
 	pthread_mutex_lock(&vm->lock);
-	for (i = 0; i < KF_MAX_SLOTS; i++)
+	if (vm->nr_vcpus)
+		ret = kf_fail(EBUSY, "set the shared bit before adding vCPUs");
+	for (i = 0; !ret && i < KF_MAX_SLOTS; i++)
 		if (vm->slots[i].used && (vm->slots[i].flags & KVM_MEM_GUEST_MEMFD))
 			ret = kf_fail(EBUSY, "set the shared bit before adding guest_memfd regions (slot %u has one)",
 				      i);
@@ -310,11 +326,32 @@ static int kf_conversion_request(struct kf_vcpu *vcpu,
 	return kf_vm_convert(vm, c->gpa, c->size, c->to_private);
 }
 
+/*
+ * A refusal as the guest gets it: KVM's hypercall errors are the errno
+ * values of <linux/kvm_para.h> (KVM_ENOSYS aside); anything else a policy
+ * returns reads as KVM_EPERM.
+ */
+static int64_t kf_hypercall_error(int err)
+{
+	switch (err) {
+	case 0:
+	case -KVM_EINVAL:
+	case -KVM_EPERM:
+	case -KVM_EFAULT:
+	case -KVM_E2BIG:
+	case -KVM_EOPNOTSUPP:
+		return err;
+	case -ENOSYS:
+		return -KVM_ENOSYS;
+	default:
+		return -KVM_EPERM;
+	}
+}
+
 int kf_conversion_hypercall(struct kf_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	/* With a shared bit, the guest may name the range by its alias. */
-	uint64_t gpa = run->hypercall.args[0] & ~vcpu->vm->shared_bit;
+	uint64_t gpa = run->hypercall.args[0];
 	uint64_t npages = run->hypercall.args[1];
 	uint64_t attrs = run->hypercall.args[2];
 	struct kf_conversion c = {
@@ -326,9 +363,10 @@ int kf_conversion_hypercall(struct kf_vcpu *vcpu)
 	};
 	int refused, ret;
 
-	if (run->hypercall.nr != KVM_HC_MAP_GPA_RANGE)
-		return kf_fail(ENOSYS, "hypercall %llu is not one this VM handles",
-			       (unsigned long long)run->hypercall.nr);
+	/* With a shared bit, the guest may name the range by its alias. */
+	pthread_mutex_lock(&vcpu->vm->lock);
+	c.gpa = kf_canonical_gpa(vcpu->vm, gpa);
+	pthread_mutex_unlock(&vcpu->vm->lock);
 	if ((attrs & ~KF_MAP_GPA_RANGE_KNOWN) ||
 	    npages > (UINT64_MAX - gpa) / KF_PAGE_SIZE) {
 		run->hypercall.ret = -KVM_EINVAL;
@@ -337,8 +375,7 @@ int kf_conversion_hypercall(struct kf_vcpu *vcpu)
 	ret = kf_conversion_request(vcpu, &c, &refused);
 	if (ret)
 		return ret;
-	/* KVM's error numbers are errno values (but ENOSYS). */
-	run->hypercall.ret = (uint64_t)(int64_t)refused;
+	run->hypercall.ret = (uint64_t)(int64_t)kf_hypercall_error(refused);
 	return 0;
 }
 
@@ -347,7 +384,7 @@ int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 	struct kf_vm *vm = vcpu->vm;
 	struct kf_conversion c = {
 		.gpa = KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE),
-		.size = KF_MAX(f->size, (uint64_t)KF_PAGE_SIZE),
+		.size = KF_PAGE_SIZE,
 		.to_private = f->private_mem,
 		.cause = KF_CONVERSION_IMPLICIT,
 		.vcpu_id = vcpu->id,
@@ -361,14 +398,21 @@ int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 	now_private = ms && kf_slot_page_private(ms, c.gpa);
 	can_be_private = ms && (ms->flags & KVM_MEM_GUEST_MEMFD);
 	pthread_mutex_unlock(&vm->lock);
-	if (now_private == f->private_mem) {
-		if (!f->private_mem)
-			return 1;	/* a missing shared page: demand paging's */
-		if (!can_be_private)
-			return kf_fail(EFAULT, "private access to 0x%llx, which no guest_memfd slot backs",
-				       (unsigned long long)f->gpa);
-		return 0;	/* another vCPU converted it meanwhile: retry */
-	}
+	if (f->private_mem && !can_be_private)
+		return kf_fail(EFAULT, "private access to 0x%llx, which no guest_memfd slot backs",
+			       (unsigned long long)f->gpa);
+	if (now_private == f->private_mem)
+		/* A missing shared page is demand paging's; a private one
+		 * was converted by another vCPU meanwhile: retry. */
+		return f->private_mem ? 0 : 1;
+	/*
+	 * Only with a shared bit does the guest choose how it accesses a
+	 * page; without one, KVM took the state from the attributes, and the
+	 * record, changed with them, is newer: another vCPU's conversion
+	 * raced with this fault, and the access retries in the new state.
+	 */
+	if (!vm->shared_bit)
+		return 0;
 	ret = kf_conversion_request(vcpu, &c, &refused);
 	return ret ? ret : refused;
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <linux/kvm_para.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -212,6 +213,11 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 			return ret ? kf_vcpu_fail(vcpu, -ret, "%s: %s",
 						  kf_exit_str(exit, desc, sizeof(desc)),
 						  kf_error()) : 0;
+		/* A shared page another vCPU just converted looks missing:
+		 * without a demand-paging handler, retry (the guard stops a
+		 * page that stays missing). */
+		if (!vcpu->ops || !vcpu->ops->memory_fault)
+			return 0;
 	}
 	if (!vcpu->ops || !vcpu->ops->memory_fault)
 		return kf_vcpu_fail(vcpu, EFAULT, "unhandled %s",
@@ -232,15 +238,16 @@ static int kf_vcpu_dispatch(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 	char desc[160], regs[256];
 	int ret;
 
+	/* KVM raised SIGBUS for a poisoned page, whatever KVM_RUN returned. */
+	ret = kf_poison_after_run(vcpu);
+	if (ret <= 0)
+		return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
 	if (exit->kind == KF_EXIT_MEMORY_FAULT)
 		return kf_vcpu_memory_fault(vcpu, exit);
 	vcpu->last_exit_was_fault = false;
 
 	switch (exit->kind) {
 	case KF_EXIT_INTERRUPTED:
-		ret = kf_poison_interrupted(vcpu);
-		if (ret <= 0)
-			return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
 		if (ops && ops->interrupted)
 			return ops->interrupted(vcpu);
 		if (vcpu->stop)
@@ -257,7 +264,8 @@ static int kf_vcpu_dispatch(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 	uc = kf_arch_ucall(vcpu, exit);
 	if (uc)
 		return kf_vcpu_ucall(vcpu, uc);
-	if (exit->reason == KVM_EXIT_HYPERCALL && vcpu->vm->conversions) {
+	if (exit->reason == KVM_EXIT_HYPERCALL && vcpu->vm->conversions &&
+	    vcpu->run->hypercall.nr == KVM_HC_MAP_GPA_RANGE) {
 		ret = kf_conversion_hypercall(vcpu);
 		return ret ? kf_vcpu_fail(vcpu, -ret, "%s", kf_error()) : 0;
 	}

@@ -326,9 +326,12 @@ static int kf_vm_add_shared_alias(struct kf_vm *vm, struct kf_memslot *ms)
 	alias->memfd = -1;
 	alias->guest_memfd = -1;
 	alias->alias = true;
-	if (kf_set_memslot(vm, alias, alias->flags, alias->size))
-		return kf_fail_errno(errno, "set the shared alias memslot %u at 0x%llx",
-				     alias->slot, (unsigned long long)alias->gpa);
+	if (kf_set_memslot(vm, alias, alias->flags, alias->size)) {
+		ret = kf_fail_errno(errno, "set the shared alias memslot %u at 0x%llx",
+				    alias->slot, (unsigned long long)alias->gpa);
+		kf_memslot_release(alias);
+		return ret;
+	}
 	alias->used = true;
 	ret = kf_arch_map_region(vm, alias->gpa, alias->size);
 	if (ret) {
@@ -407,17 +410,55 @@ static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
 	return &vm->slots[slot];
 }
 
+/* Whether any page of ms is private in the VM's record. */
+static bool kf_slot_has_private(const struct kf_memslot *ms)
+{
+	size_t i, words = (ms->size / KF_PAGE_SIZE + 63) / 64;
+
+	for (i = 0; ms->private_pages && i < words; i++)
+		if (ms->private_pages[i])
+			return true;
+	return false;
+}
+
+/* Delete memslot ms and its shared alias; under vm->lock. */
+static int kf_vm_delete_slot(struct kf_vm *vm, struct kf_memslot *ms)
+{
+	struct kvm_memory_attributes shared = { .address = ms->gpa,
+						.size = ms->size };
+
+	/* The alias first: no vCPU may reach memory that is going away. */
+	if (ms->alias_slot) {
+		struct kf_memslot *alias = &vm->slots[ms->alias_slot];
+
+		if (kf_set_memslot(vm, alias, alias->flags, 0))
+			return kf_fail_errno(errno, "delete the shared alias memslot %u",
+					     alias->slot);
+		kf_memslot_release(alias);
+		ms->alias_slot = 0;
+	}
+	/* KVM keeps attributes by address: leave none behind for whatever
+	 * is mapped here next. */
+	if (kf_slot_has_private(ms) &&
+	    ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &shared))
+		return kf_fail_errno(errno, "make [0x%llx, +0x%llx) shared before deleting memslot %u",
+				     (unsigned long long)ms->gpa,
+				     (unsigned long long)ms->size, ms->slot);
+	if (kf_set_memslot(vm, ms, ms->flags, 0))
+		return kf_fail_errno(errno, "delete memslot %u", ms->slot);
+	kf_memslot_release(ms);
+	return 0;
+}
+
 int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 {
 	struct kf_memslot *ms;
-	uint32_t alias_slot;
 	int ret = 0;
 
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
 	ms = kf_vm_slot(vm, slot);
-	alias_slot = ms ? ms->alias_slot : 0;
 	if (!ms)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
@@ -428,19 +469,8 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 	else if (ms->alias)
 		ret = kf_fail(EBUSY, "memslot %u is the shared alias of a guest_memfd slot: remove that one",
 			      slot);
-	else if (kf_set_memslot(vm, ms, ms->flags, 0))
-		ret = kf_fail_errno(errno, "delete memslot %u", slot);
 	else
-		kf_memslot_release(ms);
-	if (!ret && alias_slot) {
-		struct kf_memslot *alias = &vm->slots[alias_slot];
-
-		if (kf_set_memslot(vm, alias, alias->flags, 0))
-			ret = kf_fail_errno(errno, "delete the shared alias memslot %u",
-					    alias->slot);
-		else
-			kf_memslot_release(alias);
-	}
+		ret = kf_vm_delete_slot(vm, ms);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }

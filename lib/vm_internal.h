@@ -41,12 +41,12 @@ void kf_conversions_free(struct kf_vm *vm);
 
 /*
  * Poison (poison.c).  Around KVM_RUN, so that the SIGBUS handler knows the
- * vCPU; after an interrupted KVM_RUN: 1 when no poison hit it, 0 when
- * handled, -errno to stop; for an EHWPOISON exit: 0 or -errno.
+ * vCPU; after every KVM_RUN: 1 when no poison hit it, 0 when handled,
+ * -errno to stop; for an EHWPOISON exit: 0 or -errno.
  */
 void kf_poison_enter_run(struct kf_vcpu *vcpu);
 void kf_poison_leave_run(void);
-int kf_poison_interrupted(struct kf_vcpu *vcpu);
+int kf_poison_after_run(struct kf_vcpu *vcpu);
 int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 
 /* Arch hooks (lib/x86/). */

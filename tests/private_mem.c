@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <kvmfault/migration_run.h>
 #include <kvmfault/private_mem.h>
 #include <kvmfault/snapshot.h>
 
@@ -325,11 +326,11 @@ static void test_misconfigured(void)
 							  KVM_MEMORY_EXIT_FLAG_WRITE |
 							  KVM_MEMORY_EXIT_FLAG_EXEC),
 		       KVM_MEMORY_EXIT_FLAG_PRIVATE);
-	/* The loop asks for an implicit conversion, which cannot be done. */
+	/* The loop stops with a message instead of retrying for ever. */
 	TEST_OK(kf_vm_enable_conversions(vm, NULL, NULL));
 	ret = kf_vcpu_run(vcpu, &ops);
-	TEST_ASSERT_EQ(ret, -EINVAL);
-	TEST_ASSERT(strstr(vcpu->errmsg, "has no guest_memfd"),
+	TEST_ASSERT_EQ(ret, -EFAULT);
+	TEST_ASSERT(strstr(vcpu->errmsg, "which no guest_memfd slot backs"),
 		    "message: %s", vcpu->errmsg);
 	printf("misconfigured slot: %s\n", vcpu->errmsg);
 	kf_vm_destroy(vm);
@@ -382,9 +383,40 @@ static void test_shared_demand_paging(void)
 	kf_vm_destroy(vm);
 }
 
+/* Removing a slot leaves no private attribute behind at its addresses. */
+static void test_remove_readd(void)
+{
+	struct kf_region plain = { .size = SLOT_A_PAGES * KF_PAGE_SIZE,
+				   .backing = KF_BACKING_ANON, .guest_memfd = -1 };
+	struct kf_memslot *ms;
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	unsigned int slot;
+
+	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
+	add_slots(vm);
+	TEST_ASSERT_EQ(kf_vm_convert(vm, g.a + 1, KF_PAGE_SIZE, true), -EINVAL);
+	TEST_ASSERT_EQ(kf_vm_convert(vm, g.a, 0, true), -EINVAL);
+	TEST_ASSERT_EQ(kf_vm_convert(vm, g.c, KF_PAGE_SIZE, true), -EINVAL);
+	TEST_OK(kf_vm_convert(vm, g.a, 2 * KF_PAGE_SIZE, true));
+	TEST_ASSERT(kf_vm_page_is_private(vm, g.a), "converted by the VMM");
+	slot = kf_vm_find_slot(vm, g.a)->slot;
+	TEST_OK(kf_vm_remove_region(vm, slot));
+	plain.gpa = g.a;
+	TEST_OK(kf_vm_add_region(vm, &plain, &ms));
+	kt_fill_page(ms->hva, g.a);
+	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.a, &vcpu));
+	if (kf_vcpu_run(vcpu, NULL))
+		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
+	printf("remove and re-add: the old private attribute is gone\n");
+	kf_vm_destroy(vm);
+}
+
 static void test_snapshot_refused(void)
 {
 	char path[] = "/tmp/kvmfault-private-XXXXXX";
+	struct kf_mig_source_config mig = { .listen_fd = -1, .plain = true };
+	struct kf_mig_report rep;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t bytes = 0;
@@ -403,6 +435,10 @@ static void test_snapshot_refused(void)
 		    strstr(kf_error(), "guest_memfd"), "message: %s", kf_error());
 	TEST_ASSERT(access(path, F_OK) && errno == ENOENT, "%s was written", path);
 	printf("snapshot: %s\n", kf_error());
+	TEST_ASSERT_EQ(kf_mig_source_run(vm, &vcpu, 1, &mig, &rep), -EOPNOTSUPP);
+	TEST_ASSERT(strstr(kf_error(), "migration refused"), "message: %s",
+		    kf_error());
+	printf("migration: %s\n", kf_error());
 	kf_vm_destroy(vm);
 }
 
@@ -419,6 +455,7 @@ int main(void)
 	test_race();
 	test_misconfigured();
 	test_shared_demand_paging();
+	test_remove_readd();
 	test_snapshot_refused();
 	TEST_PASS("explicit conversions both ways, bad requests, policy, 2 vCPUs racing, misconfigured slot, shared demand paging, snapshot refused");
 }

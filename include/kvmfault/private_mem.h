@@ -11,13 +11,15 @@
  *   kf_vm_run_all(vm, ops);
  *
  * Every page starts shared.  A guest asks for a conversion explicitly with
- * kf_guest_map_gpa_range() (KVM_HC_MAP_GPA_RANGE, a KVM_EXIT_HYPERCALL), or
- * implicitly by accessing a page in the other state (a memory-fault exit
- * whose PRIVATE flag differs from the page's state).  The vCPU loop sends
- * both to the conversion handler, and only a fault on a page in the state
- * the guest asked for goes on to ops->memory_fault (the demand-paging
- * engine), so the engine sees shared faults only.  The repeated-fault guard
- * of <kvmfault/vcpu.h> counts implicit conversions like any other fault.
+ * kf_guest_map_gpa_range() (KVM_HC_MAP_GPA_RANGE, a KVM_EXIT_HYPERCALL), or,
+ * in a VM with a shared bit (kf_vm_set_shared_bit()), implicitly by
+ * accessing a page in the other state (a memory-fault exit whose PRIVATE
+ * flag differs from the page's state).  The vCPU loop sends both to the
+ * conversion handler, and only a fault on a shared page that is shared
+ * goes on to ops->memory_fault (the demand-paging engine), so the engine
+ * sees shared faults only.  The repeated-fault guard of <kvmfault/vcpu.h>
+ * counts implicit conversions like any other fault.  docs/private-memory.md
+ * has the details.
  *
  * A conversion destroys the contents of the range: after it the range reads
  * as zero in its new state (the pages it leaves are released: MADV_REMOVE
@@ -63,9 +65,10 @@ typedef int (*kf_conversion_policy)(void *opaque,
 
 /*
  * Let this VM's vCPUs convert memory: enables the KVM_HC_MAP_GPA_RANGE exit
- * (KVM_CAP_EXIT_HYPERCALL) and routes conversion exits as described above.
+ * (KVM_CAP_EXIT_HYPERCALL, which replaces any other hypercall exits the VMM
+ * enabled) and routes conversion exits as described above.  Once a VM;
  * policy NULL allows every valid request.  -EOPNOTSUPP for a VM without
- * private memory (KVM_CAP_MEMORY_ATTRIBUTES).
+ * private memory (KVM_CAP_MEMORY_ATTRIBUTES), -EBUSY the second time.
  */
 int kf_vm_enable_conversions(struct kf_vm *vm, kf_conversion_policy policy,
 			     void *opaque);

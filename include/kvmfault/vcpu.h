@@ -57,6 +57,8 @@ struct kf_vcpu {
 	struct kf_memory_fault last_fault;
 	unsigned int repeated_faults;
 	bool last_exit_was_fault;
+	uint64_t last_poison_gpa;	/* machine checks injected for it */
+	unsigned int repeated_poison;
 
 	/* thread state */
 	pthread_t thread;

@@ -1,0 +1,133 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The QEMU phase: unchanged QEMU (Debian's qemu-system-x86, with its shared
+# libraries and firmware packed into the rig's initramfs) runs a Linux guest
+# with -accel kvm inside the rig, on the patched kernel and on the unpatched
+# kernel of the same base and config (the control): a boot with a memory
+# check, and QEMU's own post-copy live migration between two QEMU processes
+# over loopback, the guest verifying its memory at the destination
+# (qemu/run.sh).  The series must not change the outcome: every test passes
+# on the patched kernel; a test that fails on both is reported as a property
+# of the rig, a test that fails on ours only is a regression.
+#
+# The guest kernel is the unpatched kernel of the base, the same in every run.
+#
+# usage: qemu.sh          KBASE=6.12 (default) or 6.1
+# env:   KVMFAULT_CACHE, KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE, QEMU_BIN,
+#        QEMU_ONLY (patched or control: one kernel only)
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
+BASE=${KBASE:-6.12}
+export KBASE=$BASE
+QEMU_BIN=${QEMU_BIN:-/usr/bin/qemu-system-x86_64}
+# shellcheck source=rig-common.sh
+. "$here/rig-common.sh"
+
+die() { echo "qemu: error: $*" >&2; exit 2; }
+
+[ -x "$QEMU_BIN" ] || die "$QEMU_BIN missing: apt-get install qemu-system-x86"
+# firmware NAME: where Debian keeps QEMU's firmware file NAME.
+firmware() {
+	local d
+	for d in /usr/share/qemu /usr/share/seabios; do
+		[ -r "$d/$1" ] && { echo "$d/$1"; return 0; }
+	done
+	return 1
+}
+FIRMWARE="bios-256k.bin linuxboot_dma.bin kvmvapic.bin"
+for f in $FIRMWARE; do
+	firmware "$f" >/dev/null || die "QEMU firmware $f missing: apt-get install qemu-system-x86 seabios"
+done
+command -v gcc >/dev/null || die "gcc missing"
+
+kdir=$("$here/build.sh" --print-dir)
+[ -f "$kdir/.done" ] || die "no patched $BASE kernel built for the current inputs: make -C kernel KBASE=$BASE"
+ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
+	die "cannot build the unpatched $BASE kernel"
+
+work=$CACHE/qemu-$BASE
+st=$work/initramfs
+rm -rf "$work"
+mkdir -p "$st/qemu/data" "$st/lib64" "$st/lib/x86_64-linux-gnu" "$work/guest/bin" "$work/guest/proc"
+
+# QEMU, the libraries it loads and the firmware of the pc machine.
+cp "$QEMU_BIN" "$st/qemu/qemu-system-x86_64"
+ldd "$QEMU_BIN" | awk '$3 ~ /^\// { print $3 }' | while read -r lib; do
+	cp -L "$lib" "$st/lib/x86_64-linux-gnu/"
+done
+cp -L /lib64/ld-linux-x86-64.so.2 "$st/lib64/"
+for f in $FIRMWARE; do
+	cp -L "$(firmware "$f")" "$st/qemu/data/"
+done
+
+# The guest: the unpatched kernel and a busybox initramfs with memcheck.
+gcc -static -O2 -Wall -Werror -o "$work/guest/bin/memcheck" "$here/qemu/memcheck.c" ||
+	die "cannot build memcheck"
+gcc -static -O2 -Wall -Werror -o "$st/qemu/hmp" "$here/qemu/hmp.c" ||
+	die "cannot build hmp"
+cp "$BUSYBOX" "$work/guest/bin/busybox"
+ln -sf busybox "$work/guest/bin/sh"
+cp "$here/qemu/guest-init" "$work/guest/init"
+chmod +x "$work/guest/init"
+(cd "$work/guest" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$st/qemu/guest.gz"
+cp "$ckdir/bzImage" "$st/qemu/bzImage"
+cp "$here/qemu/run.sh" "$st/qemu/run.sh"
+chmod +x "$st/qemu/run.sh"
+make_initrd "$st" "$work/initrd.gz"
+
+scale=$(rig_time_scale)
+T=$(scaled 300 "$scale")
+BOOT_T=$(scaled 1200 "$scale")
+echo "qemu: $("$QEMU_BIN" --version | head -n 1) in the rig; guest kernel $(basename "$ckdir"); time scale $scale: ${T}s a step"
+
+# run_on KDIR NAME: boot KDIR with the QEMU tests; their KF-QEMU lines go
+# to $work/NAME.results.
+run_on() {
+	local kd=$1 name=$2 log=$work/$2.serial start rc
+	start=$(date +%s)
+	timeout --foreground -k 10 "$BOOT_T" $(rig_qemu_prefix) qemu-system-x86_64 \
+		-accel tcg -cpu max -m 2G -smp 2 \
+		-nographic -no-reboot -nodefaults -serial stdio -display none \
+		-kernel "$kd/bzImage" -initrd "$work/initrd.gz" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=4 kf.mode=qemu kf.timeout=$T" \
+		</dev/null >"$log" 2>&1
+	rc=$?
+	grep -a '^KF-QEMU ' "$log" >"$work/$name.results"
+	sed -n '/^KF-QEMU-BEGIN/,/^KF-QEMU-END/p' "$log" | grep -a -v '^KF-QEMU-' | sed "s/^/[$name] /"
+	echo "qemu: $name: $(wc -l <"$work/$name.results") results in $(( $(date +%s) - start ))s (qemu rc $rc, serial log $log)"
+	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+		echo "qemu: $name: kernel splat:"
+		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 40 | sed 's/^/  ! /'
+		echo "KF-QEMU kernel fail splat" >>"$work/$name.results"
+	fi
+}
+
+# QEMU_ONLY=patched or control runs one kernel (for a look at one failure).
+case "${QEMU_ONLY:-}" in
+patched) run_on "$kdir" patched; : >"$work/control.results" ;;
+control) run_on "$ckdir" control; exit 0 ;;
+*) run_on "$kdir" patched; run_on "$ckdir" control ;;
+esac
+
+pass=0 fail=0 rig_prop=0
+for t in boot postcopy kernel; do
+	ours=$(awk -v t="$t" '$2 == t { print $3 }' "$work/patched.results")
+	ctl=$(awk -v t="$t" '$2 == t { print $3 }' "$work/control.results")
+	[ "$t" = kernel ] && [ -z "$ours" ] && continue
+	line=$(awk -v t="$t" '$2 == t' "$work/patched.results" | cut -d' ' -f4-)
+	if [ "$ours" = pass ]; then
+		echo "PASS qemu/$t: patched ${line} | control ${ctl:-none}"
+		pass=$((pass + 1))
+	elif [ "$ctl" != pass ] && [ "$t" != kernel ]; then
+		echo "FAIL qemu/$t: fails on the patched kernel (${ours:-no result}) and on the control (${ctl:-no result}): a property of the rig, still a failure"
+		fail=$((fail + 1)); rig_prop=$((rig_prop + 1))
+	else
+		echo "FAIL qemu/$t: REGRESSION: ${ours:-no result} on the patched kernel, pass on the control"
+		fail=$((fail + 1))
+	fi
+done
+echo "qemu: $pass passed, $fail failed, 0 skipped"
+[ "$fail" -eq 0 ]
