@@ -10,9 +10,13 @@
 #   selftests  the kernel's own KVM selftests on the patched kernel, compared
 #           with the unpatched kernel: a regression fails; tests that skip,
 #           or fail on the unpatched kernel too, count as skipped
+#   qemu    unchanged QEMU (Debian's, -accel kvm) inside the rig on the
+#           patched kernel and on the unpatched control of the same base: a
+#           Linux guest boots and verifies its memory, and QEMU's own
+#           post-copy migration between two QEMUs keeps it intact
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
-# rig and series, and the primary base (the newest) also selftests: the
+# rig, series and qemu, and the primary base (the newest) also selftests: the
 # backport's selftests (about 13 minutes) would take a cold run past its
 # time budget, so they are a SKIP there unless asked for.
 # KVMFAULT_PHASES="host asan" limits the phases ("rig" is every base's rig,
@@ -32,12 +36,12 @@ cd "$(dirname "$0")/.." || exit 1
 bases=${KVMFAULT_BASES:-$(for d in kernel/patches/*/series; do
 	[ -r "$d" ] && basename "$(dirname "$d")"; done | sort -rV | tr '\n' ' ')}
 primary=${bases%% *}
-default_phases="host asan fuzz rig series selftests-$primary"
-[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests"
+default_phases="host asan fuzz rig series selftests-$primary qemu"
+[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests qemu"
 phases=""
 for p in ${KVMFAULT_PHASES:-$default_phases}; do
 	case $p in
-	rig|series|selftests) for b in $bases; do phases="$phases $p-$b"; done ;;
+	rig|series|selftests|qemu) for b in $bases; do phases="$phases $p-$b"; done ;;
 	*) phases="$phases $p" ;;
 	esac
 done
@@ -129,6 +133,12 @@ selftests_phase() {
 	echo "$label: $pass passed, $regr failed, $((total - pass)) skipped"
 }
 
+# Unchanged QEMU in the rig of base $1.
+qemu_phase() {
+	make -s -C kernel qemu KBASE="$1" 2>&1 |
+		sed -u -e "s/^qemu: \([0-9]* passed,\)/qemu-$1: \1/" -e "s/^qemu: reruns /qemu-$1: reruns /"
+}
+
 # Why the QEMU rig cannot run here; nothing when it can.
 rig_missing() {
 	if [ ! -f kernel/Makefile ]; then
@@ -144,18 +154,18 @@ skip_phase() {
 }
 
 deps_flag=""
-case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" fuzz "*) deps_flag=--all ;; esac
+case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
 
 for phase in $phases; do
 	case $phase in
 	host|asan|fuzz) ;;
-	rig-*|series-*|selftests-*)
+	rig-*|series-*|selftests-*|qemu-*)
 		[ -r "kernel/patches/${phase#*-}/series" ] || {
 			echo "unknown kernel base in '$phase' (bases: $bases)" >&2
 			exit 2
 		} ;;
-	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests, rig-BASE ...)" >&2
+	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests qemu, rig-BASE ...)" >&2
 	   exit 2 ;;
 	esac
 done
@@ -194,9 +204,10 @@ do_phase() {
 		else
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
-	rig-*|series-*|selftests-*)
+	rig-*|series-*|selftests-*|qemu-*)
 		base=${phase#*-}
 		case $phase in
+		qemu-*) note "$phase: unchanged QEMU in the rig on the patched $base kernel and its control" ;;
 		rig-*) note "$phase: the patched $base kernel under QEMU" ;;
 		series-*) note "$phase: each patch of the $base series on its own" ;;
 		selftests-*) note "$phase: the KVM selftests of $base on the patched kernel" ;;
@@ -216,6 +227,7 @@ do_phase() {
 		rig-*) run_phase "$phase" rig_phase "$base" ;;
 		series-*) run_phase "$phase" series_phase "$base" ;;
 		selftests-*) run_phase "$phase" selftests_phase "$base" ;;
+		qemu-*) run_phase "$phase" qemu_phase "$base" ;;
 		esac ;;
 	esac
 }
