@@ -52,6 +52,46 @@ static inline void kt_require_annotations(void)
 }
 
 /* Exit-on-missing (patch 3). */
+/*
+ * The conversion tests' page contents: word i of page gpa at a stage (stage
+ * 0: zero), written or checked through va, the page's private or shared
+ * view.
+ */
+KF_GUEST_INLINE uint64_t kt_stage_word(uint64_t gpa, uint64_t stage, uint64_t i)
+{
+	return stage ? (gpa * 0x9e3779b97f4a7c15ULL) ^ (stage << 56) ^ (i + 1) : 0;
+}
+
+KF_GUEST_INLINE void kt_stage_fill(uint64_t va, uint64_t gpa, uint64_t stage)
+{
+	volatile uint64_t *p = (volatile uint64_t *)va;
+	uint64_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		p[i] = kt_stage_word(gpa, stage, i);
+}
+
+KF_GUEST_INLINE void kt_stage_check(uint64_t va, uint64_t gpa, uint64_t stage)
+{
+	volatile uint64_t *p = (volatile uint64_t *)va;
+	uint64_t i;
+
+	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
+		GUEST_ASSERT_EQ(p[i], kt_stage_word(gpa, stage, i));
+}
+
+/* Skip without software-protected VMs (KVM_X86_SW_PROTECTED_VM). */
+static inline void kt_require_sw_protected_vm(void)
+{
+	int ret;
+
+	kf_test_require_kvm();
+	ret = kf_vm_type_supported(KF_VM_TYPE_SW_PROTECTED);
+	TEST_ASSERT(ret >= 0, "KVM_CAP_VM_TYPES: %s", kf_error());
+	if (!ret)
+		kf_test_skip("no software-protected VMs here (KVM_CAP_VM_TYPES lacks KVM_X86_SW_PROTECTED_VM)");
+}
+
 static inline void kt_require_series(void)
 {
 	kt_require_annotations();

@@ -41,30 +41,21 @@ static struct {
 	pthread_mutex_t lock;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* What a page holds: a byte pattern that names the page and the stage. */
-static KF_GUEST uint64_t word_at(uint64_t gpa, uint64_t stage, uint64_t i)
-{
-	return (gpa * 0x9e3779b97f4a7c15ULL) ^ (stage << 56) ^ (i + 1);
-}
-
+/* Pages [gpa, +pages) at a stage (kernel_common.h; stage 0 is zero). */
 static KF_GUEST void fill(uint64_t gpa, uint64_t pages, uint64_t stage)
 {
-	volatile uint64_t *p = (volatile uint64_t *)gpa;
 	uint64_t i;
 
-	for (i = 0; i < pages * KF_PAGE_SIZE / 8; i++)
-		p[i] = word_at(gpa + i / 512 * KF_PAGE_SIZE, stage, i % 512);
+	for (i = 0; i < pages; i++)
+		kt_stage_fill(gpa + i * KF_PAGE_SIZE, gpa + i * KF_PAGE_SIZE, stage);
 }
 
-/* stage 0: the page must read as zero. */
 static KF_GUEST void check(uint64_t gpa, uint64_t pages, uint64_t stage)
 {
-	volatile uint64_t *p = (volatile uint64_t *)gpa;
 	uint64_t i;
 
-	for (i = 0; i < pages * KF_PAGE_SIZE / 8; i++)
-		GUEST_ASSERT_EQ(p[i], stage ? word_at(gpa + i / 512 * KF_PAGE_SIZE,
-						      stage, i % 512) : 0);
+	for (i = 0; i < pages; i++)
+		kt_stage_check(gpa + i * KF_PAGE_SIZE, gpa + i * KF_PAGE_SIZE, stage);
 }
 
 static KF_GUEST void convert(uint64_t gpa, uint64_t pages, bool to_private)
@@ -152,8 +143,8 @@ static void host_check(struct kf_vm *vm, uint64_t gpa, uint64_t pages,
 	uint64_t i;
 
 	for (i = 0; i < pages * KF_PAGE_SIZE / 8; i++)
-		TEST_ASSERT_EQ(p[i], stage ? word_at(gpa + i / 512 * KF_PAGE_SIZE,
-						     stage, i % 512) : 0);
+		TEST_ASSERT_EQ(p[i], kt_stage_word(gpa + i / 512 * KF_PAGE_SIZE,
+						   stage, i % 512));
 }
 
 static int explicit_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
@@ -180,7 +171,7 @@ static int explicit_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 			unsigned int w;
 
 			for (w = 0; w < 512; w++)
-				p[w] = word_at(g.a + i * KF_PAGE_SIZE, 3, w);
+				p[w] = kt_stage_word(g.a + i * KF_PAGE_SIZE, 3, w);
 		}
 		break;
 	case 7:
@@ -444,13 +435,7 @@ static void test_snapshot_refused(void)
 
 int main(void)
 {
-	int ret;
-
-	kf_test_require_kvm();
-	ret = kf_vm_type_supported(KF_VM_TYPE_SW_PROTECTED);
-	TEST_ASSERT(ret >= 0, "KVM_CAP_VM_TYPES: %s", kf_error());
-	if (!ret)
-		kf_test_skip("no software-protected VMs here (KVM_CAP_VM_TYPES lacks KVM_X86_SW_PROTECTED_VM)");
+	kt_require_sw_protected_vm();
 	test_explicit();
 	test_race();
 	test_misconfigured();

@@ -32,29 +32,6 @@ static struct {
 	pthread_mutex_t lock;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static KF_GUEST uint64_t word_at(uint64_t gpa, uint64_t stage, uint64_t i)
-{
-	return (gpa * 0x9e3779b97f4a7c15ULL) ^ (stage << 56) ^ (i + 1);
-}
-
-/* Fill or check page gpa through address va (its private or shared view). */
-static KF_GUEST void fill(uint64_t va, uint64_t gpa, uint64_t stage)
-{
-	volatile uint64_t *p = (volatile uint64_t *)va;
-	uint64_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		p[i] = word_at(gpa, stage, i);
-}
-
-static KF_GUEST void check(uint64_t va, uint64_t gpa, uint64_t stage)
-{
-	volatile uint64_t *p = (volatile uint64_t *)va;
-	uint64_t i;
-
-	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
-		GUEST_ASSERT_EQ(p[i], stage ? word_at(gpa, stage, i) : 0);
-}
 
 static KF_GUEST void guest_main(uint64_t unused)
 {
@@ -62,21 +39,21 @@ static KF_GUEST void guest_main(uint64_t unused)
 
 	(void)unused;
 	/* Shared to private by a private access: fresh private page. */
-	check(a, a, 0);
-	fill(a, a, 1);
+	kt_stage_check(a, a, 0);
+	kt_stage_fill(a, a, 1);
 	GUEST_SYNC(1);
 	/* Private to shared by a shared access: the shared page was
 	 * released when the page became private. */
-	check(a | s, a, 0);
+	kt_stage_check(a | s, a, 0);
 	GUEST_SYNC(2);
-	check(a | s, a, 2);		/* the host wrote stage 2 */
-	fill(a | s, a, 3);
+	kt_stage_check(a | s, a, 2);		/* the host wrote stage 2 */
+	kt_stage_fill(a | s, a, 3);
 	/* Private again: the private page of stage 1 is gone. */
-	check(a, a, 0);
+	kt_stage_check(a, a, 0);
 	GUEST_SYNC(3);
 	/* An explicit request may name the alias. */
 	GUEST_ASSERT_EQ(kf_guest_map_gpa_range(a | s, 1, false), 0);
-	check(a | s, a, 0);
+	kt_stage_check(a | s, a, 0);
 	GUEST_SYNC(4);
 }
 
@@ -110,7 +87,7 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 	case 2:
 		TEST_ASSERT(!kf_vm_page_is_private(vm, g.gpa), "shared after 2");
 		for (i = 0; i < 512; i++)
-			p[i] = word_at(g.gpa, 2, i);
+			p[i] = kt_stage_word(g.gpa, 2, i);
 		break;
 	case 3:
 		TEST_ASSERT(kf_vm_page_is_private(vm, g.gpa), "private after 3");
@@ -169,12 +146,12 @@ static KF_GUEST void guest_flip(uint64_t id)
 	uint64_t a = g.gpa + (1 + id) * KF_PAGE_SIZE, s = g.shared, r;
 
 	for (r = 1; r <= ROUNDS; r++) {
-		check(a, a, 0);		/* to private */
-		fill(a, a, r);
-		check(a, a, r);
-		check(a | s, a, 0);	/* to shared */
-		fill(a | s, a, r);
-		check(a | s, a, r);
+		kt_stage_check(a, a, 0);		/* to private */
+		kt_stage_fill(a, a, r);
+		kt_stage_check(a, a, r);
+		kt_stage_check(a | s, a, 0);	/* to shared */
+		kt_stage_fill(a | s, a, r);
+		kt_stage_check(a | s, a, r);
 	}
 }
 
@@ -202,7 +179,7 @@ static void test_two_vcpus(void)
 
 static KF_GUEST void guest_touch_private(uint64_t gpa)
 {
-	check(gpa, gpa, 0);
+	kt_stage_check(gpa, gpa, 0);
 }
 
 static void test_refused(void)
@@ -225,13 +202,7 @@ static void test_refused(void)
 
 int main(void)
 {
-	int ret;
-
-	kf_test_require_kvm();
-	ret = kf_vm_type_supported(KF_VM_TYPE_SW_PROTECTED);
-	TEST_ASSERT(ret >= 0, "KVM_CAP_VM_TYPES: %s", kf_error());
-	if (!ret)
-		kf_test_skip("no software-protected VMs here (KVM_CAP_VM_TYPES lacks KVM_X86_SW_PROTECTED_VM)");
+	kt_require_sw_protected_vm();
 	test_both_directions();
 	test_two_vcpus();
 	test_refused();
