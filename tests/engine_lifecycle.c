@@ -59,7 +59,7 @@ static void test_destroy_while_pushing(void)
 {
 	const uint64_t size = 32 * MB;
 	struct kf_remote_config rc = { .connect_timeout_ms = 10000,
-				       .recover_timeout_ms = 200, .quiet = true };
+				       .recover_timeout_ms = 200 };
 	struct kf_page_server_region reg = { .size = size };
 	struct kf_page_server_config pc = {
 		.regions = &reg, .nr_regions = 1, .recover_timeout_ms = 200,

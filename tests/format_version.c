@@ -123,7 +123,7 @@ static void *old_source(void *arg)
 static void test_old_source(void)
 {
 	struct kf_remote_config rc = { .connect_timeout_ms = 2000,
-				       .recover_timeout_ms = 100, .quiet = true,
+				       .recover_timeout_ms = 100,
 				       .plain = true };
 	struct kf_remote *r;
 	char addr[64];

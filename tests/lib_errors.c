@@ -176,7 +176,7 @@ static void *listen_late(void *arg)
 static void *connect_fresh(void *arg)
 {
 	struct kf_remote_config rc = { .addr = arg, .connect_timeout_ms = 5000,
-				       .quiet = true, .plain = true };
+				       .plain = true };
 	struct kf_remote *r;
 
 	TEST_OK(kf_remote_connect(&rc, &r));

@@ -160,8 +160,7 @@ static void expect_closed(int fd, bool tls)
 /* The hostile client; returns fds to check once the real transfer ran. */
 static unsigned int hostile(enum hostile kind, const char *addr, int *fds)
 {
-	struct kf_remote_config rc = { .addr = addr, .connect_timeout_ms = 5000,
-				       .quiet = true };
+	struct kf_remote_config rc = { .addr = addr, .connect_timeout_ms = 5000 };
 	struct kf_mig_tls *other_source, *other_dest;
 	struct kf_mig_hello h = { .version = KF_MIG_VERSION, .channel = KF_MIG_CH_MAIN,
 				  .session = 1, .image_id = kf_mig_image_id() };
@@ -241,7 +240,7 @@ static void real_transfer(const char *addr)
 	 * must still be waited for, within connect_timeout_ms. */
 	struct kf_remote_config rc = { .addr = addr, .connect_timeout_ms = 60000,
 				       .hello_timeout_ms = 500,
-				       .recover_timeout_ms = 1000, .quiet = true,
+				       .recover_timeout_ms = 1000,
 				       .tls = tls_dest, .plain = !tls_dest };
 	static char page[KF_PAGE_SIZE];
 	struct kf_pagesrc *src;
@@ -361,7 +360,7 @@ static void *cert_source(void *arg)
 
 static void test_certificate_source(void)
 {
-	struct kf_remote_config rc = { .connect_timeout_ms = 30000, .quiet = true,
+	struct kf_remote_config rc = { .connect_timeout_ms = 30000,
 				       .recover_timeout_ms = 100, .tls = tls_dest };
 	struct cert_source cs;
 	struct kf_remote *r;

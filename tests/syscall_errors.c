@@ -78,7 +78,7 @@ static void expect_error(int ret, int err, const char *needle)
 
 static void test_sockets(void)
 {
-	struct kf_remote_config rc = { .connect_timeout_ms = 2000, .quiet = true,
+	struct kf_remote_config rc = { .connect_timeout_ms = 2000,
 				       .plain = true };
 	struct kf_mig_conn *c;
 	struct kf_remote *r;

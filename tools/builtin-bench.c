@@ -300,7 +300,7 @@ static int remote_open(struct remote_rig *rr, uint64_t gpa, uint64_t size,
 		.no_push = true,	/* every page by demand: faults, not a push */
 		.recover_timeout_ms = 1000,
 	};
-	struct kf_remote_config rc = { .connect_timeout_ms = 10000, .quiet = true };
+	struct kf_remote_config rc = { .connect_timeout_ms = 10000 };
 	char addr[64];
 	int port, ret;
 

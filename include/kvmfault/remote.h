@@ -119,7 +119,10 @@ struct kf_remote_config {
 					 * late, within connect_timeout_ms */
 	int reconnect_ms;		/* pause between reconnect attempts */
 	int recover_timeout_ms;		/* give up after this long */
-	bool quiet;			/* no reconnect messages on stderr */
+	/* Events worth a line in a log (the connection lost, retried, back).
+	 * May be NULL: the library prints nothing. */
+	void (*log)(void *opaque, const char *msg);
+	void *opaque;
 };
 
 struct kf_remote_stats {

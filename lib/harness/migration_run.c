@@ -65,6 +65,12 @@ static void kf_source_log(void *opaque, const char *msg)
 	fprintf(stderr, "kvmfault page server: %s\n", msg);
 }
 
+static void kf_dest_log(void *opaque, const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "kvmfault remote: %s\n", msg);
+}
+
 int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		      unsigned int nr_vcpus,
 		      const struct kf_mig_source_config *cfg,
@@ -357,7 +363,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		.plain = cfg->plain,
 		.connect_timeout_ms = cfg->connect_timeout_ms,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
-		.quiet = cfg->quiet,
+		.log = cfg->quiet ? NULL : kf_dest_log,
 	};
 	struct kf_engine_config ec = { .backend = (enum kf_backend)cfg->backend };
 	struct kf_vcpu_ops ops = {
