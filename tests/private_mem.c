@@ -11,9 +11,10 @@
  *   hole, private without a guest_memfd, unknown attributes) and a policy
  *   refusal fail in the guest with nothing converted;
  * - two vCPUs converting the same and adjacent ranges at once;
- * - a private access to a slot without guest_memfd: upstream's exit
- *   (private_mem_kvm_exits_test's assertions) decoded by the library, and
- *   the vCPU loop stopping with a clear message instead of looping;
+ * - private_mem_kvm_exits_test's two cases (a private access to a slot
+ *   without guest_memfd, to a private page whose memslot is gone) with its
+ *   assertions on the decoded exit, and the vCPU loop stopping with a
+ *   clear message instead of looping;
  * - a missing shared page still goes to the demand-paging handler;
  * - snapshots refuse the VM.
  */
@@ -282,6 +283,53 @@ static KF_GUEST void guest_read(uint64_t gpa)
 	GUEST_ASSERT_EQ(*(volatile uint64_t *)gpa, kt_pattern(gpa, 0));
 }
 
+/* private_mem_kvm_exits_test's assertions on an exit, decoded. */
+static void assert_upstream_exit(struct kf_vcpu *vcpu, uint64_t gpa)
+{
+	struct kf_exit exit;
+	char buf[160];
+
+	kf_vcpu_run_once(vcpu, &exit);
+	TEST_ASSERT(exit.kind == KF_EXIT_MEMORY_FAULT, "%s",
+		    kf_exit_str(&exit, buf, sizeof(buf)));
+	TEST_ASSERT_EQ(exit.err, EFAULT);
+	TEST_ASSERT_EQ(exit.fault.gpa, gpa);
+	TEST_ASSERT_EQ(exit.fault.size, KF_PAGE_SIZE);
+	TEST_ASSERT(exit.fault.private_mem, "PRIVATE flag: %s",
+		    kf_exit_str(&exit, buf, sizeof(buf)));
+	/* Upstream's flags exactly, besides the access flag we enabled. */
+	TEST_ASSERT_EQ(exit.fault.raw_flags & ~(uint64_t)(KVM_MEMORY_EXIT_FLAG_READ |
+							  KVM_MEMORY_EXIT_FLAG_WRITE |
+							  KVM_MEMORY_EXIT_FLAG_EXEC),
+		       KVM_MEMORY_EXIT_FLAG_PRIVATE);
+}
+
+/*
+ * Upstream's other case: a private page whose memslot is gone (deleted
+ * behind the library's back, which itself would make the range shared
+ * first).
+ */
+static void test_private_slot_deleted(void)
+{
+	struct kvm_userspace_memory_region2 gone = { .flags = KVM_MEM_GUEST_MEMFD };
+	struct kf_memslot *ms;
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+
+	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
+	add_slots(vm);
+	TEST_OK(kf_vm_convert(vm, g.a, KF_PAGE_SIZE, true));
+	ms = kf_vm_find_slot(vm, g.a);
+	gone.slot = ms->slot;
+	gone.guest_phys_addr = ms->gpa;
+	TEST_ASSERT(!ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &gone),
+		    "delete memslot %u: %m", ms->slot);
+	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.a, &vcpu));
+	assert_upstream_exit(vcpu, g.a);
+	printf("private page, memslot deleted: upstream's exit\n");
+	kf_vm_destroy(vm);
+}
+
 /*
  * A private access to a slot without guest_memfd: the page's attribute is
  * set behind the library's back, so the record says shared.
@@ -293,9 +341,7 @@ static void test_misconfigured(void)
 	};
 	struct kf_vcpu_ops ops = { 0 };
 	struct kf_vcpu *vcpu;
-	struct kf_exit exit;
 	struct kf_vm *vm;
-	char buf[160];
 	int ret;
 
 	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
@@ -304,19 +350,7 @@ static void test_misconfigured(void)
 	TEST_ASSERT(!ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs),
 		    "KVM_SET_MEMORY_ATTRIBUTES: %m");
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.c, &vcpu));
-	/* Upstream's assertions, decoded. */
-	kf_vcpu_run_once(vcpu, &exit);
-	TEST_ASSERT(exit.kind == KF_EXIT_MEMORY_FAULT, "%s",
-		    kf_exit_str(&exit, buf, sizeof(buf)));
-	TEST_ASSERT_EQ(exit.err, EFAULT);
-	TEST_ASSERT_EQ(exit.fault.gpa, g.c);
-	TEST_ASSERT_EQ(exit.fault.size, KF_PAGE_SIZE);
-	TEST_ASSERT(exit.fault.private_mem, "PRIVATE flag: %s",
-		    kf_exit_str(&exit, buf, sizeof(buf)));
-	TEST_ASSERT_EQ(exit.fault.raw_flags & ~(uint64_t)(KVM_MEMORY_EXIT_FLAG_READ |
-							  KVM_MEMORY_EXIT_FLAG_WRITE |
-							  KVM_MEMORY_EXIT_FLAG_EXEC),
-		       KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	assert_upstream_exit(vcpu, g.c);
 	/* The loop stops with a message instead of retrying for ever. */
 	TEST_OK(kf_vm_enable_conversions(vm, NULL, NULL));
 	ret = kf_vcpu_run(vcpu, &ops);
@@ -439,6 +473,7 @@ int main(void)
 	test_explicit();
 	test_race();
 	test_misconfigured();
+	test_private_slot_deleted();
 	test_shared_demand_paging();
 	test_remove_readd();
 	test_snapshot_refused();
