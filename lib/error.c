@@ -63,3 +63,17 @@ int kf_fail_errno(int err, const char *fmt, ...)
 	va_end(ap);
 	return ret;
 }
+
+void kf_logf(void (*log)(void *opaque, const char *msg), void *opaque,
+	     const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (!log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log(opaque, msg);
+}

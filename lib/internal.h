@@ -67,4 +67,8 @@ bool kf_page_is_zero(const void *page);
 extern uint8_t kf_zero_pages[KF_ZERO_PAGES * 4096];
 #define kf_zero_page ((const uint8_t *)kf_zero_pages)
 
+/* Format a line for a caller's log callback; nothing when log is NULL. */
+void kf_logf(void (*log)(void *opaque, const char *msg), void *opaque,
+	     const char *fmt, ...) KF_PRINTF(3, 4);
+
 #endif

@@ -137,29 +137,14 @@ static void kf_rc_shutdown_conns(struct kf_remote *r)
 	pthread_mutex_unlock(&r->conn_lock);
 }
 
-static void kf_rc_log(struct kf_remote *r, const char *fmt, ...) KF_PRINTF(2, 3);
-
-/* A line for the caller's log, if it gave one. */
-static void kf_rc_log(struct kf_remote *r, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!r->cfg.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	r->cfg.log(r->cfg.opaque, msg);
-}
-
 static void kf_rc_broken(struct kf_remote *r, const char *why)
 {
 	pthread_mutex_lock(&r->lock);
 	if (r->state == KF_RC_CONNECTED && !r->got_stats && !r->completing) {
 		r->state = KF_RC_BROKEN;
-		kf_rc_log(r, "connection to %s lost (%s); vCPUs that need missing pages wait while it reconnects",
-			  r->addr, why);
+		kf_logf(r->cfg.log, r->cfg.opaque,
+			"connection to %s lost (%s); vCPUs that need missing pages wait while it reconnects",
+			r->addr, why);
 		pthread_cond_broadcast(&r->cond);
 		pthread_cond_broadcast(&r->req_cond);
 	}
@@ -337,8 +322,9 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		if (fd >= 0 || kf_mig_now_ns() >= deadline)
 			break;
 		if (!told)
-			kf_rc_log(r, "%s; retrying for up to %d ms", kf_error(),
-				  timeout_ms);
+			kf_logf(r->cfg.log, r->cfg.opaque,
+				"%s; retrying for up to %d ms", kf_error(),
+				timeout_ms);
 		usleep(20000);
 	}
 	if (fd < 0)
@@ -982,9 +968,10 @@ static void *kf_rc_supervisor(void *arg)
 			}
 			r->reqq[r->reqq_len++] = w->gpa;
 		}
-		kf_rc_log(r, "reconnected to %s; %llu of %llu pages here, re-asking %u",
-			  r->addr, (unsigned long long)r->held_pages,
-			  (unsigned long long)r->total_pages, r->reqq_len);
+		kf_logf(r->cfg.log, r->cfg.opaque,
+			"reconnected to %s; %llu of %llu pages here, re-asking %u",
+			r->addr, (unsigned long long)r->held_pages,
+			(unsigned long long)r->total_pages, r->reqq_len);
 		pthread_mutex_unlock(&r->lock);
 		if (kf_rc_start_rx(r)) {
 			kf_rc_fail(r, kf_error());

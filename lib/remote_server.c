@@ -54,21 +54,6 @@ struct kf_page_server {
 	char err[512];
 };
 
-static void kf_ps_log(struct kf_page_server *srv, const char *fmt, ...)
-	KF_PRINTF(2, 3);
-static void kf_ps_log(struct kf_page_server *srv, const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-
-	if (!srv->cfg.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	srv->cfg.log(srv->cfg.opaque, msg);
-}
-
 static void kf_ps_record_err(struct kf_page_server *srv)
 {
 	if (!srv->err[0])
@@ -369,7 +354,8 @@ static void kf_ps_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
 	total = __atomic_add_fetch(&srv->postcopy_pages, n, __ATOMIC_RELAXED);
 	if (srv->cfg.drop_after_pages && total >= srv->cfg.drop_after_pages &&
 	    !__atomic_exchange_n(&srv->dropped, 1, __ATOMIC_SEQ_CST)) {
-		kf_ps_log(srv, "test hook: dropping the connections after %llu post-copy pages",
+		kf_logf(srv->cfg.log, srv->cfg.opaque,
+			"test hook: dropping the connections after %llu post-copy pages",
 			(unsigned long long)total);
 		kf_mig_conn_shutdown(srv->main);
 		kf_mig_conn_shutdown(srv->demand);
@@ -570,7 +556,8 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			return 0;
 		if (fatal || ret == -EPROTO)
 			return ret;
-		kf_ps_log(srv, "connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect",
+		kf_logf(srv->cfg.log, srv->cfg.opaque,
+			"connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect",
 			srv->err[0] ? srv->err : "?", recover_ms);
 		srv->err[0] = '\0';
 		ret = kf_ps_accept_pair(srv, recover_ms, true);
@@ -583,7 +570,8 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			kf_ps_close(srv);
 			return ret;
 		}
-		kf_ps_log(srv, "destination reconnected; resuming post-copy");
+		kf_logf(srv->cfg.log, srv->cfg.opaque,
+			"destination reconnected; resuming post-copy");
 	}
 }
 
