@@ -88,21 +88,12 @@ echo "qemu: $("$QEMU_BIN" --version | head -n 1) in the rig; guest kernel $(base
 run_on() {
 	local kd=$1 name=$2 log=$work/$2.serial start rc
 	start=$(date +%s)
-	timeout --foreground -k 10 "$BOOT_T" $(rig_qemu_prefix) qemu-system-x86_64 \
-		-accel tcg -cpu max -m 2G -smp 2 \
-		-nographic -no-reboot -nodefaults -serial stdio -display none \
-		-kernel "$kd/bzImage" -initrd "$work/initrd.gz" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=4 kf.mode=qemu kf.timeout=$T" \
-		</dev/null >"$log" 2>&1
+	rig_boot "$kd" 2 "$work/initrd.gz" "$log" "$BOOT_T" loglevel=4 kf.mode=qemu "kf.timeout=$T"
 	rc=$?
 	grep -a '^KF-QEMU ' "$log" >"$work/$name.results"
 	sed -n '/^KF-QEMU-BEGIN/,/^KF-QEMU-END/p' "$log" | grep -a -v '^KF-QEMU-' | sed "s/^/[$name] /"
 	echo "qemu: $name: $(wc -l <"$work/$name.results") results in $(( $(date +%s) - start ))s (qemu rc $rc, serial log $log)"
-	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
-		echo "qemu: $name: kernel splat:"
-		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 40 | sed 's/^/  ! /'
-		echo "KF-QEMU kernel fail splat" >>"$work/$name.results"
-	fi
+	rig_check_splat "$log" || echo "KF-QEMU kernel fail splat" >>"$work/$name.results"
 }
 
 # QEMU_ONLY=patched or control runs one kernel once (a look at a failure).

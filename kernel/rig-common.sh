@@ -17,6 +17,31 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 # the boot banners of the debug options ("RCU lockdep checking is enabled").
 SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep is turned off|DEBUG_LOCKS_WARN_ON|bad unlock balance|held lock freed|UBSAN:|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
 
+# rig_check_splat LOG: 1, after printing them, when LOG has kernel splats.
+rig_check_splat() {
+	local log=$1
+	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+		echo "rig: kernel splat in $log:" >&2
+		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 60 | sed 's/^/  ! /' >&2
+		return 1
+	fi
+	return 0
+}
+
+# rig_boot KDIR SMP INITRD LOG SECONDS APPEND...: one boot of KDIR/bzImage
+# under QEMU's software CPU, the serial console in LOG, killed after
+# SECONDS.  Returns QEMU's status, 124 on timeout.
+rig_boot() {
+	local kd=$1 smp=$2 initrd=$3 log=$4 secs=$5
+	shift 5
+	timeout --foreground -k 10 "$secs" $(rig_qemu_prefix) qemu-system-x86_64 \
+		-accel tcg -cpu max -m "${RIG_MEM:-2G}" -smp "$smp" \
+		-nographic -no-reboot -nodefaults -serial stdio -display none \
+		-kernel "$kd/bzImage" -initrd "$initrd" \
+		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic $*" \
+		</dev/null >"$log" 2>&1
+}
+
 # The command prefix that runs QEMU on the rig's host CPUs.
 rig_qemu_prefix() {
 	if [ -n "${KVMFAULT_QEMU_CPUS:-}" ]; then

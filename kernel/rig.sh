@@ -36,27 +36,11 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: mak
 file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' &&
 	die "$BUSYBOX is dynamically linked: install busybox-static"
 
-check_splat() {
-	local log=$1
-	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
-		echo "rig: kernel splat in $log:" >&2
-		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 60 | sed 's/^/  ! /' >&2
-		return 1
-	fi
-	return 0
-}
-
-# boot SMP INITRD LOG APPEND...: one QEMU boot under a time limit.
-# Returns 0 if QEMU exited by itself, 124 on timeout.
+# boot SMP INITRD LOG APPEND...: one boot of the rig kernel.
 boot() {
 	local smp=$1 initrd=$2 log=$3
 	shift 3
-	timeout --foreground -k 10 "$RIG_TIMEOUT" $(rig_qemu_prefix) qemu-system-x86_64 \
-		-accel tcg -cpu max -m "$RIG_MEM" -smp "$smp" \
-		-nographic -no-reboot -nodefaults -serial stdio -display none \
-		-kernel "$kdir/bzImage" -initrd "$initrd" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic loglevel=7 $*" \
-		</dev/null >"$log" 2>&1
+	rig_boot "$kdir" "$smp" "$initrd" "$log" "$RIG_TIMEOUT" loglevel=7 "$@"
 }
 
 cmd_tests() {
@@ -114,7 +98,7 @@ cmd_tests() {
 			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
 		fi
 		# A kernel splat counts as one failure.
-		check_splat "$log" || { bad=1; tf=$((tf + 1)); }
+		rig_check_splat "$log" || { bad=1; tf=$((tf + 1)); }
 	done
 	echo "rig: serial logs: $(ls "$rigdir"/serial-smp*.log | tr '\n' ' ')"
 	echo "rig: reruns $tr"

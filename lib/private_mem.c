@@ -35,6 +35,21 @@ static const char *kf_state_name(bool private_mem)
 	return private_mem ? "private" : "shared";
 }
 
+size_t kf_private_record_words(uint64_t size)
+{
+	return (size / KF_PAGE_SIZE + 63) / 64;
+}
+
+bool kf_slot_has_private(const struct kf_memslot *ms)
+{
+	size_t i;
+
+	for (i = 0; ms->private_pages && i < kf_private_record_words(ms->size); i++)
+		if (ms->private_pages[i])
+			return true;
+	return false;
+}
+
 static bool kf_slot_page_private(const struct kf_memslot *ms, uint64_t gpa)
 {
 	uint64_t i = (gpa - ms->gpa) / KF_PAGE_SIZE;
@@ -355,7 +370,6 @@ int kf_conversion_hypercall(struct kf_vcpu *vcpu)
 	uint64_t npages = run->hypercall.args[1];
 	uint64_t attrs = run->hypercall.args[2];
 	struct kf_conversion c = {
-		.gpa = gpa,
 		.size = npages * KF_PAGE_SIZE,
 		.to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED,
 		.cause = KF_CONVERSION_EXPLICIT,

@@ -35,18 +35,27 @@ static int kf_vm_enable_fault_access(struct kf_vm *vm)
 	return 0;
 }
 
-int kf_vm_type_supported(unsigned long type)
+/* Whether the KVM behind kvm_fd creates VMs of type (KVM_CAP_VM_TYPES). */
+static bool kf_kvm_has_vm_type(int kvm_fd, unsigned long type)
 {
 	long types;
+
+	if (type == KF_VM_TYPE_DEFAULT)
+		return true;
+	types = kf_check_cap(kvm_fd, KVM_CAP_VM_TYPES);
+	return type < 64 && types > 0 && (types & (1L << type));
+}
+
+int kf_vm_type_supported(unsigned long type)
+{
 	int kvm_fd = kf_kvm_open();
+	bool ret;
 
 	if (kvm_fd < 0)
 		return kvm_fd;
-	types = kf_check_cap(kvm_fd, KVM_CAP_VM_TYPES);
+	ret = kf_kvm_has_vm_type(kvm_fd, type);
 	close(kvm_fd);
-	if (type == KF_VM_TYPE_DEFAULT)
-		return 1;
-	return type < 64 && types > 0 && (types & (1L << type)) ? 1 : 0;
+	return ret;
 }
 
 int kf_vm_create(struct kf_vm **vmp)
@@ -74,8 +83,7 @@ int kf_vm_create_type(struct kf_vm **vmp, unsigned long type)
 		return ret;
 	}
 	vm->type = type;
-	if (type != KF_VM_TYPE_DEFAULT &&
-	    (type >= 64 || !(kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES) & (1L << type)))) {
+	if (!kf_kvm_has_vm_type(vm->kvm_fd, type)) {
 		ret = kf_fail(EOPNOTSUPP, "this kernel has no VM type %lu (KVM_CAP_VM_TYPES 0x%lx)",
 			      type, kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES));
 		goto fail;
@@ -264,12 +272,12 @@ static int kf_region_guest_memfd(struct kf_vm *vm, const struct kf_region *r,
 				 struct kf_memslot *ms)
 {
 	struct kvm_create_guest_memfd create = { .size = r->size };
-	size_t words = (r->size / KF_PAGE_SIZE + 63) / 64;
 
 	ms->guest_memfd = -1;
 	if (!(r->flags & KVM_MEM_GUEST_MEMFD))
 		return 0;
-	ms->private_pages = calloc(words, sizeof(uint64_t));
+	ms->private_pages = calloc(kf_private_record_words(r->size),
+				   sizeof(uint64_t));
 	if (!ms->private_pages)
 		return kf_fail(ENOMEM, "out of memory for the private-page record");
 	ms->guest_memfd_offset = r->guest_memfd_offset;
@@ -408,17 +416,6 @@ static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
 		return NULL;
 	}
 	return &vm->slots[slot];
-}
-
-/* Whether any page of ms is private in the VM's record. */
-static bool kf_slot_has_private(const struct kf_memslot *ms)
-{
-	size_t i, words = (ms->size / KF_PAGE_SIZE + 63) / 64;
-
-	for (i = 0; ms->private_pages && i < words; i++)
-		if (ms->private_pages[i])
-			return true;
-	return false;
 }
 
 /* Delete memslot ms and its shared alias; under vm->lock. */

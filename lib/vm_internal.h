@@ -38,6 +38,10 @@ bool kf_image_contains(const void *p, size_t len);
 int kf_conversion_hypercall(struct kf_vcpu *vcpu);
 int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 void kf_conversions_free(struct kf_vm *vm);
+/* The private-page record of a guest_memfd slot: its length in words for
+ * size bytes, and whether any page of ms is private. */
+size_t kf_private_record_words(uint64_t size);
+bool kf_slot_has_private(const struct kf_memslot *ms);
 
 /*
  * Poison (poison.c).  Around KVM_RUN, so that the SIGBUS handler knows the
