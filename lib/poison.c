@@ -18,6 +18,7 @@
 #include <kvmfault/vcpu.h>
 
 #include "vm_internal.h"
+#include "vm_objects.h"
 
 /* Initial-exec: read in a signal handler, also from the shared library. */
 #define KF_SIGNAL_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -98,10 +99,10 @@ static uint64_t kf_hva_to_gpa(struct kf_vm *vm, uintptr_t hva,
 	unsigned int i;
 
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		const struct kf_memslot *ms = &vm->slots[i];
+		const struct kf_memslot *ms = &vm->slots[i].ms;
 		uintptr_t start = (uintptr_t)ms->hva;
 
-		if (ms->used && !ms->alias && hva >= start &&
+		if (vm->slots[i].used && !vm->slots[i].alias && hva >= start &&
 		    hva - start < ms->size) {
 			*slot = ms->slot;
 			return ms->gpa + (hva - start);
@@ -151,7 +152,7 @@ int kf_poison_after_run(struct kf_vcpu *vcpu)
 
 int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	uint32_t slot;
 
 	if (vcpu->vm->poison_policy == KF_POISON_DEFAULT)

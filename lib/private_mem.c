@@ -19,6 +19,7 @@
 #include <kvmfault/vcpu.h>
 
 #include "vm_internal.h"
+#include "vm_objects.h"
 
 /* The attrs of KVM_HC_MAP_GPA_RANGE: a page-size hint and the new state. */
 #define KF_MAP_GPA_RANGE_PAGE_SIZE_MASK 0xfULL
@@ -40,56 +41,56 @@ size_t kf_private_record_words(uint64_t size)
 	return (size / KF_PAGE_SIZE + 63) / 64;
 }
 
-bool kf_slot_has_private(const struct kf_memslot *ms)
+bool kf_slot_has_private(const struct kf_slot *s)
 {
 	size_t i;
 
-	for (i = 0; ms->private_pages && i < kf_private_record_words(ms->size); i++)
-		if (ms->private_pages[i])
+	for (i = 0; s->private_pages && i < kf_private_record_words(s->ms.size); i++)
+		if (s->private_pages[i])
 			return true;
 	return false;
 }
 
-static bool kf_slot_page_private(const struct kf_memslot *ms, uint64_t gpa)
+static bool kf_slot_page_private(const struct kf_slot *s, uint64_t gpa)
 {
-	uint64_t i = (gpa - ms->gpa) / KF_PAGE_SIZE;
+	uint64_t i = (gpa - s->ms.gpa) / KF_PAGE_SIZE;
 
-	return ms->private_pages &&
-	       (ms->private_pages[i / 64] >> (i % 64) & 1);
+	return s->private_pages &&
+	       (s->private_pages[i / 64] >> (i % 64) & 1);
 }
 
-static void kf_slot_record(struct kf_memslot *ms, uint64_t gpa, uint64_t end,
+static void kf_slot_record(struct kf_slot *s, uint64_t gpa, uint64_t end,
 			   bool private_mem)
 {
 	uint64_t i;
 
-	if (!ms->private_pages)
+	if (!s->private_pages)
 		return;
-	for (i = (gpa - ms->gpa) / KF_PAGE_SIZE;
-	     i < (end - ms->gpa) / KF_PAGE_SIZE; i++) {
+	for (i = (gpa - s->ms.gpa) / KF_PAGE_SIZE;
+	     i < (end - s->ms.gpa) / KF_PAGE_SIZE; i++) {
 		if (private_mem)
-			ms->private_pages[i / 64] |= 1ULL << (i % 64);
+			s->private_pages[i / 64] |= 1ULL << (i % 64);
 		else
-			ms->private_pages[i / 64] &= ~(1ULL << (i % 64));
+			s->private_pages[i / 64] &= ~(1ULL << (i % 64));
 	}
 }
 
 /* gpa itself, or the page it is the shared alias of; under vm->lock. */
 static uint64_t kf_canonical_gpa(struct kf_vm *vm, uint64_t gpa)
 {
-	const struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+	const struct kf_slot *s = kf_vm_slot_at(vm, gpa);
 
-	return ms && ms->alias ? gpa & ~vm->shared_bit : gpa;
+	return s && s->alias ? gpa & ~vm->shared_bit : gpa;
 }
 
 bool kf_vm_page_is_private(struct kf_vm *vm, uint64_t gpa)
 {
-	struct kf_memslot *ms;
+	const struct kf_slot *s;
 	bool ret;
 
 	pthread_mutex_lock(&vm->lock);
-	ms = kf_vm_find_slot(vm, gpa);
-	ret = ms && kf_slot_page_private(ms, gpa);
+	s = kf_vm_slot_at(vm, gpa);
+	ret = s && kf_slot_page_private(s, gpa);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }
@@ -123,10 +124,11 @@ static int kf_convert_check(struct kf_vm *vm, uint64_t gpa, uint64_t size,
 	return 0;
 }
 
-/* Release the backing that [gpa, end) of ms leaves. */
-static int kf_release_left_state(struct kf_memslot *ms, uint64_t gpa,
+/* Release the backing that [gpa, end) of s leaves. */
+static int kf_release_left_state(const struct kf_slot *s, uint64_t gpa,
 				 uint64_t end, bool to_private)
 {
+	const struct kf_memslot *ms = &s->ms;
 	uint64_t off = gpa - ms->gpa, len = end - gpa;
 	char *hva = (char *)ms->hva + off;
 
@@ -143,7 +145,7 @@ static int kf_release_left_state(struct kf_memslot *ms, uint64_t gpa,
 	}
 	/* Shared file pages (memfd, or maybe the caller's) are removed from
 	 * the file; private anonymous ones dropped. */
-	if (ms->memfd >= 0 || !ms->owned) {
+	if (ms->memfd >= 0 || !s->owned) {
 		if (!madvise(hva, len, MADV_REMOVE))
 			return 0;
 		if (ms->memfd >= 0 || (errno != EINVAL && errno != EACCES))
@@ -179,17 +181,17 @@ static int kf_convert_locked(struct kf_vm *vm, uint64_t gpa, uint64_t size,
 				     kf_state_name(to_private));
 	/* KVM has the new state now: record it before anything can fail. */
 	for (cur = gpa; cur < end;) {
-		struct kf_memslot *ms = kf_vm_find_slot(vm, cur);
-		uint64_t piece_end = KF_MIN(end, ms->gpa + ms->size);
+		struct kf_slot *s = kf_vm_slot_at(vm, cur);
+		uint64_t piece_end = KF_MIN(end, s->ms.gpa + s->ms.size);
 
-		kf_slot_record(ms, cur, piece_end, to_private);
+		kf_slot_record(s, cur, piece_end, to_private);
 		cur = piece_end;
 	}
 	for (cur = gpa; cur < end;) {
-		struct kf_memslot *ms = kf_vm_find_slot(vm, cur);
-		uint64_t piece_end = KF_MIN(end, ms->gpa + ms->size);
+		const struct kf_slot *s = kf_vm_slot_at(vm, cur);
+		uint64_t piece_end = KF_MIN(end, s->ms.gpa + s->ms.size);
 
-		ret = kf_release_left_state(ms, cur, piece_end, to_private);
+		ret = kf_release_left_state(s, cur, piece_end, to_private);
 		if (ret)
 			return ret;
 		cur = piece_end;
@@ -252,9 +254,9 @@ int kf_vm_check_no_private(struct kf_vm *vm, const char *what)
 
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; !ret && i < KF_MAX_SLOTS; i++) {
-		const struct kf_memslot *ms = &vm->slots[i];
+		const struct kf_memslot *ms = &vm->slots[i].ms;
 
-		if (ms->used && (ms->flags & KVM_MEM_GUEST_MEMFD))
+		if (vm->slots[i].used && (ms->flags & KVM_MEM_GUEST_MEMFD))
 			ret = kf_fail(EOPNOTSUPP, "%s refused: slot %u [0x%llx, +0x%llx) is guest_memfd (private) memory, which userspace cannot read on this kernel",
 				      what, ms->slot,
 				      (unsigned long long)ms->gpa,
@@ -285,7 +287,7 @@ int kf_vm_set_shared_bit(struct kf_vm *vm, unsigned int bit)
 	if (vm->nr_vcpus)
 		ret = kf_fail(EBUSY, "set the shared bit before adding vCPUs");
 	for (i = 0; !ret && i < KF_MAX_SLOTS; i++)
-		if (vm->slots[i].used && (vm->slots[i].flags & KVM_MEM_GUEST_MEMFD))
+		if (vm->slots[i].used && (vm->slots[i].ms.flags & KVM_MEM_GUEST_MEMFD))
 			ret = kf_fail(EBUSY, "set the shared bit before adding guest_memfd regions (slot %u has one)",
 				      i);
 	if (!ret && ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
@@ -403,14 +405,14 @@ int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 		.cause = KF_CONVERSION_IMPLICIT,
 		.vcpu_id = vcpu->id,
 	};
-	const struct kf_memslot *ms;
+	const struct kf_slot *s;
 	bool now_private, can_be_private;
 	int refused, ret;
 
 	pthread_mutex_lock(&vm->lock);
-	ms = kf_vm_find_slot(vm, c.gpa);
-	now_private = ms && kf_slot_page_private(ms, c.gpa);
-	can_be_private = ms && (ms->flags & KVM_MEM_GUEST_MEMFD);
+	s = kf_vm_slot_at(vm, c.gpa);
+	now_private = s && kf_slot_page_private(s, c.gpa);
+	can_be_private = s && (s->ms.flags & KVM_MEM_GUEST_MEMFD);
 	pthread_mutex_unlock(&vm->lock);
 	if (f->private_mem && !can_be_private)
 		return kf_fail(EFAULT, "private access to 0x%llx, which no guest_memfd slot backs",

@@ -151,9 +151,9 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		return ret;
 	memset(regions, 0, sizeof(regions));
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		const struct kf_memslot *ms = &vm->slots[i];
+		const struct kf_memslot *ms = kf_vm_slot(vm, i);
 
-		if (!ms->used)
+		if (!ms)
 			continue;
 		if (nr == KF_SNAP_MAX_REGIONS)
 			return kf_fail(ENOSPC, "snapshot: more than %d memslots",
@@ -175,7 +175,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		size_t len;
 		char *n;
 
-		if (!vcpus[i] || vcpus[i]->id != i) {
+		if (!vcpus[i] || kf_vcpu_id(vcpus[i]) != i) {
 			ret = kf_fail(EINVAL, "snapshot: vCPU %u missing", i);
 			goto out;
 		}

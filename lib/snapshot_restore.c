@@ -46,7 +46,7 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 	}
 	for (i = 0; i < h->nr_regions; i++) {
 		const struct kf_snap_region *sr = kf_snapshot_region(snap, i);
-		struct kf_memslot *ms = kf_vm_find_slot(rs->vm, sr->gpa);
+		const struct kf_memslot *ms = kf_vm_find_slot(rs->vm, sr->gpa);
 		struct kf_region reg = {
 			.gpa = sr->gpa, .size = sr->size, .flags = sr->slot_flags,
 			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,

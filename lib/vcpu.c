@@ -14,6 +14,7 @@
 #include <kvmfault/vcpu.h>
 
 #include "vm_internal.h"
+#include "vm_objects.h"
 
 int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 		uint64_t arg, struct kf_vcpu **vcpup)
@@ -76,7 +77,7 @@ void kf_vcpu_run_once(struct kf_vcpu *vcpu, struct kf_exit *exit)
 	err = ret < 0 ? errno : 0;
 	kf_poison_leave_run();
 	kf_exit_decode(ret, err, vcpu->run, exit);
-	vcpu->nr_exits++;
+	vcpu->counters.nr_exits++;
 }
 
 static int kf_vcpu_fail(struct kf_vcpu *vcpu, int err, const char *fmt, ...)
@@ -157,7 +158,7 @@ static int kf_guest_exception_fail(struct kf_vcpu *vcpu,
 /* 1: the guest is done; 0: re-enter; < 0: stop. */
 static int kf_vcpu_ucall(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	vcpu->nr_ucalls++;
+	vcpu->counters.nr_ucalls++;
 	switch (uc->cmd) {
 	case KF_UCALL_DONE:
 		return 1;
@@ -189,7 +190,7 @@ static int kf_vcpu_memory_fault(struct kf_vcpu *vcpu, const struct kf_exit *exit
 	char desc[160];
 	int ret;
 
-	vcpu->nr_memory_faults++;
+	vcpu->counters.nr_memory_faults++;
 	if (vcpu->last_exit_was_fault && kf_same_fault(f, &vcpu->last_fault))
 		vcpu->repeated_faults++;
 	else
@@ -288,6 +289,7 @@ int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 	if (!vcpu)
 		return kf_fail(EINVAL, "no vCPU");
 	vcpu->ops = ops;
+	__atomic_store_n(&vcpu->result, 0, __ATOMIC_RELAXED);
 	vcpu->errmsg[0] = '\0';
 	/* Lets userfaultfd handlers tell which vCPU faulted (uffd ptid). */
 	__atomic_store_n(&vcpu->tid, gettid(), __ATOMIC_RELEASE);
@@ -298,11 +300,13 @@ int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 
 	vcpu->run->immediate_exit = 0;
 	vcpu->stop = 0;
-	vcpu->result = ret > 0 ? 0 : ret;
 	if (ret < 0 && !vcpu->errmsg[0])
 		snprintf(vcpu->errmsg, sizeof(vcpu->errmsg), "vCPU %u: %s",
 			 vcpu->id, kf_error());
-	return vcpu->result;
+	ret = ret > 0 ? 0 : ret;
+	/* kf_vcpu_result() from another thread: the message comes first. */
+	__atomic_store_n(&vcpu->result, ret, __ATOMIC_RELEASE);
+	return ret;
 }
 
 static void kf_kick_handler(int sig)
@@ -346,6 +350,7 @@ int kf_vcpu_start(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops)
 		return kf_fail(EBUSY, "vCPU %u is running already", vcpu->id);
 	pthread_once(&kf_kick_once, kf_kick_install);
 	vcpu->ops = ops;
+	__atomic_store_n(&vcpu->result, 0, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&vcpu->kick_lock);
 	ret = pthread_create(&vcpu->thread, NULL, kf_vcpu_thread, vcpu);
 	vcpu->thread_running = !ret;
@@ -428,4 +433,69 @@ int kf_vm_run_all(struct kf_vm *vm, const struct kf_vcpu_ops *ops)
 	if (first)
 		kf_fail(-first, "%s", msg);
 	return first;
+}
+
+unsigned int kf_vcpu_id(const struct kf_vcpu *vcpu)
+{
+	return vcpu->id;
+}
+
+struct kf_vm *kf_vcpu_vm(const struct kf_vcpu *vcpu)
+{
+	return vcpu->vm;
+}
+
+int kf_vcpu_fd(const struct kf_vcpu *vcpu)
+{
+	return vcpu->fd;
+}
+
+struct kvm_run *kf_vcpu_kvm_run(struct kf_vcpu *vcpu)
+{
+	return vcpu->run;
+}
+
+void kf_vcpu_set_opaque(struct kf_vcpu *vcpu, void *opaque)
+{
+	vcpu->opaque = opaque;
+}
+
+void *kf_vcpu_opaque(const struct kf_vcpu *vcpu)
+{
+	return vcpu->opaque;
+}
+
+int kf_vcpu_result(const struct kf_vcpu *vcpu)
+{
+	return __atomic_load_n(&vcpu->result, __ATOMIC_ACQUIRE);
+}
+
+const char *kf_vcpu_errmsg(const struct kf_vcpu *vcpu)
+{
+	return vcpu->errmsg;
+}
+
+int kf_vcpu_counters(const struct kf_vcpu *vcpu, struct kf_vcpu_counters *c,
+		     size_t size)
+{
+	struct kf_vcpu_counters now;
+
+	if (!vcpu || !c)
+		return kf_fail(EINVAL, "no vCPU or nowhere to put its counters");
+	now.nr_exits = __atomic_load_n(&vcpu->counters.nr_exits, __ATOMIC_RELAXED);
+	now.nr_memory_faults = __atomic_load_n(&vcpu->counters.nr_memory_faults,
+					       __ATOMIC_RELAXED);
+	now.nr_ucalls = __atomic_load_n(&vcpu->counters.nr_ucalls, __ATOMIC_RELAXED);
+	/* A caller built with a longer structure gets zeros for the rest. */
+	memset(c, 0, size);
+	memcpy(c, &now, KF_MIN(size, sizeof(now)));
+	return 0;
+}
+
+int kf_vcpu_set_max_repeated_faults(struct kf_vcpu *vcpu, unsigned int max)
+{
+	if (!vcpu || !max)
+		return kf_fail(EINVAL, "vCPU: a repeated-fault limit needs a vCPU and at least 1");
+	vcpu->max_repeated_faults = max;
+	return 0;
 }

@@ -13,6 +13,7 @@
 #include <kvmfault/vm.h>
 
 #include "vm_internal.h"
+#include "vm_objects.h"
 
 #define KF_KNOWN_SLOT_FLAGS \
 	(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD | \
@@ -117,17 +118,17 @@ fail:
 	return ret;
 }
 
-static void kf_memslot_release(struct kf_memslot *ms)
+static void kf_slot_release(struct kf_slot *s)
 {
-	if (ms->owned && ms->hva)
-		munmap(ms->hva, ms->size);
-	if (ms->memfd >= 0)
-		close(ms->memfd);
-	if (ms->guest_memfd_owned)
-		close(ms->guest_memfd);
-	free(ms->private_pages);
-	memset(ms, 0, sizeof(*ms));
-	ms->memfd = -1;
+	if (s->owned && s->ms.hva)
+		munmap(s->ms.hva, s->ms.size);
+	if (s->ms.memfd >= 0)
+		close(s->ms.memfd);
+	if (s->guest_memfd_owned)
+		close(s->ms.guest_memfd);
+	free(s->private_pages);
+	memset(s, 0, sizeof(*s));
+	s->ms.memfd = -1;
 }
 
 void kf_vm_destroy(struct kf_vm *vm)
@@ -152,7 +153,7 @@ void kf_vm_destroy(struct kf_vm *vm)
 		close(vm->fd);
 	for (i = 0; i < KF_MAX_SLOTS; i++)
 		if (vm->slots[i].used)
-			kf_memslot_release(&vm->slots[i]);
+			kf_slot_release(&vm->slots[i]);
 	kf_conversions_free(vm);
 	kf_arch_vm_free(vm);
 	if (vm->kvm_fd >= 0)
@@ -209,9 +210,9 @@ static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 	if (r->backing > KF_BACKING_USER)
 		return kf_fail(EINVAL, "unknown backing %d", r->backing);
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		const struct kf_memslot *ms = &vm->slots[i];
+		const struct kf_memslot *ms = &vm->slots[i].ms;
 
-		if (ms->used && r->gpa < ms->gpa + ms->size &&
+		if (vm->slots[i].used && r->gpa < ms->gpa + ms->size &&
 		    ms->gpa < r->gpa + r->size)
 			return kf_fail(EEXIST, "region [0x%llx, +0x%llx) overlaps slot %u [0x%llx, +0x%llx)",
 				       (unsigned long long)r->gpa,
@@ -222,8 +223,9 @@ static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 	return 0;
 }
 
-static int kf_region_map(const struct kf_region *r, struct kf_memslot *ms)
+static int kf_region_map(const struct kf_region *r, struct kf_slot *s)
 {
+	struct kf_memslot *ms = &s->ms;
 	int prot = PROT_READ | PROT_WRITE;
 	void *p;
 
@@ -263,22 +265,23 @@ static int kf_region_map(const struct kf_region *r, struct kf_memslot *ms)
 				     (unsigned long long)r->size);
 	}
 	ms->hva = p;
-	ms->owned = true;
+	s->owned = true;
 	return 0;
 }
 
 /* The slot's guest_memfd and the record of its private pages. */
 static int kf_region_guest_memfd(struct kf_vm *vm, const struct kf_region *r,
-				 struct kf_memslot *ms)
+				 struct kf_slot *s)
 {
 	struct kvm_create_guest_memfd create = { .size = r->size };
+	struct kf_memslot *ms = &s->ms;
 
 	ms->guest_memfd = -1;
 	if (!(r->flags & KVM_MEM_GUEST_MEMFD))
 		return 0;
-	ms->private_pages = calloc(kf_private_record_words(r->size),
-				   sizeof(uint64_t));
-	if (!ms->private_pages)
+	s->private_pages = calloc(kf_private_record_words(r->size),
+				  sizeof(uint64_t));
+	if (!s->private_pages)
 		return kf_fail(ENOMEM, "out of memory for the private-page record");
 	ms->guest_memfd_offset = r->guest_memfd_offset;
 	if (r->guest_memfd >= 0) {
@@ -292,11 +295,11 @@ static int kf_region_guest_memfd(struct kf_vm *vm, const struct kf_region *r,
 	if (ms->guest_memfd < 0)
 		return kf_fail_errno(errno, "KVM_CREATE_GUEST_MEMFD of 0x%llx bytes",
 				     (unsigned long long)r->size);
-	ms->guest_memfd_owned = true;
+	s->guest_memfd_owned = true;
 	return 0;
 }
 
-static struct kf_memslot *kf_vm_free_memslot(struct kf_vm *vm)
+static struct kf_slot *kf_vm_free_slot(struct kf_vm *vm)
 {
 	unsigned int i;
 
@@ -311,9 +314,11 @@ static struct kf_memslot *kf_vm_free_memslot(struct kf_vm *vm)
  * With a shared bit (kf_vm_set_shared_bit()), a guest_memfd slot's shared
  * memory is mapped a second time at its alias; under vm->lock.
  */
-static int kf_vm_add_shared_alias(struct kf_vm *vm, struct kf_memslot *ms)
+static int kf_vm_add_shared_alias(struct kf_vm *vm, struct kf_slot *s)
 {
-	struct kf_memslot *alias;
+	const struct kf_memslot *ms = &s->ms;
+	struct kf_slot *alias;
+	struct kf_memslot *a;
 	int ret;
 
 	if (!vm->shared_bit || !(ms->flags & KVM_MEM_GUEST_MEMFD))
@@ -323,38 +328,40 @@ static int kf_vm_add_shared_alias(struct kf_vm *vm, struct kf_memslot *ms)
 			       (unsigned long long)ms->gpa,
 			       (unsigned long long)ms->size,
 			       (unsigned long long)vm->shared_bit);
-	alias = kf_vm_free_memslot(vm);
+	alias = kf_vm_free_slot(vm);
 	if (!alias)
 		return -ENOSPC;
-	alias->slot = alias - vm->slots;
-	alias->flags = ms->flags & ~KVM_MEM_GUEST_MEMFD;
-	alias->gpa = ms->gpa | vm->shared_bit;
-	alias->size = ms->size;
-	alias->hva = ms->hva;
-	alias->memfd = -1;
-	alias->guest_memfd = -1;
+	a = &alias->ms;
+	a->slot = alias - vm->slots;
+	a->flags = ms->flags & ~KVM_MEM_GUEST_MEMFD;
+	a->gpa = ms->gpa | vm->shared_bit;
+	a->size = ms->size;
+	a->hva = ms->hva;
+	a->memfd = -1;
+	a->guest_memfd = -1;
 	alias->alias = true;
-	if (kf_set_memslot(vm, alias, alias->flags, alias->size)) {
+	if (kf_set_memslot(vm, a, a->flags, a->size)) {
 		ret = kf_fail_errno(errno, "set the shared alias memslot %u at 0x%llx",
-				    alias->slot, (unsigned long long)alias->gpa);
-		kf_memslot_release(alias);
+				    a->slot, (unsigned long long)a->gpa);
+		kf_slot_release(alias);
 		return ret;
 	}
 	alias->used = true;
-	ret = kf_arch_map_region(vm, alias->gpa, alias->size);
+	ret = kf_arch_map_region(vm, a->gpa, a->size);
 	if (ret) {
-		kf_set_memslot(vm, alias, alias->flags, 0);
-		kf_memslot_release(alias);
+		kf_set_memslot(vm, a, a->flags, 0);
+		kf_slot_release(alias);
 		return ret;
 	}
-	ms->alias_slot = alias->slot;
+	s->alias_slot = a->slot;
 	return 0;
 }
 
 int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
-		     struct kf_memslot **slotp)
+		     const struct kf_memslot **slotp)
 {
-	struct kf_memslot *ms = NULL;
+	struct kf_slot *s = NULL;
+	struct kf_memslot *ms;
 	int ret;
 
 	if (slotp)
@@ -365,41 +372,42 @@ int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *r,
 	ret = kf_region_check(vm, r);
 	if (ret)
 		goto out;
-	ms = kf_vm_free_memslot(vm);
-	if (!ms) {
+	s = kf_vm_free_slot(vm);
+	if (!s) {
 		ret = -ENOSPC;
 		goto out;
 	}
-	ret = kf_region_map(r, ms);
+	ms = &s->ms;
+	ret = kf_region_map(r, s);
 	if (ret)
 		goto out;
-	ms->slot = ms - vm->slots;
+	ms->slot = s - vm->slots;
 	ms->flags = r->flags;
 	ms->gpa = r->gpa;
 	ms->size = r->size;
-	ret = kf_region_guest_memfd(vm, r, ms);
+	ret = kf_region_guest_memfd(vm, r, s);
 	if (ret) {
-		kf_memslot_release(ms);
+		kf_slot_release(s);
 		goto out;
 	}
 	if (kf_set_memslot(vm, ms, ms->flags, ms->size)) {
 		ret = kf_fail_errno(errno, "set memslot %u [0x%llx, +0x%llx) flags 0x%x",
 				    ms->slot, (unsigned long long)ms->gpa,
 				    (unsigned long long)ms->size, ms->flags);
-		kf_memslot_release(ms);
+		kf_slot_release(s);
 		goto out;
 	}
-	ms->used = true;
+	s->used = true;
 	ret = kf_arch_map_region(vm, ms->gpa, ms->size);
 	if (!ret)
-		ret = kf_vm_add_shared_alias(vm, ms);
+		ret = kf_vm_add_shared_alias(vm, s);
 	if (ret) {
 		/* The guest must not keep memory its page tables lack. */
 		if (kf_set_memslot(vm, ms, ms->flags, 0))
 			ret = kf_fail_errno(errno, "delete memslot %u after: %s",
 					    ms->slot, kf_error());
 		else
-			kf_memslot_release(ms);
+			kf_slot_release(s);
 		goto out;
 	}
 	if (slotp)
@@ -409,7 +417,8 @@ out:
 	return ret;
 }
 
-static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
+/* Memslot slot if it is in use, else NULL with a message. */
+static struct kf_slot *kf_vm_used_slot(struct kf_vm *vm, uint32_t slot)
 {
 	if (slot >= KF_MAX_SLOTS || !vm->slots[slot].used) {
 		kf_fail(ENOENT, "no memslot %u", slot);
@@ -418,94 +427,109 @@ static struct kf_memslot *kf_vm_slot(struct kf_vm *vm, uint32_t slot)
 	return &vm->slots[slot];
 }
 
-/* Delete memslot ms and its shared alias; under vm->lock. */
-static int kf_vm_delete_slot(struct kf_vm *vm, struct kf_memslot *ms)
+/* Delete memslot s and its shared alias; under vm->lock. */
+static int kf_vm_delete_slot(struct kf_vm *vm, struct kf_slot *s)
 {
+	const struct kf_memslot *ms = &s->ms;
 	struct kvm_memory_attributes shared = { .address = ms->gpa,
 						.size = ms->size };
 
 	/* The alias first: no vCPU may reach memory that is going away. */
-	if (ms->alias_slot) {
-		struct kf_memslot *alias = &vm->slots[ms->alias_slot];
+	if (s->alias_slot) {
+		struct kf_slot *alias = &vm->slots[s->alias_slot];
 
-		if (kf_set_memslot(vm, alias, alias->flags, 0))
+		if (kf_set_memslot(vm, &alias->ms, alias->ms.flags, 0))
 			return kf_fail_errno(errno, "delete the shared alias memslot %u",
-					     alias->slot);
-		kf_memslot_release(alias);
-		ms->alias_slot = 0;
+					     alias->ms.slot);
+		kf_slot_release(alias);
+		s->alias_slot = 0;
 	}
 	/* KVM keeps attributes by address: leave none behind for whatever
 	 * is mapped here next. */
-	if (kf_slot_has_private(ms) &&
+	if (kf_slot_has_private(s) &&
 	    ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &shared))
 		return kf_fail_errno(errno, "make [0x%llx, +0x%llx) shared before deleting memslot %u",
 				     (unsigned long long)ms->gpa,
 				     (unsigned long long)ms->size, ms->slot);
 	if (kf_set_memslot(vm, ms, ms->flags, 0))
 		return kf_fail_errno(errno, "delete memslot %u", ms->slot);
-	kf_memslot_release(ms);
+	kf_slot_release(s);
 	return 0;
 }
 
 int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot)
 {
-	struct kf_memslot *ms;
+	struct kf_slot *s;
 	int ret = 0;
 
 	if (!vm)
 		return kf_fail(EINVAL, "no VM");
 	pthread_mutex_lock(&vm->lock);
-	ms = kf_vm_slot(vm, slot);
-	if (!ms)
+	s = kf_vm_used_slot(vm, slot);
+	if (!s)
 		ret = -ENOENT;
 	else if (slot == KF_SYSTEM_SLOT)
 		ret = kf_fail(EBUSY, "slot 0 holds the guest's code and page tables");
-	else if (ms->engine)
+	else if (s->engine)
 		ret = kf_fail(EBUSY, "memslot %u is served by a fault engine: destroy the engine before removing the slot",
 			      slot);
-	else if (ms->alias)
+	else if (s->alias)
 		ret = kf_fail(EBUSY, "memslot %u is the shared alias of a guest_memfd slot: remove that one",
 			      slot);
 	else
-		ret = kf_vm_delete_slot(vm, ms);
+		ret = kf_vm_delete_slot(vm, s);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }
 
 int kf_vm_set_region_flags(struct kf_vm *vm, uint32_t slot, uint32_t flags)
 {
-	struct kf_memslot *ms;
+	struct kf_slot *s;
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->lock);
-	ms = kf_vm_slot(vm, slot);
-	if (!ms)
+	s = kf_vm_used_slot(vm, slot);
+	if (!s)
 		ret = -ENOENT;
-	else if (kf_set_memslot(vm, ms, flags, ms->size))
+	else if (kf_set_memslot(vm, &s->ms, flags, s->ms.size))
 		ret = kf_fail_errno(errno, "change flags of memslot %u from 0x%x to 0x%x",
-				    slot, ms->flags, flags);
+				    slot, s->ms.flags, flags);
 	else
-		ms->flags = flags;
+		s->ms.flags = flags;
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
 }
 
-struct kf_memslot *kf_vm_find_slot(struct kf_vm *vm, uint64_t gpa)
+struct kf_slot *kf_vm_slot_at(struct kf_vm *vm, uint64_t gpa)
 {
 	unsigned int i;
 
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		struct kf_memslot *ms = &vm->slots[i];
+		struct kf_slot *s = &vm->slots[i];
 
-		if (ms->used && gpa >= ms->gpa && gpa - ms->gpa < ms->size)
-			return ms;
+		if (s->used && gpa >= s->ms.gpa && gpa - s->ms.gpa < s->ms.size)
+			return s;
 	}
 	return NULL;
 }
 
+const struct kf_memslot *kf_vm_find_slot(struct kf_vm *vm, uint64_t gpa)
+{
+	const struct kf_slot *s = kf_vm_slot_at(vm, gpa);
+
+	return s ? &s->ms : NULL;
+}
+
+const struct kf_memslot *kf_vm_slot(const struct kf_vm *vm, uint32_t slot)
+{
+	if (!vm || slot >= KF_MAX_SLOTS || !vm->slots[slot].used)
+		return NULL;
+	return &vm->slots[slot].ms;
+}
+
 void *kf_vm_gpa_to_hva(struct kf_vm *vm, uint64_t gpa)
 {
-	struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+	const struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
 
 	return ms ? (char *)ms->hva + (gpa - ms->gpa) : NULL;
 }
@@ -513,7 +537,7 @@ void *kf_vm_gpa_to_hva(struct kf_vm *vm, uint64_t gpa)
 static void *kf_vm_range(struct kf_vm *vm, const void *addr, size_t size)
 {
 	uint64_t gpa = (uintptr_t)addr;
-	struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
+	const struct kf_memslot *ms = kf_vm_find_slot(vm, gpa);
 
 	if (!ms || size > ms->size - (gpa - ms->gpa)) {
 		kf_fail(EFAULT, "[%p, +0x%zx) is not guest memory", addr, size);
@@ -564,4 +588,24 @@ int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,
 uint64_t kf_vm_free_gpa(struct kf_vm *vm)
 {
 	return kf_arch_free_gpa(vm);
+}
+
+int kf_vm_fd(const struct kf_vm *vm)
+{
+	return vm->fd;
+}
+
+bool kf_vm_fault_access(const struct kf_vm *vm)
+{
+	return vm->fault_access;
+}
+
+unsigned int kf_vm_max_vcpus(const struct kf_vm *vm)
+{
+	return vm->max_vcpus;
+}
+
+struct kf_vcpu *kf_vm_vcpu(const struct kf_vm *vm, unsigned int id)
+{
+	return id < KF_MAX_VCPUS ? vm->vcpus[id] : NULL;
 }

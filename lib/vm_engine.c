@@ -9,6 +9,7 @@
 #include <kvmfault/vm_engine.h>
 
 #include "internal.h"
+#include "vm_objects.h"
 
 static int kf_vme_set_slot_flags(void *opaque, uint32_t slot, uint32_t flags)
 {
@@ -116,7 +117,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 {
 	struct kf_engine_region_desc d;
 	struct kf_vm *vm = kf_engine_vm(e);
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	int ret;
 
 	if (!vm || !src)
@@ -125,7 +126,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 		return kf_fail(ENOENT, "fault engine: no memslot %u", slot);
 	if (slot == KF_SYSTEM_SLOT)
 		return kf_fail(EINVAL, "fault engine: slot 0 holds the guest's code; it cannot be demand paged");
-	ms = &vm->slots[slot];
+	ms = &vm->slots[slot].ms;
 	memset(&d, 0, sizeof(d));
 	d.slot = slot;
 	d.flags = ms->flags;
@@ -138,7 +139,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&vm->lock);
-	ms->engine = true;
+	vm->slots[slot].engine = true;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Library-internal interfaces of the VM layer: the program image and the
- * arch hooks (lib/x86/). */
+/*
+ * Library-internal interfaces of the VM layer: the program image and the
+ * arch hooks (lib/x86/).  They take the VM layer's objects as handles;
+ * what is inside them is in vm_objects.h, for the library's files only.
+ */
 #ifndef KVMFAULT_VM_INTERNAL_H
 #define KVMFAULT_VM_INTERNAL_H
 
@@ -39,9 +42,10 @@ int kf_conversion_hypercall(struct kf_vcpu *vcpu);
 int kf_conversion_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 void kf_conversions_free(struct kf_vm *vm);
 /* The private-page record of a guest_memfd slot: its length in words for
- * size bytes, and whether any page of ms is private. */
+ * size bytes, and whether any page of s is private. */
+struct kf_slot;
 size_t kf_private_record_words(uint64_t size);
-bool kf_slot_has_private(const struct kf_memslot *ms);
+bool kf_slot_has_private(const struct kf_slot *s);
 
 /*
  * Poison (poison.c).  Around KVM_RUN, so that the SIGBUS handler knows the

@@ -21,11 +21,11 @@
 #define MB (1ULL << 20)
 #define TRIALS 200
 
-static struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
+static const struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
 {
 	struct kf_region r = { .gpa = kf_vm_free_gpa(vm), .size = size,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
 	return ms;
@@ -97,7 +97,7 @@ static void test_fail_publish(void)
 {
 	unsigned int i, torn = 0;
 	struct test_src ts = { .fail = true };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 
 	TEST_OK(kf_vm_create(&vm));
@@ -155,7 +155,7 @@ static void test_busy_wait_sleeps(void)
 	struct test_src ts = { .delay_ms = 300 };
 	struct fetcher a, b;
 	sem_t reading;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
 	pthread_t ta, tb;

@@ -54,7 +54,7 @@ static void run_failing(enum kf_backend b, enum kf_backing backing,
 	struct kf_engine_config cfg = { .backend = b, .handler_threads = 2 };
 	struct failing f;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	int ret;
 
@@ -92,7 +92,7 @@ int main(void)
 {
 	struct kf_pagesrc *src;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	enum kf_backend b;
 	char buf[KF_PAGE_SIZE];

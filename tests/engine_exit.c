@@ -18,7 +18,7 @@ static void run(enum kf_backing backing, bool zero, uint64_t pages,
 	struct kf_engine_config cfg = { .backend = KF_BACKEND_EXIT };
 	struct kf_pagesrc *src;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	uint64_t p;
 	int ret;
@@ -39,7 +39,7 @@ static void run(enum kf_backing backing, bool zero, uint64_t pages,
 	TEST_OK(kf_engine_create(vm, &cfg, &e));
 	TEST_OK(kf_engine_add_region(e, ms->slot, src));
 	TEST_ASSERT_EQ(kf_engine_region_backend(e, ms->slot), KF_BACKEND_EXIT);
-	TEST_ASSERT(vm->slots[ms->slot].flags & KVM_MEM_EXIT_ON_MISSING,
+	TEST_ASSERT(ms->flags & KVM_MEM_EXIT_ON_MISSING,
 		    "the engine sets exit-on-missing on the slot");
 	TEST_OK(kf_engine_start(e));
 	ret = kf_vm_run_all(vm, kf_engine_vcpu_ops());
@@ -66,7 +66,7 @@ static void run(enum kf_backing backing, bool zero, uint64_t pages,
 	       (unsigned long long)stats.uffd_faults,
 	       (unsigned long long)stats.total.spurious);
 	kf_engine_destroy(e);
-	TEST_ASSERT(!(vm->slots[ms->slot].flags & KVM_MEM_EXIT_ON_MISSING),
+	TEST_ASSERT(!(ms->flags & KVM_MEM_EXIT_ON_MISSING),
 		    "destroy restores the slot's flags");
 	kf_vm_destroy(vm);
 	kf_pagesrc_destroy(src);

@@ -28,12 +28,12 @@ static void expect_error(int ret, int err, const char *needle)
 		    needle, kf_error());
 }
 
-static struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t gpa,
-				   uint64_t size)
+static const struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t gpa,
+					 uint64_t size)
 {
 	struct kf_region r = { .gpa = gpa, .size = size,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
 	return ms;
@@ -66,7 +66,7 @@ static void test_destroy_while_pushing(void)
 	};
 	struct kf_pagesrc *src;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_remote *r;
 	struct server s;
 	struct kf_vm *vm;
@@ -158,7 +158,7 @@ static void test_no_message_on_success(void)
 static void test_remove_served_region(void)
 {
 	struct kf_pagesrc *src;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
 	uint32_t slot;

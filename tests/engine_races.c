@@ -73,8 +73,8 @@ static const struct kf_pagesrc_ops pusher_ops = {
 
 static struct kf_engine_stats stats;
 
-static void check_exactly_once(struct kf_engine *e, struct kf_memslot *ms,
-			       uint64_t pages)
+static void check_exactly_once(struct kf_engine *e,
+			       const struct kf_memslot *ms, uint64_t pages)
 {
 	uint64_t p;
 
@@ -96,7 +96,7 @@ static void push_race(enum kf_backend b, enum kf_backing backing,
 {
 	struct kf_engine_config cfg = { .backend = b, .handler_threads = 2 };
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct pusher p = { .img = img };
 	struct kf_vm *vm;
 	int ret;
@@ -152,7 +152,7 @@ struct toggler {
 static void *toggle_thread(void *arg)
 {
 	struct toggler *t = arg;
-	uint32_t base = t->vm->slots[t->slot].flags;
+	uint32_t base = kf_vm_slot(t->vm, t->slot)->flags;
 
 	while (!t->stop && !t->result && t->changes < MAX_FLAG_CHANGES) {
 		t->result = kf_vm_set_region_flags(t->vm, t->slot, base ^ t->flags);
@@ -175,7 +175,7 @@ static void memslot_race(enum kf_backend b, enum kf_backing backing,
 	struct toggler t = { .flags = KVM_MEM_LOG_DIRTY_PAGES };
 	struct kf_pagesrc *src;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	pthread_t thread;
 	int ret;

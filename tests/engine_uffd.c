@@ -67,7 +67,7 @@ static void run_combo(const struct combo *c, uint64_t pages, unsigned int nr_vcp
 	struct kf_pagesrc *src = NULL;
 	const char *path = NULL;
 	struct kf_engine *e;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	uint64_t p;
 	int ret;

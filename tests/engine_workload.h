@@ -137,9 +137,9 @@ static inline void wl_plan(uint64_t gpa, uint64_t pages, unsigned int nr_vcpus,
 	}
 }
 
-static inline struct kf_memslot *wl_add_region(struct kf_vm *vm,
-					       enum kf_backing backing,
-					       uint64_t pages)
+static inline const struct kf_memslot *wl_add_region(struct kf_vm *vm,
+						     enum kf_backing backing,
+						     uint64_t pages)
 {
 	struct kf_region r = {
 		.gpa = kf_vm_free_gpa(vm),
@@ -147,7 +147,7 @@ static inline struct kf_memslot *wl_add_region(struct kf_vm *vm,
 		.backing = backing,
 		.guest_memfd = -1,
 	};
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
 	return ms;

@@ -154,7 +154,7 @@ static void test_old_snapshot(void)
 			       .guest_memfd = -1 };
 	struct kf_snap_header *h;
 	struct kf_snapshot *snap;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t bytes;

@@ -38,14 +38,16 @@ static void expect_abort(void (*fn)(uint64_t), uint64_t arg,
 {
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
+	const char *msg;
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_vcpu_add(vm, 0, fn, arg, &vcpu));
 	TEST_ASSERT_EQ(kf_vcpu_run(vcpu, NULL), -EPROTO);
+	msg = kf_vcpu_errmsg(vcpu);
 	for (; *needles; needles++)
-		TEST_ASSERT(strstr(vcpu->errmsg, *needles),
-			    "'%s' missing from:\n%s", *needles, vcpu->errmsg);
-	printf("%s\n", vcpu->errmsg);
+		TEST_ASSERT(strstr(msg, *needles),
+			    "'%s' missing from:\n%s", *needles, msg);
+	printf("%s\n", msg);
 	kf_vm_destroy(vm);
 }
 

@@ -34,24 +34,25 @@ static void expect_exception(void (*fn)(uint64_t), unsigned int nr_vcpus,
 	for (i = 0; i < nr_vcpus; i++)
 		TEST_OK(kf_vcpu_add(vm, i, fn, i, &vcpu));
 	for (i = 0; i < nr_vcpus; i++)
-		TEST_OK(kf_vcpu_start(vm->vcpus[i], NULL));
+		TEST_OK(kf_vcpu_start(kf_vm_vcpu(vm, i), NULL));
 	for (i = 0; i < nr_vcpus; i++) {
 		const char *const *n;
+		const char *msg;
 		char addr[64];
 
-		vcpu = vm->vcpus[i];
+		vcpu = kf_vm_vcpu(vm, i);
 		TEST_ASSERT_EQ(kf_vcpu_join(vcpu), -EFAULT);
+		msg = kf_vcpu_errmsg(vcpu);
 		for (n = needles; *n; n++)
-			TEST_ASSERT(strstr(vcpu->errmsg, *n), "'%s' missing from: %s",
-				    *n, vcpu->errmsg);
+			TEST_ASSERT(strstr(msg, *n), "'%s' missing from: %s", *n, msg);
 		if (fn == guest_null_read) {
 			/* each vCPU faulted on its own address */
 			snprintf(addr, sizeof(addr), "address 0x%llx",
 				 BAD_ADDR + i * 8);
-			TEST_ASSERT(strstr(vcpu->errmsg, addr), "'%s' missing from: %s",
-				    addr, vcpu->errmsg);
+			TEST_ASSERT(strstr(msg, addr), "'%s' missing from: %s",
+				    addr, msg);
 		}
-		printf("%s\n", vcpu->errmsg);
+		printf("%s\n", msg);
 	}
 	kf_vm_destroy(vm);
 }

@@ -55,15 +55,15 @@ static void expect_shutdown(void (*fn)(uint64_t), const char *needle)
 {
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
+	const char *msg;
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_vcpu_add(vm, 0, fn, 0, &vcpu));
 	TEST_ASSERT(kf_vcpu_run(vcpu, NULL) < 0, "the guest did not fail");
-	printf("%s\n", vcpu->errmsg);
-	TEST_ASSERT(strstr(vcpu->errmsg, "SHUTDOWN"), "no SHUTDOWN in: %s",
-		    vcpu->errmsg);
-	TEST_ASSERT(strstr(vcpu->errmsg, needle), "'%s' missing from: %s",
-		    needle, vcpu->errmsg);
+	msg = kf_vcpu_errmsg(vcpu);
+	printf("%s\n", msg);
+	TEST_ASSERT(strstr(msg, "SHUTDOWN"), "no SHUTDOWN in: %s", msg);
+	TEST_ASSERT(strstr(msg, needle), "'%s' missing from: %s", needle, msg);
 	kf_vm_destroy(vm);
 }
 

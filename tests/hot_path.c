@@ -75,7 +75,7 @@ static void test_no_description_per_fault(void)
 		return;
 	}
 	TEST_OK(kf_vcpu_add(vm, 0, guest_write, gpa, &vcpu));
-	vcpu->max_repeated_faults = NR_FAULTS;
+	TEST_OK(kf_vcpu_set_max_repeated_faults(vcpu, NR_FAULTS));
 	descriptions = 0;
 	TEST_ASSERT_EQ(kf_vcpu_run(vcpu, &ops), -ELOOP);
 	TEST_ASSERT_EQ(handled, NR_FAULTS);
@@ -83,7 +83,8 @@ static void test_no_description_per_fault(void)
 	TEST_ASSERT(descriptions <= 1,
 		    "%u memory fault descriptions for %u handled faults",
 		    descriptions, handled);
-	TEST_ASSERT(strstr(vcpu->errmsg, "memory fault"), "%s", vcpu->errmsg);
+	TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "memory fault"), "%s",
+		    kf_vcpu_errmsg(vcpu));
 	kf_vm_destroy(vm);
 }
 
@@ -95,7 +96,7 @@ static void test_summary(void)
 	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON,
 			       .guest_memfd = -1 };
 	struct kf_pagesrc *src;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
 

@@ -267,7 +267,7 @@ static inline void kt_assert_one_fault(const struct kf_vm *vm,
 	TEST_ASSERT_EQ(nr_faults, 1);
 	TEST_ASSERT_EQ(f->gpa, gpa);
 	TEST_ASSERT_EQ(f->size, KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(f->raw_flags, vm->fault_access ? access_flag : 0);
+	TEST_ASSERT_EQ(f->raw_flags, kf_vm_fault_access(vm) ? access_flag : 0);
 }
 
 #endif

@@ -55,7 +55,7 @@ static KF_GUEST void guest_touch(uint64_t arg)
 
 static int install(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
-	struct ctx *c = vcpu->opaque;
+	struct ctx *c = kf_vcpu_opaque(vcpu);
 	uint8_t page[KF_PAGE_SIZE] __attribute__((aligned(4096)));
 	uint64_t i = (f->gpa - c->gpa) / KF_PAGE_SIZE;
 
@@ -86,7 +86,7 @@ static void test_uffd(bool minor, bool write)
 	};
 	struct kt_uffd_server srv;
 	static struct ctx c;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t i;
@@ -116,11 +116,11 @@ static void test_uffd(bool minor, bool write)
 	kt_uffd_server_start(&srv, c.uffd, ms->hva, r.gpa, ms->size);
 
 	TEST_OK(kf_vcpu_add(vm, 0, guest_touch, r.gpa | write, &vcpu));
-	vcpu->opaque = &c;
+	kf_vcpu_set_opaque(vcpu, &c);
 	if (kf_vcpu_run(vcpu, &ops))
 		kf_test_fail(__FILE__, __LINE__, "%s %s: %s",
 			     minor ? "MINOR" : "MISSING", write ? "write" : "read",
-			     vcpu->errmsg);
+			     kf_vcpu_errmsg(vcpu));
 	kt_uffd_server_stop(&srv);
 
 	printf("%s, %s first: %u exits for %llu pages, %u userfaultfd waits\n",
@@ -174,7 +174,7 @@ static KF_GUEST void guest_write_only(uint64_t addr)
 
 static int ro_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
-	struct ro_ctx *c = vcpu->opaque;
+	struct ro_ctx *c = kf_vcpu_opaque(vcpu);
 
 	TEST_ASSERT(c->nr_exits < 4, "too many exits");
 	c->flags[c->nr_exits++] = f->raw_flags;
@@ -212,7 +212,7 @@ static void test_readonly(enum ro_case rc)
 		.backing = KF_BACKING_ANON,
 	};
 	static struct ro_ctx c;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	volatile uint64_t sink;
@@ -241,9 +241,9 @@ static void test_readonly(enum ro_case rc)
 	}
 	TEST_OK(kf_vcpu_add(vm, 0, rc == ZERO_WRITE ? guest_write_only :
 			    guest_read_then_write, r.gpa + 0x3000, &vcpu));
-	vcpu->opaque = &c;
+	kf_vcpu_set_opaque(vcpu, &c);
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "%s: %s", name[rc], vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "%s: %s", name[rc], kf_vcpu_errmsg(vcpu));
 	printf("%s: %u exits, flags 0x%llx 0x%llx\n", name[rc], c.nr_exits,
 	       (unsigned long long)c.flags[0], (unsigned long long)c.flags[1]);
 	switch (rc) {

@@ -56,10 +56,10 @@ static int install(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 	uint64_t i = (f->gpa - g.gpa) / KF_PAGE_SIZE;
 
 	TEST_ASSERT(f->gpa >= g.gpa && i < NR_PAGES, "vCPU %u: fault at 0x%llx",
-		    vcpu->id, (unsigned long long)f->gpa);
+		    kf_vcpu_id(vcpu), (unsigned long long)f->gpa);
 	TEST_ASSERT_EQ(f->size, KF_PAGE_SIZE);
 	TEST_ASSERT_EQ(f->raw_flags, KVM_MEMORY_EXIT_FLAG_READ);
-	g.exits[vcpu->id][i]++;
+	g.exits[kf_vcpu_id(vcpu)][i]++;
 	kt_fill_page(page, f->gpa);
 	if (kt_uffd_copy(g.uffd, g.hva + i * KF_PAGE_SIZE, page) == -EEXIST)
 		__atomic_add_fetch(&g.eexist, 1, __ATOMIC_SEQ_CST);
@@ -74,7 +74,7 @@ int main(void)
 		.backing = KF_BACKING_ANON,
 	};
 	struct kt_uffd_server srv;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	unsigned int v, total = 0, shared_total = 0;

@@ -74,7 +74,7 @@ int main(void)
 		.backing = KF_BACKING_ANON,
 	};
 	struct kt_uffd_server srv;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	unsigned int i;
 
@@ -91,7 +91,7 @@ int main(void)
 
 	TEST_OK(kf_vcpu_add(g.vm, 0, guest_main, r.gpa, &vcpu));
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "run: %s", kf_vcpu_errmsg(vcpu));
 	kt_uffd_server_stop(&srv);
 
 	printf("%u exits, %u userfaultfd waits, %u flag toggles\n", g.nr_exits,

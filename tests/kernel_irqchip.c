@@ -35,7 +35,7 @@ static KF_GUEST void guest_read(uint64_t addr)
 
 static int on_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
-	struct ctx *c = vcpu->opaque;
+	struct ctx *c = kf_vcpu_opaque(vcpu);
 
 	c->nr_faults++;
 	c->fault = *f;
@@ -45,7 +45,7 @@ static int on_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct ctx *c = vcpu->opaque;
+	struct ctx *c = kf_vcpu_opaque(vcpu);
 
 	c->synced = uc->args[1];
 	return 0;
@@ -53,12 +53,13 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 
 static void set_interrupts_enabled(struct kf_vcpu *vcpu)
 {
+	int fd = kf_vcpu_fd(vcpu);
 	struct kvm_regs regs;
 
-	TEST_ASSERT(!ioctl(vcpu->fd, KVM_GET_REGS, &regs), "KVM_GET_REGS: %s",
+	TEST_ASSERT(!ioctl(fd, KVM_GET_REGS, &regs), "KVM_GET_REGS: %s",
 		    strerror(errno));
 	regs.rflags |= X86_EFLAGS_IF;
-	TEST_ASSERT(!ioctl(vcpu->fd, KVM_SET_REGS, &regs), "KVM_SET_REGS: %s",
+	TEST_ASSERT(!ioctl(fd, KVM_SET_REGS, &regs), "KVM_SET_REGS: %s",
 		    strerror(errno));
 }
 
@@ -69,15 +70,15 @@ static void test_missing(bool exit_on_missing)
 	const char *what = exit_on_missing ? "exit-on-missing slot" :
 					     "userfaultfd in SIGBUS mode";
 	static struct ctx c;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t gpa;
 
 	memset(&c, 0, sizeof(c));
 	TEST_OK(kf_vm_create(&vm));
-	TEST_ASSERT(!ioctl(vm->fd, KVM_CREATE_IRQCHIP, 0), "KVM_CREATE_IRQCHIP: %s",
-		    strerror(errno));
+	TEST_ASSERT(!ioctl(kf_vm_fd(vm), KVM_CREATE_IRQCHIP, 0),
+		    "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 	r.gpa = kf_vm_free_gpa(vm);
 	r.flags = exit_on_missing ? KVM_MEM_EXIT_ON_MISSING : 0;
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
@@ -91,9 +92,9 @@ static void test_missing(bool exit_on_missing)
 
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, gpa, &vcpu));
 	set_interrupts_enabled(vcpu);
-	vcpu->opaque = &c;
+	kf_vcpu_set_opaque(vcpu, &c);
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "%s: %s", what, vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "%s: %s", what, kf_vcpu_errmsg(vcpu));
 	printf("irqchip, IF=1, %s: exit 39 gpa 0x%llx size 0x%llx flags 0x%llx\n",
 	       what, (unsigned long long)c.fault.gpa,
 	       (unsigned long long)c.fault.size,

@@ -91,7 +91,7 @@ static int resolve(struct ctx *c)
 
 static int on_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
-	struct ctx *c = vcpu->opaque;
+	struct ctx *c = kf_vcpu_opaque(vcpu);
 
 	c->nr_faults++;
 	c->fault = *f;
@@ -100,7 +100,7 @@ static int on_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct ctx *c = vcpu->opaque;
+	struct ctx *c = kf_vcpu_opaque(vcpu);
 
 	c->synced = uc->args[1];
 	c->synced_seen = true;
@@ -108,7 +108,7 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 }
 
 /* Make the page at hva missing in the way "how" says. */
-static void make_missing(struct ctx *c, struct kf_memslot *ms)
+static void make_missing(struct ctx *c, const struct kf_memslot *ms)
 {
 	switch (c->how) {
 	case PROTNONE:
@@ -137,7 +137,7 @@ static void test_one(enum how how, enum access acc)
 	struct kf_vcpu_ops ops = { .memory_fault = on_fault, .sync = on_sync };
 	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
 	static struct ctx c;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t gpa_page;
@@ -164,10 +164,10 @@ static void test_one(enum how how, enum access acc)
 	make_missing(&c, ms);
 
 	TEST_OK(kf_vcpu_add(vm, 0, guest[acc], gpa_page + IN_PAGE, &vcpu));
-	vcpu->opaque = &c;
+	kf_vcpu_set_opaque(vcpu, &c);
 	if (kf_vcpu_run(vcpu, &ops))
 		kf_test_fail(__FILE__, __LINE__, "%s %s: %s", how_name[how],
-			     access_name[acc], vcpu->errmsg);
+			     access_name[acc], kf_vcpu_errmsg(vcpu));
 
 	printf("%-11s %-5s: exit 39 gpa 0x%llx size 0x%llx flags 0x%llx\n",
 	       how_name[how], access_name[acc],
@@ -206,7 +206,7 @@ static void test_crossing(bool second_missing)
 	struct kf_vcpu_ops ops = { .memory_fault = on_fault };
 	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
 	static struct ctx c;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	uint64_t boundary, missing;
@@ -224,9 +224,9 @@ static void test_crossing(bool second_missing)
 	TEST_ASSERT(!mprotect(c.page_hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
 
 	TEST_OK(kf_vcpu_add(vm, 0, guest_write_across, boundary - 4, &vcpu));
-	vcpu->opaque = &c;
+	kf_vcpu_set_opaque(vcpu, &c);
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "crossing: %s", vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "crossing: %s", kf_vcpu_errmsg(vcpu));
 	printf("crossing, %s page missing: gpa 0x%llx flags 0x%llx\n",
 	       second_missing ? "second" : "first",
 	       (unsigned long long)c.fault.gpa,
@@ -241,7 +241,8 @@ static void test_crossing(bool second_missing)
 /* The raw KVM_RUN result: -errno, or the exit reason. */
 static int raw_run(struct kf_vcpu *vcpu)
 {
-	return ioctl(vcpu->fd, KVM_RUN, 0) ? -errno : (int)vcpu->run->exit_reason;
+	return ioctl(kf_vcpu_fd(vcpu), KVM_RUN, 0) ? -errno :
+						     (int)kf_vcpu_kvm_run(vcpu)->exit_reason;
 }
 
 static KF_GUEST void guest_spin(uint64_t arg)
@@ -283,8 +284,9 @@ static void test_not_annotated(void)
 {
 	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
 	struct sigaction sa = { .sa_handler = on_signal };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
+	struct kvm_run *run;
 	struct kf_vm *vm;
 	struct kicker kicker = { 0 };
 	pthread_t t;
@@ -296,45 +298,47 @@ static void test_not_annotated(void)
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
 	TEST_ASSERT(!mprotect(ms->hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
 	TEST_OK(kf_vcpu_add(vm, 0, guest_write, r.gpa + 8, &vcpu));
+	run = kf_vcpu_kvm_run(vcpu);
 
 	/* immediate_exit: EINTR, exit_reason untouched. */
-	vcpu->run->exit_reason = STALE;
-	vcpu->run->immediate_exit = 1;
+	run->exit_reason = STALE;
+	run->immediate_exit = 1;
 	TEST_ASSERT_EQ(raw_run(vcpu), -EINTR);
-	TEST_ASSERT_EQ(vcpu->run->exit_reason, STALE);
+	TEST_ASSERT_EQ(run->exit_reason, STALE);
 
 	/* A real annotated fault ... */
-	vcpu->run->immediate_exit = 0;
+	run->immediate_exit = 0;
 	TEST_ASSERT_EQ(raw_run(vcpu), -EFAULT);
-	TEST_ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT_EQ(kf_run_memory_fault(vcpu->run)->gpa, r.gpa);
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(kf_run_memory_fault(run)->gpa, r.gpa);
 	/* ... is gone at the next KVM_RUN, even one that only returns EINTR
 	 * for immediate_exit: a stale exit 39 would make a later bare EFAULT
 	 * look like a fault with the old gpa. */
-	vcpu->run->immediate_exit = 1;
+	run->immediate_exit = 1;
 	TEST_ASSERT_EQ(raw_run(vcpu), -EINTR);
-	TEST_ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_UNKNOWN);
-	vcpu->run->immediate_exit = 0;
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_UNKNOWN);
+	run->immediate_exit = 0;
 
 	/* Another errno: KVM_RUN from another process fails with EIO. */
-	vcpu->run->exit_reason = STALE;
+	run->exit_reason = STALE;
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (pid == 0) {
 		ret = raw_run(vcpu);
-		_exit(ret == -EIO && vcpu->run->exit_reason == STALE ? 0 : 1);
+		_exit(ret == -EIO && run->exit_reason == STALE ? 0 : 1);
 	}
 	TEST_ASSERT(waitpid(pid, &status, 0) == pid, "waitpid");
 	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "KVM_RUN in a child: expected EIO and exit_reason untouched");
-	TEST_ASSERT_EQ(vcpu->run->exit_reason, STALE);
+	TEST_ASSERT_EQ(run->exit_reason, STALE);
 	kf_vm_destroy(vm);
 
 	/* A signal while the guest runs: EINTR with KVM_EXIT_INTR. */
 	TEST_ASSERT(!sigaction(SIGUSR1, &sa, NULL), "sigaction");
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_spin, 0, &vcpu));
-	vcpu->run->exit_reason = STALE;
+	run = kf_vcpu_kvm_run(vcpu);
+	run->exit_reason = STALE;
 	kicker.target = pthread_self();
 	TEST_ASSERT(!pthread_create(&t, NULL, kick, &kicker), "pthread_create");
 	do {
@@ -343,7 +347,7 @@ static void test_not_annotated(void)
 	kicker.done = 1;
 	pthread_join(t, NULL);
 	TEST_ASSERT_EQ(ret, -EINTR);
-	TEST_ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_INTR);
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_INTR);
 	kf_vm_destroy(vm);
 }
 
@@ -377,8 +381,8 @@ static void test_readonly_slot(void)
 	TEST_OK(kf_vcpu_add(vm, 0, guest_write_ro, r.gpa + 0x10, &vcpu));
 	if (kf_vcpu_run(vcpu, &ops))
 		kf_test_fail(__FILE__, __LINE__, "read-only slot: %s",
-			     vcpu->errmsg);
-	TEST_ASSERT_EQ(vcpu->nr_memory_faults, 0);
+			     kf_vcpu_errmsg(vcpu));
+	TEST_ASSERT_EQ(kf_test_counters(vcpu).nr_memory_faults, 0);
 	kf_vm_destroy(vm);
 }
 

@@ -70,9 +70,9 @@ static void test_real_exit_39(void)
 	TEST_ASSERT_EQ(ret, -ELOOP);
 	TEST_ASSERT_EQ(nr_handled, KF_DEFAULT_MAX_REPEATED_FAULTS);
 	TEST_ASSERT_EQ(handled_gpa, exit.fault.gpa);
-	TEST_ASSERT(strstr(vcpu->errmsg, "without progress"), "message: %s",
-		    vcpu->errmsg);
-	printf("exit 39: %s\n", vcpu->errmsg);
+	TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "without progress"),
+		    "message: %s", kf_vcpu_errmsg(vcpu));
+	printf("exit 39: %s\n", kf_vcpu_errmsg(vcpu));
 	kf_vm_destroy(vm);
 }
 
@@ -80,7 +80,7 @@ static void test_unannotated_efault(void)
 {
 	struct kf_vcpu_ops ops = { .memory_fault = count_fault };
 	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	struct kf_exit exit;
@@ -103,8 +103,8 @@ static void test_unannotated_efault(void)
 		nr_handled = 0;
 		TEST_ASSERT_EQ(kf_vcpu_run(vcpu, &ops), -EFAULT);
 		TEST_ASSERT_EQ(nr_handled, 0);
-		TEST_ASSERT(strstr(vcpu->errmsg, "no memory_fault annotation"),
-			    "message: %s", vcpu->errmsg);
+		TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "no memory_fault annotation"),
+			    "message: %s", kf_vcpu_errmsg(vcpu));
 	}
 	kf_vm_destroy(vm);
 }

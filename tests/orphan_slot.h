@@ -29,10 +29,10 @@ static inline int add_orphaned_guest_memfd_slot(struct kf_vm *vm, uint64_t gpa,
 	};
 	int fd;
 
-	if (!kf_check_cap(vm->fd, KVM_CAP_GUEST_MEMFD) ||
-	    (kf_check_cap(vm->fd, KVM_CAP_GUEST_MEMFD_FLAGS) & 3) != 3)
+	if (!kf_check_cap(kf_vm_fd(vm), KVM_CAP_GUEST_MEMFD) ||
+	    (kf_check_cap(kf_vm_fd(vm), KVM_CAP_GUEST_MEMFD_FLAGS) & 3) != 3)
 		return -EOPNOTSUPP;
-	fd = ioctl(vm->fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	fd = ioctl(kf_vm_fd(vm), KVM_CREATE_GUEST_MEMFD, &cg);
 	TEST_ASSERT(fd >= 0, "KVM_CREATE_GUEST_MEMFD: %m");
 	r.hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	TEST_ASSERT(r.hva != MAP_FAILED, "mmap guest_memfd: %m");

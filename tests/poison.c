@@ -65,7 +65,7 @@ static struct kf_vm *poisoned_vm(enum kf_poison_policy policy, uint64_t *gpa,
 {
 	struct kf_region r = { .size = PAGES * KF_PAGE_SIZE,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	unsigned int i;
 
@@ -135,6 +135,7 @@ static void test_stop(void)
 	struct kf_vcpu_ops ops = { .sync = count_sync };
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
+	const char *msg;
 	char want[64];
 	uint64_t gpa;
 
@@ -142,11 +143,12 @@ static void test_stop(void)
 	TEST_ASSERT_EQ(kf_vcpu_run(vcpu, &ops), -EHWPOISON);
 	snprintf(want, sizeof(want), "0x%llx",
 		 (unsigned long long)(gpa + POISONED * KF_PAGE_SIZE));
-	TEST_ASSERT(strstr(vcpu->errmsg, "hardware-poisoned") &&
-		    strstr(vcpu->errmsg, want),
-		    "message names %s: %s", want, vcpu->errmsg);
-	TEST_ASSERT_EQ(vcpu->nr_ucalls, 1);	/* the healthy page was read */
-	printf("stop: %s\n", vcpu->errmsg);
+	msg = kf_vcpu_errmsg(vcpu);
+	TEST_ASSERT(strstr(msg, "hardware-poisoned") && strstr(msg, want),
+		    "message names %s: %s", want, msg);
+	/* the healthy page was read */
+	TEST_ASSERT_EQ(kf_test_counters(vcpu).nr_ucalls, 1);
+	printf("stop: %s\n", msg);
 	kf_vm_destroy(vm);
 }
 
@@ -157,7 +159,7 @@ static uint64_t get_msr(struct kf_vcpu *vcpu, uint32_t index)
 		struct kvm_msr_entry entry;
 	} msrs = { .hdr.nmsrs = 1, .entry.index = index };
 
-	TEST_ASSERT_EQ(ioctl(vcpu->fd, KVM_GET_MSRS, &msrs), 1);
+	TEST_ASSERT_EQ(ioctl(kf_vcpu_fd(vcpu), KVM_GET_MSRS, &msrs), 1);
 	return msrs.entry.data;
 }
 
@@ -182,8 +184,8 @@ static void test_inject_mce(void)
 	vm = poisoned_vm(KF_POISON_INJECT_MCE, &gpa, &vcpu);
 	ret = kf_vcpu_run(vcpu, &ops);
 	/* The guest runtime's #MC handler reports the exception. */
-	TEST_ASSERT(ret < 0 && strstr(vcpu->errmsg, "vector 18"),
-		    "the guest took #MC: %d, %s", ret, vcpu->errmsg);
+	TEST_ASSERT(ret < 0 && strstr(kf_vcpu_errmsg(vcpu), "vector 18"),
+		    "the guest took #MC: %d, %s", ret, kf_vcpu_errmsg(vcpu));
 	status = get_msr(vcpu, KF_X86_MSR_MC_STATUS(KF_X86_MCE_BANK));
 	TEST_ASSERT((status & want) == want, "MC%d_STATUS 0x%llx lacks 0x%llx",
 		    KF_X86_MCE_BANK, (unsigned long long)status,
@@ -192,7 +194,7 @@ static void test_inject_mce(void)
 		       gpa + POISONED * KF_PAGE_SIZE);
 	TEST_ASSERT(get_msr(vcpu, KF_X86_MSR_MCG_STATUS) & KF_X86_MCG_STATUS_MCIP,
 		    "MCG_STATUS.MCIP");
-	printf("inject: %s; MC%d_STATUS 0x%llx\n", vcpu->errmsg,
+	printf("inject: %s; MC%d_STATUS 0x%llx\n", kf_vcpu_errmsg(vcpu),
 	       KF_X86_MCE_BANK, (unsigned long long)status);
 	kf_vm_destroy(vm);
 }

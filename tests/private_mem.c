@@ -150,7 +150,7 @@ static void host_check(struct kf_vm *vm, uint64_t gpa, uint64_t pages,
 
 static int explicit_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct kf_vm *vm = vcpu->vm;
+	struct kf_vm *vm = kf_vcpu_vm(vcpu);
 	uint64_t i;
 
 	switch (uc->args[0]) {
@@ -225,7 +225,7 @@ static void test_explicit(void)
 	TEST_OK(kf_vm_enable_conversions(vm, policy, &g));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_explicit, 0, &vcpu));
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "run: %s", kf_vcpu_errmsg(vcpu));
 	TEST_ASSERT_EQ(g.refused, 1);
 	TEST_ASSERT_EQ(g.allowed, 5);
 	printf("explicit: 5 conversions allowed, 1 refused by the policy, 5 bad requests refused\n");
@@ -260,7 +260,7 @@ static void test_race(void)
 	unsigned int i;
 
 	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
-	if (vm->max_vcpus < 2) {
+	if (kf_vm_max_vcpus(vm) < 2) {
 		kf_vm_destroy(vm);
 		printf("race: skipped, one vCPU only\n");
 		return;
@@ -312,7 +312,7 @@ static void assert_upstream_exit(struct kf_vcpu *vcpu, uint64_t gpa)
 static void test_private_slot_deleted(void)
 {
 	struct kvm_userspace_memory_region2 gone = { .flags = KVM_MEM_GUEST_MEMFD };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 
@@ -322,7 +322,7 @@ static void test_private_slot_deleted(void)
 	ms = kf_vm_find_slot(vm, g.a);
 	gone.slot = ms->slot;
 	gone.guest_phys_addr = ms->gpa;
-	TEST_ASSERT(!ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &gone),
+	TEST_ASSERT(!ioctl(kf_vm_fd(vm), KVM_SET_USER_MEMORY_REGION2, &gone),
 		    "delete memslot %u: %m", ms->slot);
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.a, &vcpu));
 	assert_upstream_exit(vcpu, g.a);
@@ -347,7 +347,7 @@ static void test_misconfigured(void)
 	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
 	add_slots(vm);
 	attrs.address = g.c;
-	TEST_ASSERT(!ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs),
+	TEST_ASSERT(!ioctl(kf_vm_fd(vm), KVM_SET_MEMORY_ATTRIBUTES, &attrs),
 		    "KVM_SET_MEMORY_ATTRIBUTES: %m");
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.c, &vcpu));
 	assert_upstream_exit(vcpu, g.c);
@@ -355,9 +355,9 @@ static void test_misconfigured(void)
 	TEST_OK(kf_vm_enable_conversions(vm, NULL, NULL));
 	ret = kf_vcpu_run(vcpu, &ops);
 	TEST_ASSERT_EQ(ret, -EFAULT);
-	TEST_ASSERT(strstr(vcpu->errmsg, "which no guest_memfd slot backs"),
-		    "message: %s", vcpu->errmsg);
-	printf("misconfigured slot: %s\n", vcpu->errmsg);
+	TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "which no guest_memfd slot backs"),
+		    "message: %s", kf_vcpu_errmsg(vcpu));
+	printf("misconfigured slot: %s\n", kf_vcpu_errmsg(vcpu));
 	kf_vm_destroy(vm);
 }
 
@@ -365,11 +365,12 @@ static void test_misconfigured(void)
 static int install(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
 {
 	uint8_t page[KF_PAGE_SIZE] __attribute__((aligned(4096)));
-	int *uffd = vcpu->opaque;
+	int *uffd = kf_vcpu_opaque(vcpu);
 
 	TEST_ASSERT(!f->private_mem, "a shared fault");
 	kt_fill_page(page, f->gpa);
-	kt_uffd_copy(*uffd, hva(vcpu->vm, KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE)),
+	kt_uffd_copy(*uffd,
+		     hva(kf_vcpu_vm(vcpu), KF_ALIGN_DOWN(f->gpa, KF_PAGE_SIZE)),
 		     page);
 	return 0;
 }
@@ -382,13 +383,13 @@ static void test_shared_demand_paging(void)
 		.backing = KF_BACKING_ANON, .guest_memfd = -1,
 		.size = 2ULL << 20,
 	};
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	int uffd;
 
 	TEST_OK(kf_vm_create_type(&vm, KF_VM_TYPE_SW_PROTECTED));
-	if (kf_check_cap(vm->fd, KVM_CAP_EXIT_ON_MISSING) <= 0) {
+	if (kf_check_cap(kf_vm_fd(vm), KVM_CAP_EXIT_ON_MISSING) <= 0) {
 		printf("shared demand paging: skipped, no KVM_CAP_EXIT_ON_MISSING\n");
 		kf_vm_destroy(vm);
 		return;
@@ -399,10 +400,10 @@ static void test_shared_demand_paging(void)
 	kt_uffd_register(uffd, ms->hva, ms->size, UFFDIO_REGISTER_MODE_MISSING);
 	TEST_OK(kf_vm_enable_conversions(vm, NULL, NULL));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, r.gpa + KF_PAGE_SIZE, &vcpu));
-	vcpu->opaque = &uffd;
+	kf_vcpu_set_opaque(vcpu, &uffd);
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
-	TEST_ASSERT_EQ(vcpu->nr_memory_faults, 1);
+		kf_test_fail(__FILE__, __LINE__, "run: %s", kf_vcpu_errmsg(vcpu));
+	TEST_ASSERT_EQ(kf_test_counters(vcpu).nr_memory_faults, 1);
 	printf("shared demand paging: 1 missing-page exit served by the handler\n");
 	close(uffd);
 	kf_vm_destroy(vm);
@@ -413,7 +414,7 @@ static void test_remove_readd(void)
 {
 	struct kf_region plain = { .size = SLOT_A_PAGES * KF_PAGE_SIZE,
 				   .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	unsigned int slot;
@@ -432,7 +433,7 @@ static void test_remove_readd(void)
 	kt_fill_page(ms->hva, g.a);
 	TEST_OK(kf_vcpu_add(vm, 0, guest_read, g.a, &vcpu));
 	if (kf_vcpu_run(vcpu, NULL))
-		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "run: %s", kf_vcpu_errmsg(vcpu));
 	printf("remove and re-add: the old private attribute is gone\n");
 	kf_vm_destroy(vm);
 }

@@ -74,7 +74,7 @@ static int policy(void *opaque, const struct kf_conversion *c)
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct kf_vm *vm = vcpu->vm;
+	struct kf_vm *vm = kf_vcpu_vm(vcpu);
 	uint64_t *p = kf_vm_gpa_to_hva(vm, g.gpa);
 	unsigned int i;
 
@@ -132,11 +132,11 @@ static void test_both_directions(void)
 	TEST_OK(KF_SYNC_GLOBAL_TO_GUEST(vm, g));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_main, 0, &vcpu));
 	if (kf_vcpu_run(vcpu, &ops))
-		kf_test_fail(__FILE__, __LINE__, "run: %s", vcpu->errmsg);
+		kf_test_fail(__FILE__, __LINE__, "run: %s", kf_vcpu_errmsg(vcpu));
 	TEST_ASSERT_EQ(g.implicit, 3);
 	TEST_ASSERT_EQ(g.explicit_requests, 1);
 	printf("one vCPU: 3 implicit conversions and 1 explicit one by the alias, %llu memory-fault exits\n",
-	       (unsigned long long)vcpu->nr_memory_faults);
+	       (unsigned long long)kf_test_counters(vcpu).nr_memory_faults);
 	kf_vm_destroy(vm);
 }
 
@@ -161,7 +161,7 @@ static void test_two_vcpus(void)
 	struct kf_vm *vm = create_vm();
 	unsigned int i;
 
-	if (vm->max_vcpus < 2) {
+	if (kf_vm_max_vcpus(vm) < 2) {
 		kf_vm_destroy(vm);
 		printf("two vCPUs: not run, one vCPU only\n");
 		return;
@@ -193,10 +193,10 @@ static void test_refused(void)
 	TEST_OK(kf_vcpu_add(vm, 0, guest_touch_private, g.deny_gpa, &vcpu));
 	ret = kf_vcpu_run(vcpu, NULL);
 	TEST_ASSERT_EQ(ret, -EACCES);
-	TEST_ASSERT(strstr(vcpu->errmsg, "policy refused the implicit conversion"),
-		    "message: %s", vcpu->errmsg);
+	TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "policy refused the implicit conversion"),
+		    "message: %s", kf_vcpu_errmsg(vcpu));
 	TEST_ASSERT(!kf_vm_page_is_private(vm, g.deny_gpa), "nothing converted");
-	printf("refused: %s\n", vcpu->errmsg);
+	printf("refused: %s\n", kf_vcpu_errmsg(vcpu));
 	kf_vm_destroy(vm);
 }
 

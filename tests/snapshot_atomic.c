@@ -60,7 +60,7 @@ int main(void)
 			       .guest_memfd = -1 };
 	struct kf_snapshot *snap;
 	struct rlimit old, lim;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	size_t len1, len2;
 	char *before, *after;

@@ -122,7 +122,7 @@ static int restore(const char *path, enum mode mode, char *err, size_t errlen)
 		ret = kf_vcpu_join(rs.vcpus[i]);
 		if (ret && !first) {
 			first = ret;
-			snprintf(err, errlen, "%s", rs.vcpus[i]->errmsg);
+			snprintf(err, errlen, "%s", kf_vcpu_errmsg(rs.vcpus[i]));
 		}
 	}
 	if (rs.engine && kf_engine_error(rs.engine))

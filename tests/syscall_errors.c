@@ -132,11 +132,11 @@ static const struct kf_pagesrc_ops failing_ops = {
 	.destroy = no_destroy,
 };
 
-static struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
+static const struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
 {
 	struct kf_region r = { .gpa = kf_vm_free_gpa(vm), .size = size,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
 	return ms;
@@ -145,7 +145,7 @@ static struct kf_memslot *add_anon(struct kf_vm *vm, uint64_t size)
 static void test_mprotect(void)
 {
 	struct kf_pagesrc src = { .ops = &failing_ops, .kind = "failing" };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
 
@@ -201,7 +201,7 @@ static void test_pinning(void)
 					 .nr_uffds = 2, .pin = true };
 	struct kf_pagesrc src = { .ops = &failing_ops, .kind = "failing" };
 	struct kf_uffd_raw *raw;
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_engine *e;
 	struct kf_vm *vm;
 

@@ -29,8 +29,8 @@ static uint64_t hashes[NR_VCPUS];
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	TEST_ASSERT_EQ(uc->args[1], vcpu->id);
-	hashes[vcpu->id] = uc->args[2];
+	TEST_ASSERT_EQ(uc->args[1], kf_vcpu_id(vcpu));
+	hashes[kf_vcpu_id(vcpu)] = uc->args[2];
 	return 0;
 }
 
@@ -49,6 +49,7 @@ static void test_parallel(void)
 			       .backing = KF_BACKING_ANON };
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
+	uint64_t ucalls;
 	unsigned int i;
 
 	TEST_OK(kf_vm_create(&vm));
@@ -64,8 +65,8 @@ static void test_parallel(void)
 		for (j = 0; j < PER_VCPU / 8; j += 97)
 			TEST_ASSERT_EQ(p[j], i * 1000003 + j);
 		TEST_ASSERT_EQ(hashes[i], kf_hash(p, PER_VCPU));
-		TEST_ASSERT(vm->vcpus[i]->nr_ucalls >= 2, "ucalls %llu",
-			    (unsigned long long)vm->vcpus[i]->nr_ucalls);
+		ucalls = kf_test_counters(kf_vm_vcpu(vm, i)).nr_ucalls;
+		TEST_ASSERT(ucalls >= 2, "ucalls %llu", (unsigned long long)ucalls);
 	}
 	kf_vm_destroy(vm);
 }
@@ -75,26 +76,29 @@ static void test_interrupt(void)
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	struct kf_exit exit;
+	struct kvm_run *run;
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_vcpu_add(vm, 0, guest_spin, 0, &vcpu));
+	run = kf_vcpu_kvm_run(vcpu);
 
 	/* immediate_exit: EINTR, decoded as an interruption even with a
 	 * stale KVM_EXIT_MEMORY_FAULT in exit_reason. */
-	vcpu->run->immediate_exit = 1;
-	vcpu->run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	run->immediate_exit = 1;
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
 	kf_vcpu_run_once(vcpu, &exit);
 	TEST_ASSERT_EQ(exit.kind, KF_EXIT_INTERRUPTED);
 	TEST_ASSERT_EQ(exit.err, EINTR);
-	vcpu->run->immediate_exit = 0;
+	run->immediate_exit = 0;
 
 	/* A spinning guest stopped from another thread. */
 	TEST_OK(kf_vcpu_start(vcpu, NULL));
 	usleep(50000);
 	kf_vcpu_stop(vcpu);
 	TEST_ASSERT_EQ(kf_vcpu_join(vcpu), -EINTR);
-	TEST_ASSERT(strstr(vcpu->errmsg, "stopped"), "%s", vcpu->errmsg);
-	TEST_ASSERT_EQ(vcpu->run->immediate_exit, 0);
+	TEST_ASSERT(strstr(kf_vcpu_errmsg(vcpu), "stopped"), "%s",
+		    kf_vcpu_errmsg(vcpu));
+	TEST_ASSERT_EQ(run->immediate_exit, 0);
 	kf_vm_destroy(vm);
 }
 

@@ -27,9 +27,11 @@ static int mmio_exits;
 static int on_vm_exit(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 {
 	if (exit->kind == KF_EXIT_REASON && exit->reason == KVM_EXIT_MMIO) {
+		const struct kvm_run *run = kf_vcpu_kvm_run(vcpu);
+
 		mmio_exits++;
-		TEST_ASSERT_EQ(vcpu->run->mmio.phys_addr, kf_vm_free_gpa(vcpu->vm));
-		TEST_ASSERT_EQ(vcpu->run->mmio.is_write, 1);
+		TEST_ASSERT_EQ(run->mmio.phys_addr, kf_vm_free_gpa(kf_vcpu_vm(vcpu)));
+		TEST_ASSERT_EQ(run->mmio.is_write, 1);
 		return 1;	/* finished */
 	}
 	return -EPROTO;
@@ -37,10 +39,10 @@ static int on_vm_exit(struct kf_vcpu *vcpu, const struct kf_exit *exit)
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct kf_vm *vm = vcpu->vm;
+	struct kf_vm *vm = kf_vcpu_vm(vcpu);
 	uint64_t base = kf_vm_free_gpa(vm);
 	uint64_t *hva = kf_vm_gpa_to_hva(vm, base);
-	struct kf_memslot *ms = kf_vm_find_slot(vm, base);
+	const struct kf_memslot *ms = kf_vm_find_slot(vm, base);
 	uint64_t i;
 
 	TEST_ASSERT_EQ(uc->args[0], 1);
@@ -96,7 +98,7 @@ static void test_bad_input(struct kf_vm *vm)
 	expect_error(kf_vm_remove_region(vm, 1000), ENOENT, "no memslot 1000");
 	expect_error(kf_vm_set_region_flags(vm, 40, 0), ENOENT, "no memslot");
 
-	expect_error(kf_vcpu_add(vm, vm->max_vcpus, guest_fill, 0, &vcpu),
+	expect_error(kf_vcpu_add(vm, kf_vm_max_vcpus(vm), guest_fill, 0, &vcpu),
 		     EINVAL, "at most");
 	expect_error(kf_vcpu_add(vm, 0, NULL, 0, &vcpu), EINVAL, "guest function");
 	TEST_OK(kf_vcpu_add(vm, 0, guest_fill, 0, &vcpu));
@@ -111,7 +113,7 @@ static void test_bad_input(struct kf_vm *vm)
 static void test_flags_only_update(struct kf_vm *vm)
 {
 	struct kf_region r = { .size = MB, .backing = KF_BACKING_MEMFD };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	uint64_t bitmap[MB / KF_PAGE_SIZE / 64];
 
 	r.gpa = kf_vm_free_gpa(vm) + 8 * MB;

@@ -19,7 +19,7 @@ int main(void)
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
 	struct kf_region again = { .gpa = 4 * GB, .size = 2 * MB,
 				   .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_memslot *ms;
+	const struct kf_memslot *ms;
 	struct kf_vm *vm;
 	int ret;
 

@@ -223,24 +223,25 @@ static int pin_self(unsigned int i)
 
 static int bench_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
+	unsigned int id = kf_vcpu_id(vcpu);
 	uint64_t t;
 	int ret;
 
 	/* The first SYNC comes before the walk, on the vCPU thread. */
 	if (opt.pin && uc->args[0] == 1) {
-		ret = pin_self(vcpu->id);
+		ret = pin_self(id);
 		if (ret)
 			return ret;
 	}
 	t = now_ns();
 
-	if (uc->args[1] != vcpu->id)
-		return kf_fail(EPROTO, "vCPU %u reported as %llu", vcpu->id,
+	if (uc->args[1] != id)
+		return kf_fail(EPROTO, "vCPU %u reported as %llu", id,
 			       (unsigned long long)uc->args[1]);
 	if (uc->args[0] == 1)
-		sync_start[vcpu->id] = t;
+		sync_start[id] = t;
 	else
-		sync_end[vcpu->id] = t;
+		sync_end[id] = t;
 	return 0;
 }
 
@@ -393,7 +394,7 @@ static int run_once(const struct config *c, struct result *res)
 	uint64_t total = pages * c->nr_vcpus, size = total * KF_PAGE_SIZE;
 	unsigned int nr_uffds = c->mode == MODE_PER_VCPU ? c->nr_vcpus : 1;
 	struct kf_vcpu_ops ops = { .sync = bench_sync };
-	struct kf_memslot *ms, *lat_ms;
+	const struct kf_memslot *ms, *lat_ms;
 	struct kf_pagesrc *src = NULL;
 	struct kf_uffd_raw *raw = NULL;
 	struct kf_engine *e = NULL;

@@ -40,8 +40,8 @@ static KF_GUEST void guest_workload(uint64_t base)
 
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	reports[vcpu->id].pages = uc->args[1];
-	reports[vcpu->id].hash = uc->args[2];
+	reports[kf_vcpu_id(vcpu)].pages = uc->args[1];
+	reports[kf_vcpu_id(vcpu)].hash = uc->args[2];
 	return 0;
 }
 
@@ -137,13 +137,15 @@ int cmd_run(int argc, char **argv)
 	for (i = 0; i < nr_vcpus; i++) {
 		uint64_t expect = host_hash(vm, r.gpa + i * per_vcpu_bytes);
 		bool ok = expect == reports[i].hash;
+		struct kf_vcpu_counters n = { 0 };
 
+		kf_vcpu_counters(kf_vm_vcpu(vm, i), &n, sizeof(n));
 		bad += !ok;
 		printf("  vCPU %u: wrote %llu pages, guest checksum %016llx, host %016llx: %s, %llu exits\n",
 		       i, (unsigned long long)reports[i].pages,
 		       (unsigned long long)reports[i].hash,
 		       (unsigned long long)expect, ok ? "match" : "MISMATCH",
-		       (unsigned long long)vm->vcpus[i]->nr_exits);
+		       (unsigned long long)n.nr_exits);
 	}
 	printf("kvmfault run: %.1f MiB in %.3f s (%.0f MiB/s, first touch of fresh memory included): %s\n",
 	       (double)r.size / (1 << 20), t1 - t0, r.size / (1 << 20) / (t1 - t0),

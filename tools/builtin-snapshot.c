@@ -143,7 +143,8 @@ static int do_restore_one(const char *path, bool lazy, bool prefetch, int backen
 		ret = kf_vcpu_join(rs.vcpus[i]);
 		if (ret && !first) {
 			first = ret;
-			snprintf(res->error, sizeof(res->error), "%s", rs.vcpus[i]->errmsg);
+			snprintf(res->error, sizeof(res->error), "%s",
+				 kf_vcpu_errmsg(rs.vcpus[i]));
 		}
 	}
 	res->done_ms = (kf_mig_now_ns() - t0) / 1e6;

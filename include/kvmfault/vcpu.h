@@ -11,10 +11,9 @@
 #ifndef KVMFAULT_VCPU_H
 #define KVMFAULT_VCPU_H
 
-#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include <kvmfault/exit.h>
 #include <kvmfault/ucall.h>
@@ -43,39 +42,20 @@ struct kf_vcpu_ops {
 	int (*interrupted)(struct kf_vcpu *vcpu);
 };
 
-struct kf_vcpu {
-	struct kf_vm *vm;
-	unsigned int id;
-	int fd;
-	struct kvm_run *run;
-	void *arch;			/* struct kf_x86_vcpu */
-	const struct kf_vcpu_ops *ops;
-	void *opaque;			/* the caller's, for handlers */
+/*
+ * A vCPU: an opaque handle that kf_vcpu_add() makes; kf_vm_destroy() frees
+ * it with its VM.
+ */
+struct kf_vcpu;
 
-	/* repeated-fault guard */
-	unsigned int max_repeated_faults;
-	struct kf_memory_fault last_fault;
-	unsigned int repeated_faults;
-	bool last_exit_was_fault;
-	uint64_t last_poison_gpa;	/* machine checks injected for it */
-	unsigned int repeated_poison;
-
-	/* thread state */
-	pthread_t thread;
-	pid_t tid;		/* the thread in kf_vcpu_run(), 0 before */
-	bool thread_started;
-	/* The thread has not left kf_vcpu_run() yet: it may be signalled
-	 * (under kick_lock; a joined thread must never be). */
-	bool thread_running;
-	pthread_mutex_t kick_lock;
-	volatile int stop;
-	int result;
-	char errmsg[512];
-
-	/* counters */
-	uint64_t nr_exits;
-	uint64_t nr_memory_faults;
-	uint64_t nr_ucalls;
+/*
+ * What a vCPU counted.  Later versions may add fields at the end: pass
+ * sizeof(struct kf_vcpu_counters) as the caller knows it.
+ */
+struct kf_vcpu_counters {
+	uint64_t nr_exits;		/* returns from KVM_RUN */
+	uint64_t nr_memory_faults;	/* memory fault exits */
+	uint64_t nr_ucalls;		/* calls of the guest (GUEST_SYNC() ...) */
 };
 
 /*
@@ -90,7 +70,7 @@ void kf_vcpu_run_once(struct kf_vcpu *vcpu, struct kf_exit *exit);
 
 /*
  * Run until done (0), failure (negative errno; kf_error() and
- * vcpu->errmsg say why) or a stop requested with kf_vcpu_stop().
+ * kf_vcpu_errmsg() say why) or a stop requested with kf_vcpu_stop().
  */
 int kf_vcpu_run(struct kf_vcpu *vcpu, const struct kf_vcpu_ops *ops);
 
@@ -103,6 +83,46 @@ void kf_vcpu_stop(struct kf_vcpu *vcpu);
 
 /* Start every vCPU of vm with ops, join them all; first failure wins. */
 int kf_vm_run_all(struct kf_vm *vm, const struct kf_vcpu_ops *ops);
+
+/* The vCPU's id, its VM, its file descriptor (KVM_CREATE_VCPU). */
+unsigned int kf_vcpu_id(const struct kf_vcpu *vcpu);
+struct kf_vm *kf_vcpu_vm(const struct kf_vcpu *vcpu);
+int kf_vcpu_fd(const struct kf_vcpu *vcpu);
+
+/* Its struct kvm_run, mapped for as long as the vCPU exists. */
+struct kvm_run *kf_vcpu_kvm_run(struct kf_vcpu *vcpu);
+
+/* A pointer of the caller's for its handlers (NULL until set). */
+void kf_vcpu_set_opaque(struct kf_vcpu *vcpu, void *opaque);
+void *kf_vcpu_opaque(const struct kf_vcpu *vcpu);
+
+/*
+ * The result of the vCPU's last run: what kf_vcpu_run() returned, 0 before
+ * it ends and while it runs again.  May be read while the vCPU runs on its
+ * thread; once it is not 0, kf_vcpu_errmsg() holds the reason.
+ */
+int kf_vcpu_result(const struct kf_vcpu *vcpu);
+
+/*
+ * Why the vCPU's last run failed ("vCPU 1: ..."), "" while it has not.
+ * Valid until it runs again.
+ */
+const char *kf_vcpu_errmsg(const struct kf_vcpu *vcpu);
+
+/*
+ * Copy what the vCPU counted into *c (size: sizeof(*c)): 0, or -EINVAL
+ * with a message.  Exact once its runs are over; a moment old while it
+ * runs.
+ */
+int kf_vcpu_counters(const struct kf_vcpu *vcpu, struct kf_vcpu_counters *c,
+		     size_t size);
+
+/*
+ * How many times in a row the same fault may come back before the run
+ * fails with ELOOP (KF_DEFAULT_MAX_REPEATED_FAULTS); set it before the
+ * vCPU runs.  0, or -EINVAL with a message for 0.
+ */
+int kf_vcpu_set_max_repeated_faults(struct kf_vcpu *vcpu, unsigned int max);
 
 KF_API_END
 

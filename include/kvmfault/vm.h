@@ -10,7 +10,6 @@
 #ifndef KVMFAULT_VM_H
 #define KVMFAULT_VM_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,44 +47,29 @@ struct kf_region {
 	uint64_t guest_memfd_offset;
 };
 
+/*
+ * A memslot of a VM, as kf_vm_add_region(), kf_vm_find_slot() and
+ * kf_vm_slot() hand it out.  The library allocates it and keeps it up to
+ * date (flags follow kf_vm_set_region_flags()); it stays valid until the
+ * slot is removed or the VM destroyed.  Callers only read it: never write,
+ * copy or embed it, since later versions may add fields at its end.
+ */
 struct kf_memslot {
-	bool used;
 	uint32_t slot;
-	uint32_t flags;
+	uint32_t flags;		/* KVM_MEM_* */
 	uint64_t gpa;
 	uint64_t size;
 	void *hva;
 	int memfd;		/* KF_BACKING_MEMFD: the file, else -1 */
-	bool owned;		/* the library mapped hva and unmaps it */
-	int guest_memfd;
+	int guest_memfd;	/* KVM_MEM_GUEST_MEMFD: the file, else -1 */
 	uint64_t guest_memfd_offset;
-	bool guest_memfd_owned;	/* the library created it and closes it */
-	uint32_t alias_slot;	/* its shared alias (kf_vm_set_shared_bit), 0 if none */
-	bool alias;		/* this slot is another's shared alias */
-	uint64_t *private_pages;	/* guest_memfd slots: one bit a private page */
-	bool engine;		/* a fault engine serves it (vm->lock) */
 };
 
-struct kf_engine;
-struct kf_conversions;
-
-struct kf_vm {
-	int kvm_fd;
-	int fd;
-	int run_size;
-	pthread_mutex_t lock;
-	struct kf_memslot slots[KF_MAX_SLOTS];
-	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
-	unsigned int nr_vcpus;
-	unsigned int max_vcpus;
-	unsigned long type;	/* KVM_CREATE_VM's type: KF_VM_TYPE_* */
-	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
-	struct kf_conversions *conversions;	/* private_mem.c, when enabled */
-	uint64_t shared_bit;	/* kf_vm_set_shared_bit(): 1 << bit, or 0 */
-	int poison_policy;	/* enum kf_poison_policy */
-	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
-	void *arch;		/* struct kf_x86_vm */
-};
+/*
+ * A VM: an opaque handle that kf_vm_create() makes and kf_vm_destroy()
+ * frees.  Its memslots and vCPUs are found with the functions below.
+ */
+struct kf_vm;
 
 /* VM types of KVM_CREATE_VM (KVM_CAP_VM_TYPES lists what a kernel has). */
 #define KF_VM_TYPE_DEFAULT 0		/* KVM_X86_DEFAULT_VM */
@@ -105,7 +89,7 @@ void kf_vm_destroy(struct kf_vm *vm);
  * limit.  The guest's page tables map the region identity (gva == gpa).
  */
 int kf_vm_add_region(struct kf_vm *vm, const struct kf_region *region,
-		     struct kf_memslot **slotp);
+		     const struct kf_memslot **slotp);
 
 /*
  * Delete a memslot (its mapping is unmapped if the library made it).
@@ -117,7 +101,10 @@ int kf_vm_remove_region(struct kf_vm *vm, uint32_t slot);
 int kf_vm_set_region_flags(struct kf_vm *vm, uint32_t slot, uint32_t flags);
 
 /* The slot containing gpa, or NULL. */
-struct kf_memslot *kf_vm_find_slot(struct kf_vm *vm, uint64_t gpa);
+const struct kf_memslot *kf_vm_find_slot(struct kf_vm *vm, uint64_t gpa);
+
+/* Memslot slot (0 to KF_MAX_SLOTS - 1), or NULL when it is not in use. */
+const struct kf_memslot *kf_vm_slot(const struct kf_vm *vm, uint32_t slot);
 
 /* The host address of gpa, or NULL when no slot has it. */
 void *kf_vm_gpa_to_hva(struct kf_vm *vm, uint64_t gpa);
@@ -136,6 +123,21 @@ int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* Where guest test memory may start: above the system slot. */
 uint64_t kf_vm_free_gpa(struct kf_vm *vm);
+
+/* The VM's file descriptor (KVM_CREATE_VM), for ioctls of the caller's. */
+int kf_vm_fd(const struct kf_vm *vm);
+
+/*
+ * Whether the VM's memory fault exits say whether the guest read, wrote
+ * or fetched (KVM_CAP_MEMORY_FAULT_ACCESS, enabled where the kernel has it).
+ */
+bool kf_vm_fault_access(const struct kf_vm *vm);
+
+/* How many vCPUs the VM takes: vCPU ids 0 to kf_vm_max_vcpus() - 1. */
+unsigned int kf_vm_max_vcpus(const struct kf_vm *vm);
+
+/* vCPU id of the VM (kf_vcpu_add()), or NULL when there is none. */
+struct kf_vcpu *kf_vm_vcpu(const struct kf_vm *vm, unsigned int id);
 
 KF_API_END
 

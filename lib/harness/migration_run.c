@@ -77,7 +77,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		      struct kf_mig_report *rep)
 {
 	struct kf_page_server_region regs[KF_MIG_MAX_REGIONS];
-	struct kf_memslot *slots[KF_MIG_MAX_REGIONS];
+	const struct kf_memslot *slots[KF_MIG_MAX_REGIONS];
 	uint64_t *bitmaps[KF_MIG_MAX_REGIONS] = { 0 };
 	struct kf_page_server_config pc = {
 		.regions = regs,
@@ -105,9 +105,9 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	if (ret)
 		return ret;
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
-		struct kf_memslot *ms = &vm->slots[i];
+		const struct kf_memslot *ms = kf_vm_slot(vm, i);
 
-		if (!ms->used)
+		if (!ms)
 			continue;
 		if (n == KF_MIG_MAX_REGIONS)
 			return kf_report_fail(rep, kf_fail(ENOSPC, "migration: too many memslots"));
@@ -141,7 +141,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	 * carries only the pages of it written since.
 	 */
 	for (i = 0; i < n; i++) {
-		struct kf_memslot *ms = slots[i];
+		const struct kf_memslot *ms = slots[i];
 		uint64_t np = ms->size / KF_PAGE_SIZE;
 
 		if (ms->slot != KF_SYSTEM_SLOT)
@@ -179,7 +179,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		uint64_t sent = 0;
 
 		for (i = 0; i < n; i++) {
-			struct kf_memslot *ms = slots[i];
+			const struct kf_memslot *ms = slots[i];
 
 			if (ms->slot == KF_SYSTEM_SLOT)
 				continue;
@@ -226,7 +226,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		}
 	}
 	for (i = 0; i < n; i++) {
-		struct kf_memslot *ms = slots[i];
+		const struct kf_memslot *ms = slots[i];
 		uint64_t p, np = ms->size / KF_PAGE_SIZE;
 
 		if (ms->slot == KF_SYSTEM_SLOT || !cfg->precopy_rounds)
@@ -318,7 +318,7 @@ struct kf_dest_ctx {
 
 static int kf_dest_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
-	struct kf_dest_ctx *ctx = vcpu->opaque;
+	struct kf_dest_ctx *ctx = kf_vcpu_opaque(vcpu);
 
 	kf_workload_idle(uc);
 	if (uc->args[0] == KF_WL_STAGE_VERIFIED && ctx) {
@@ -405,7 +405,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,
 			.guest_memfd = -1,
 		};
-		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
+		const struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
 
 		if (ms && ms->slot == KF_SYSTEM_SLOT) {
 			ret = kf_vm_check_system_slot(ms, mr->gpa, mr->size, EPROTO,
@@ -437,14 +437,14 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 			ret = kf_vcpu_state_restore(vcpus[i], blob, len);
 		if (ret)
 			goto out;
-		vcpus[i]->opaque = &ctx;
+		kf_vcpu_set_opaque(vcpus[i], &ctx);
 	}
 	ret = kf_engine_create(vm, &ec, &e);
 	if (ret)
 		goto out;
 	for (i = 0; i < kf_remote_nr_regions(r); i++) {
 		const struct kf_mig_region *mr = kf_remote_region(r, i);
-		struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
+		const struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);
 
 		if (ms->slot == KF_SYSTEM_SLOT)
 			continue;
@@ -500,7 +500,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		bool busy = false;
 
 		for (i = 0; i < kf_remote_nr_regions(r); i++) {
-			struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
+			const struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
 
 			if (ms->slot == KF_SYSTEM_SLOT)
 				continue;
@@ -533,7 +533,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	iter_at_switch = kf_dest_iterations(vm, nv);
 	rep->uffd_unregistered = true;
 	for (i = 0; i < kf_remote_nr_regions(r); i++) {
-		struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
+		const struct kf_memslot *ms = kf_vm_find_slot(vm, kf_remote_region(r, i)->gpa);
 
 		if (ms->slot != KF_SYSTEM_SLOT &&
 		    kf_engine_region_uffd_registered(e, ms->slot) != 0)

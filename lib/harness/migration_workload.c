@@ -110,7 +110,7 @@ int kf_workload_add_vcpus(struct kf_vm *vm, unsigned int nr_vcpus,
 
 int kf_workload_setup(struct kf_vm *vm, const struct kf_workload_cfg *cfg,
 		      enum kf_backing backing, uint32_t slot_flags,
-		      struct kf_memslot **slotp, struct kf_vcpu **vcpus)
+		      const struct kf_memslot **slotp, struct kf_vcpu **vcpus)
 {
 	struct kf_region r = {
 		.gpa = cfg->gpa ? cfg->gpa : kf_vm_free_gpa(vm),
@@ -180,9 +180,9 @@ int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus)
 	}
 	while (__atomic_load_n(&kf_wl_filled, __ATOMIC_SEQ_CST) < nr_vcpus) {
 		for (i = 0; i < nr_vcpus; i++)
-			if (__atomic_load_n(&vcpus[i]->result, __ATOMIC_ACQUIRE))
+			if (kf_vcpu_result(vcpus[i]))
 				return kf_fail(EIO, "workload vCPU %u failed: %s", i,
-					       vcpus[i]->errmsg);
+					       kf_vcpu_errmsg(vcpus[i]));
 		usleep(1000);
 	}
 	return 0;

@@ -48,6 +48,15 @@ void kf_test_require_cap(long cap, const char *name)
 		kf_test_skip("this kernel lacks %s (%ld)", name, cap);
 }
 
+struct kf_vcpu_counters kf_test_counters(const struct kf_vcpu *vcpu)
+{
+	struct kf_vcpu_counters c;
+
+	if (kf_vcpu_counters(vcpu, &c, sizeof(c)))
+		kf_test_fail(__FILE__, __LINE__, "vCPU counters: %s", kf_error());
+	return c;
+}
+
 void kf_test_psk_pair(struct kf_mig_tls **server, struct kf_mig_tls **client)
 {
 	if (kf_mig_psk_pair("kvmfault-test", server, client))

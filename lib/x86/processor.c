@@ -15,6 +15,7 @@
 #include <kvmfault/x86/processor.h>
 
 #include "../vm_internal.h"
+#include "../vm_objects.h"
 
 /*
  * System slot (slot 0) layout, guest physical:

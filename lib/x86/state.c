@@ -16,6 +16,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "../vm_objects.h"
+
 #define KF_STATE_ARCH_X86_64 1
 
 enum kf_state_sec_type {

@@ -63,7 +63,7 @@ uint64_t kf_workload_region_size(const struct kf_workload_cfg *cfg);
  */
 int kf_workload_setup(struct kf_vm *vm, const struct kf_workload_cfg *cfg,
 		      enum kf_backing backing, uint32_t slot_flags,
-		      struct kf_memslot **slotp, struct kf_vcpu **vcpus);
+		      const struct kf_memslot **slotp, struct kf_vcpu **vcpus);
 
 /* Create the vCPUs only (a VM whose memory and state come from elsewhere). */
 int kf_workload_add_vcpus(struct kf_vm *vm, unsigned int nr_vcpus,

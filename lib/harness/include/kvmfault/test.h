@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include <kvmfault/error.h>
+#include <kvmfault/vcpu.h>
 
 #define KF_TEST_SKIP 4
 
@@ -22,6 +23,9 @@ void kf_test_fail(const char *file, int line, const char *fmt, ...)
 /* A fresh random pre-shared key for a test's migration: both roles. */
 struct kf_mig_tls;
 void kf_test_psk_pair(struct kf_mig_tls **server, struct kf_mig_tls **client);
+
+/* What vcpu counted (kf_vcpu_counters()); fails the test if it cannot. */
+struct kf_vcpu_counters kf_test_counters(const struct kf_vcpu *vcpu);
 
 /* Skip unless /dev/kvm opens; skip unless the system KVM has cap. */
 void kf_test_require_kvm(void);
