@@ -46,9 +46,10 @@ TOOL_SRCS := $(wildcard tools/*.c)
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOLS := $(BUILD)/bin/kvmfault
 # Examples of VMMs that embed the core: position independent programs.
-# (Not in the static variant: the rig needs none, and -static is no PIE.)
-EXAMPLE_SRCS := $(if $(filter static,$(VARIANT)),,$(wildcard examples/*.c))
-EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+# The static variant links them static-pie beside the tests, so that the
+# rig runs them on the patched kernels too.
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/$(if $(filter static,$(VARIANT)),tests,examples)/%)
 STATIC_LIB := $(BUILD)/libkvmfault.a
 SHARED_LIB := $(BUILD)/libkvmfault.so
 
@@ -57,7 +58,7 @@ SHARED_LIB := $(BUILD)/libkvmfault.so
 all: lib tools tests examples
 
 lib: $(STATIC_LIB) $(if $(VARIANT),,$(SHARED_LIB)) $(HARNESS_LIB)
-tests: $(TESTS)
+tests: $(TESTS) $(if $(filter static,$(VARIANT)),$(EXAMPLES))
 tools: $(TOOLS)
 examples: $(EXAMPLES)
 
@@ -98,6 +99,10 @@ $(BUILD)/obj/examples/%.o: KF_CFLAGS += -fPIE
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -no-pie,$(KF_LDFLAGS)) -pie -o $@ $< $(STATIC_LIB) $(KF_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -no-pie -static,$(KF_LDFLAGS)) -static-pie -o $@ $< $(STATIC_LIB) $(KF_LIBS)
 
 $(BUILD)/obj/tools/kvmfault.o: KF_CFLAGS += -DKVMFAULT_VERSION='"$(VERSION)"'
 

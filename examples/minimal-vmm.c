@@ -325,6 +325,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "minimal-vmm: FAIL: the guest read the wrong bytes\n");
 		ret = 1;
 	}
+	/*
+	 * On a kernel with exit-on-missing the engine serves the slot by
+	 * memory fault exits, taken on this thread by vmm_run().
+	 */
+	if (ioctl(v.kvm, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_ON_MISSING) > 0 &&
+	    (kf_engine_region_backend(e, SLOT) != KF_BACKEND_EXIT ||
+	     !sum->exit_faults)) {
+		fprintf(stderr, "minimal-vmm: FAIL: expected the exit backend with exit faults, got backend %s with %" PRIu64 " exit faults\n",
+			kf_backend_name(kf_engine_region_backend(e, SLOT)), sum->exit_faults);
+		ret = 1;
+	}
 	/* The code page and the 14 data pages; page 0 was never touched. */
 	if (sum->installed_pages != 15 || kf_engine_page_installed(e, 0)) {
 		fprintf(stderr, "minimal-vmm: FAIL: expected exactly pages 1-15 installed\n");
