@@ -7,7 +7,9 @@
 # kernel of the same base and config (the control): a boot with a memory
 # check, and QEMU's own post-copy live migration between two QEMU processes
 # over loopback, the guest verifying its memory at the destination
-# (qemu/run.sh).  The series must not change the outcome: every test passes
+# (qemu/run.sh).  Then the same post-copy with our patched QEMU
+# (../qemu/build.sh), whose destination vCPUs fetch missing pages
+# themselves where the kernel has exit-on-missing.  The series must not change the outcome: every test passes
 # on the patched kernel; a test that fails on both is reported as a property
 # of the rig, a test that fails on ours only is a regression.
 #
@@ -15,7 +17,7 @@
 #
 # usage: qemu.sh          KBASE=6.12 (default) or 6.1
 # env:   KVMFAULT_CACHE, KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE, QEMU_BIN,
-#        QEMU_ONLY (patched or control: one kernel only)
+#        QEMU_ONLY (patched or control: one kernel only; bench)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +45,11 @@ for f in $FIRMWARE; do
 done
 command -v gcc >/dev/null || die "gcc missing"
 
+# The patched QEMU (qemu/build.sh: Debian's source with qemu/patches/),
+# built once per input hash.
+kfqemu=$("$here/../qemu/build.sh" | tail -n 1) || die "cannot build the patched QEMU"
+[ -x "$kfqemu/qemu-system-x86_64" ] || die "no patched QEMU in $kfqemu"
+
 kdir=$("$here/build.sh" --print-dir)
 [ -f "$kdir/.done" ] || die "no patched $BASE kernel built for the current inputs: make -C kernel KBASE=$BASE"
 ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
@@ -51,11 +58,13 @@ ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
 work=$CACHE/qemu-$BASE
 st=$work/initramfs
 rm -rf "$work"
-mkdir -p "$st/qemu/data" "$st/lib64" "$st/lib/x86_64-linux-gnu" "$work/guest/bin" "$work/guest/proc"
+mkdir -p "$st/qemu/data" "$st/qemu/kf" "$st/lib64" "$st/lib/x86_64-linux-gnu" "$work/guest/bin" "$work/guest/proc"
 
-# QEMU, the libraries it loads and the firmware of the pc machine.
+# Both QEMUs, the libraries they load and the firmware of the pc machine.
 cp "$QEMU_BIN" "$st/qemu/qemu-system-x86_64"
-ldd "$QEMU_BIN" | awk '$3 ~ /^\// { print $3 }' | while read -r lib; do
+cp "$kfqemu/qemu-system-x86_64" "$st/qemu/kf/"
+ldd "$QEMU_BIN" "$kfqemu/qemu-system-x86_64" | awk '$3 ~ /^\// { print $3 }' | sort -u |
+while read -r lib; do
 	cp -L "$lib" "$st/lib/x86_64-linux-gnu/"
 done
 cp -L /lib64/ld-linux-x86-64.so.2 "$st/lib64/"
@@ -68,6 +77,8 @@ gcc -static -O2 -Wall -Werror -o "$work/guest/bin/memcheck" "$here/qemu/memcheck
 	die "cannot build memcheck"
 gcc -static -O2 -Wall -Werror -o "$st/qemu/hmp" "$here/qemu/hmp.c" ||
 	die "cannot build hmp"
+gcc -static -O2 -Wall -Werror -o "$st/qemu/kvmcap" "$here/qemu/kvmcap.c" ||
+	die "cannot build kvmcap"
 cp "$BUSYBOX" "$work/guest/bin/busybox"
 ln -sf busybox "$work/guest/bin/sh"
 cp "$here/qemu/guest-init" "$work/guest/init"
@@ -88,25 +99,29 @@ echo "qemu: $("$QEMU_BIN" --version | head -n 1) in the rig; guest kernel $(base
 run_on() {
 	local kd=$1 name=$2 log=$work/$2.serial start rc
 	start=$(date +%s)
-	rig_boot "$kd" 2 "$work/initrd.gz" "$log" "$BOOT_T" loglevel=4 kf.mode=qemu "kf.timeout=$T"
+	rig_boot "$kd" 2 "$work/initrd.gz" "$log" "$BOOT_T" loglevel=4 "kf.mode=${MODE:-qemu}" "kf.timeout=$T"
 	rc=$?
-	grep -a '^KF-QEMU ' "$log" >"$work/$name.results"
+	grep -a '^KF-QEMU \|^KF-QEMU-BENCH ' "$log" >"$work/$name.results"
 	sed -n '/^KF-QEMU-BEGIN/,/^KF-QEMU-END/p' "$log" | grep -a -v '^KF-QEMU-' | sed "s/^/[$name] /"
 	echo "qemu: $name: $(wc -l <"$work/$name.results") results in $(( $(date +%s) - start ))s (qemu rc $rc, serial log $log)"
 	rig_check_splat "$log" || echo "KF-QEMU kernel fail splat" >>"$work/$name.results"
 }
 
-# QEMU_ONLY=patched or control runs one kernel once (a look at a failure).
+# QEMU_ONLY=patched or control runs one kernel once (a look at a failure);
+# QEMU_ONLY=bench runs stock against patched post-copy on the patched
+# kernel (bench/qemu-postcopy-eom.sh prints the table).
 case "${QEMU_ONLY:-}" in
 patched) run_on "$kdir" patched; exit 0 ;;
 control) run_on "$ckdir" control; exit 0 ;;
+bench) MODE=qemu-bench BOOT_T=$((BOOT_T * 3)) run_on "$kdir" bench
+       echo "qemu: bench results in $work/bench.results"; exit 0 ;;
 esac
 
 # The verdict is statistical (as for the selftests): a test that fails is
 # rerun on both kernels, up to QEMU_RERUNS rounds.  It passes if it passed on
 # the patched kernel in some round; it is a regression only if it failed on
 # the patched kernel every time and passed on the control every time.
-TESTS="boot postcopy"
+TESTS="boot postcopy postcopy-eom"
 RERUNS=${QEMU_RERUNS:-2}
 # outcomes NAME TEST: the results of TEST in every run of NAME, e.g. "fail pass".
 outcomes() {

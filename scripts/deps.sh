@@ -4,10 +4,12 @@
 #   deps.sh         build and host tests
 #   deps.sh --rig   also the QEMU rig (kernel source, QEMU, busybox)
 #   deps.sh --all   also the fuzzers and plots
+#   (the rig list has what qemu/build.sh needs to build QEMU from source)
 set -u
 
 base="gcc make libc6-dev libxxhash-dev libssl-dev pkgconf"
-rig="linux-source-6.12 linux-source-6.1 qemu-system-x86 busybox-static rsync bc flex bison libelf-dev libssl-dev cpio xz-utils"
+rig="linux-source-6.12 linux-source-6.1 qemu-system-x86 busybox-static rsync bc flex bison libelf-dev libssl-dev cpio xz-utils
+     dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev python3-venv"
 extra="clang libclang-rt-14-dev gnuplot-nox"
 
 want=$base

@@ -2,23 +2,37 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The QEMU phase inside the rig (kernel/qemu.sh packs this, Debian's QEMU
-# with its libraries and firmware, a guest kernel and a guest initramfs
-# into /qemu): unchanged QEMU with -accel kvm on the kernel under test.
+# with its libraries and firmware, our patched QEMU (qemu/build.sh), a guest
+# kernel and a guest initramfs into /qemu), with -accel kvm on the kernel
+# under test:
 #
-#   boot      a guest boots and memcheck writes and verifies its memory;
-#   postcopy  QEMU's own post-copy live migration between two QEMU
-#             processes over loopback while memcheck runs; the guest goes
-#             on verifying its memory at the destination.
+#   boot          unchanged QEMU: a guest boots and memcheck writes and
+#                 verifies its memory;
+#   postcopy      unchanged QEMU's own post-copy live migration between two
+#                 QEMU processes over loopback while memcheck runs; the
+#                 guest goes on verifying its memory at the destination;
+#   postcopy-eom  the same with the patched QEMU (qemu/patches/): on a
+#                 kernel with KVM_CAP_EXIT_ON_MISSING the destination's
+#                 vCPUs must fetch missing pages themselves (its trace
+#                 says so), on any other kernel it must behave as stock.
 #
 # One "KF-QEMU NAME pass|fail key=value..." line a test.
-# usage: run.sh [TIMEOUT_SECONDS]
+#
+# With "-bench": stock against patched post-copy of the same guest with 1,
+# 2 and 4 vCPUs, one "KF-QEMU-BENCH key=value..." line a run: total time,
+# downtime, blocktime (all vCPUs and each), and the latency of the faults
+# that waited for a page, from request to placement (from QEMU's trace).
+# usage: run.sh [TIMEOUT_SECONDS] [-bench]
 T=${1:-300}
-Q="/qemu/qemu-system-x86_64 -accel kvm -cpu host -m 192M -smp 1 -nodefaults
+STOCK=/qemu/qemu-system-x86_64
+PATCHED=/qemu/kf/qemu-system-x86_64
+OPTS="-accel kvm -cpu host -m 192M -smp 1 -nodefaults
    -display none -no-reboot -L /qemu/data -kernel /qemu/bzImage
    -initrd /qemu/guest.gz"
+Q="$STOCK $OPTS"
 APPEND="console=ttyS0 rdinit=/init panic=-1 loglevel=4"
 HMP=/qemu/hmp
-
+ENOTSUP=95
 now() { date +%s; }
 
 # wait_for FILE PATTERN SECONDS: 0 once FILE has a line matching PATTERN.
@@ -49,24 +63,32 @@ test_boot() {
 	fi
 }
 
-migrate_info() { $HMP /tmp/src.sock "info migrate"; }
+migrate_info() { $HMP /tmp/$1.sock "info migrate"; }
+field() { echo "$1" | sed -n "s/^$2: *\([0-9]*\).*/\1/p" | head -n 1; }
 
-test_postcopy() {
-	local s=$(now) status="" info end before after total downtime
-	rm -f /tmp/src.sock /tmp/dst.sock /tmp/src.log /tmp/dst.log
-	$Q -serial file:/tmp/dst.log -monitor unix:/tmp/dst.sock,server=on,wait=off \
-		-incoming tcp:127.0.0.1:4444 -append "$APPEND" >/tmp/dst.qemu 2>&1 &
+# run_postcopy QEMU [DESTINATION OPTIONS]: post-copy from a QEMU to a
+# QEMU (both the binary QEMU) with the guest's memory verified on both.
+# Sets status, after, info and dinfo for the caller's verdict.
+run_postcopy() {
+	local bin=$1 end before total downtime blocktime vcpu_blocktime
+	shift
+	s=$(now)
+	status="" after=0 info="" dinfo=""
+	rm -f /tmp/src.sock /tmp/dst.sock /tmp/src.log /tmp/dst.log /tmp/dst.qemu /tmp/src.qemu
+	$bin $OPTS -serial file:/tmp/dst.log -monitor unix:/tmp/dst.sock,server=on,wait=off \
+		-incoming tcp:127.0.0.1:4444 -append "$APPEND" "$@" >/tmp/dst.qemu 2>&1 &
 	local dst=$!
-	$Q -serial file:/tmp/src.log -monitor unix:/tmp/src.sock,server=on,wait=off \
-		-append "$APPEND kf.mib=64 kf.rounds=1000000" >/tmp/src.qemu 2>&1 &
+	$bin $OPTS -serial file:/tmp/src.log -monitor unix:/tmp/src.sock,server=on,wait=off \
+		-append "$APPEND kf.mib=${MIB:-64} kf.rounds=1000000" >/tmp/src.qemu 2>&1 &
 	local src=$!
 	if ! wait_for /tmp/src.log "MEMCHECK ROUND 1 OK" "$T"; then
-		echo "KF-QEMU postcopy fail stage=source-guest secs=$(( $(now) - s ))"
-		show /tmp/src.log; show /tmp/src.qemu
+		status=source-guest-failed
 		kill -9 $src $dst 2>/dev/null
+		wait 2>/dev/null
 		return
 	fi
 	$HMP /tmp/dst.sock "migrate_set_capability postcopy-ram on" >/dev/null &&
+	$HMP /tmp/dst.sock "migrate_set_capability postcopy-blocktime on" >/dev/null &&
 	$HMP /tmp/src.sock "migrate_set_capability postcopy-ram on" >/dev/null &&
 	$HMP /tmp/src.sock "migrate -d tcp:127.0.0.1:4444" >/dev/null
 	before=$(rounds_in /tmp/src.log)
@@ -74,15 +96,12 @@ test_postcopy() {
 	$HMP /tmp/src.sock "migrate_start_postcopy" >/dev/null
 	end=$(( $(now) + T ))
 	while [ "$(now)" -lt "$end" ]; do
-		info=$(migrate_info)
+		info=$(migrate_info src)
 		status=$(echo "$info" | sed -n 's/^Migration status: *//p' | tr -d '\r')
 		case "$status" in completed|failed|cancelled) break ;; esac
 		sleep 1
 	done
-	total=$(echo "$info" | sed -n 's/^total time: *\([0-9]*\).*/\1/p')
-	downtime=$(echo "$info" | sed -n 's/^downtime: *\([0-9]*\).*/\1/p')
 	# The guest goes on at the destination: three more rounds, verified.
-	after=0
 	if [ "$status" = completed ]; then
 		end=$(( $(now) + T ))
 		while [ "$(now)" -lt "$end" ]; do
@@ -92,20 +111,110 @@ test_postcopy() {
 			sleep 1
 		done
 	fi
+	dinfo=$(migrate_info dst | tr -d '\r')
 	$HMP /tmp/dst.sock quit >/dev/null 2>&1
 	kill -9 $src $dst 2>/dev/null
 	wait 2>/dev/null
-	if [ "$status" = completed ] && [ "${after:-0}" -ge 3 ] &&
-	   ! grep -q "MEMCHECK FAIL" /tmp/src.log /tmp/dst.log; then
-		echo "KF-QEMU postcopy pass total_ms=${total:-?} downtime_ms=${downtime:-?} rounds_before=$before rounds_after=$after secs=$(( $(now) - s ))"
+	total=$(field "$info" "total time")
+	downtime=$(field "$info" "downtime")
+	blocktime=$(field "$dinfo" "postcopy blocktime")
+	vcpu_blocktime=$(echo "$dinfo" | sed -n 's/^postcopy vcpu blocktime: *//p' | tr -d ' []')
+	result="total_ms=${total:-?} downtime_ms=${downtime:-?} blocktime_ms=${blocktime:-?} vcpu_blocktime_ms=${vcpu_blocktime:-?} rounds_before=$before rounds_after=$after"
+}
+
+postcopy_ok() {
+	[ "$status" = completed ] && [ "${after:-0}" -ge 3 ] &&
+		! grep -q "MEMCHECK FAIL" /tmp/src.log /tmp/dst.log
+}
+
+postcopy_failure() {
+	echo "KF-QEMU $1 fail status=${status:-none} rounds_after=$after secs=$(( $(now) - s ))"
+	echo "$info" | sed 's/^/  | /' | head -n 20
+	show /tmp/src.log; show /tmp/dst.log; show /tmp/src.qemu; show /tmp/dst.qemu
+}
+
+test_postcopy() {
+	run_postcopy "$STOCK"
+	if postcopy_ok; then
+		echo "KF-QEMU postcopy pass $result secs=$(( $(now) - s ))"
 	else
-		echo "KF-QEMU postcopy fail status=${status:-none} rounds_after=$after secs=$(( $(now) - s ))"
-		echo "$info" | sed 's/^/  | /' | head -n 20
-		show /tmp/src.log; show /tmp/dst.log; show /tmp/src.qemu; show /tmp/dst.qemu
+		postcopy_failure postcopy
 	fi
 }
 
+# The patched QEMU: where the kernel has exit-on-missing (capability 512)
+# the destination turns it on and its vCPUs fetch pages themselves; where
+# it has not, QEMU is told so (ENOTSUP) and post-copy runs as stock.
+test_postcopy_eom() {
+	local cap on faults want
+	if [ ! -x "$PATCHED" ]; then
+		echo "KF-QEMU postcopy-eom fail reason=no-patched-qemu-packed"
+		return
+	fi
+	cap=$(/qemu/kvmcap 512)
+	run_postcopy "$PATCHED" \
+		-trace postcopy_exit_on_missing -trace postcopy_vcpu_missing_page
+	on=$(sed -n 's/.*postcopy_exit_on_missing on=1 ret=\(-*[0-9]*\).*/\1/p' /tmp/dst.qemu | head -n 1)
+	faults=$(grep -c "postcopy_vcpu_missing_page" /tmp/dst.qemu)
+	if [ "${cap:-0}" -gt 0 ]; then
+		want="exit-on-missing on (ret=0) and vCPU faults > 0"
+		[ "$on" = 0 ] && [ "$faults" -gt 0 ] && want=""
+	else
+		want="exit-on-missing refused (ret=-$ENOTSUP) and no vCPU faults"
+		[ "$on" = "-$ENOTSUP" ] && [ "$faults" -eq 0 ] && want=""
+	fi
+	if postcopy_ok && [ -z "$want" ]; then
+		echo "KF-QEMU postcopy-eom pass cap512=$cap eom_ret=${on:-none} vcpu_faults=$faults $result secs=$(( $(now) - s ))"
+	elif postcopy_ok; then
+		echo "KF-QEMU postcopy-eom fail cap512=$cap expected $want, got ret=${on:-none} vcpu_faults=$faults"
+		show /tmp/dst.qemu
+	else
+		postcopy_failure postcopy-eom
+	fi
+}
+
+# fault_latency TRACE REQUEST_EVENT: "faults=N p50_us=N p99_us=N" of the
+# faults in TRACE (QEMU's log backend, "pid@sec.usec:event ... 0xADDR"): from
+# the first request of a page to its placement (postcopy_place_page).
+fault_latency() {
+	awk -v req="$2" '
+	function t(s) { sub(/^[0-9]*@/, "", s); sub(/:.*/, "", s); return s + 0 }
+	function page(s) { match(s, /(HVA|host)=0x[0-9a-f]+/); return substr(s, RSTART, RLENGTH) }
+	$0 ~ ":" req " " { p = page($0); sub(/^HVA/, "host", p); if (!(p in asked)) asked[p] = t($1); next }
+	/:postcopy_place_page / { p = page($0); if (p in asked) { d = t($1) - asked[p]; if (d >= 0) lat[n++] = d * 1e6; delete asked[p] } }
+	END {
+		if (!n) { print "faults=0 p50_us=- p99_us=-"; exit }
+		for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (lat[j] < lat[i]) { x = lat[i]; lat[i] = lat[j]; lat[j] = x }
+		printf "faults=%d p50_us=%d p99_us=%d\n", n, lat[int(n * 0.5)], lat[int(n * 0.99)]
+	}' "$1"
+}
+
+bench() {
+	local smp qemu bin req ok
+	# A bigger guest than the tests': 512 MiB, 256 of them written.
+	MIB=256
+	for smp in 1 2 4; do
+		OPTS=$(echo "$OPTS" | sed "s/-smp [0-9]*/-smp $smp/; s/-m [0-9]*M/-m 512M/")
+		for qemu in stock eom; do
+			case $qemu in
+			stock) bin=$STOCK req=postcopy_ram_fault_thread_request ;;
+			eom) bin=$PATCHED req=postcopy_vcpu_missing_page ;;
+			esac
+			run_postcopy "$bin" -trace "$req" -trace postcopy_place_page
+			ok=0
+			postcopy_ok && ok=1
+			echo "KF-QEMU-BENCH smp=$smp qemu=$qemu mib=$MIB ok=$ok $result $(fault_latency /tmp/dst.qemu "$req")"
+		done
+	done
+}
+
 echo "KF-QEMU-BEGIN $(/qemu/qemu-system-x86_64 --version | head -n 1)"
+if [ "${2:-}" = -bench ]; then
+	bench
+	echo "KF-QEMU-END"
+	exit 0
+fi
 test_boot
 test_postcopy
+test_postcopy_eom
 echo "KF-QEMU-END"
