@@ -30,8 +30,9 @@ CONFIGURE="--target-list=x86_64-softmmu --without-default-features --enable-kvm
 log() { echo "qemu-build: $*" >&2; }
 die() { echo "qemu-build: error: $*" >&2; exit 1; }
 
-version=${QEMU_PACKAGE_VERSION:-$(dpkg-query -W -f '${source:Version}' qemu-system-x86 2>/dev/null)} ||
-	die "qemu-system-x86 is not installed: apt-get install qemu-system-x86"
+version=${QEMU_PACKAGE_VERSION:-$(dpkg-query -W -f '${db:Status-Status} ${source:Version}' qemu-system-x86 2>/dev/null |
+	sed -n 's/^installed //p')}
+[ -n "$version" ] || die "qemu-system-x86 is not installed: apt-get install qemu-system-x86"
 # 1:7.2+dfsg-7+deb12u18 -> 7.2
 upstream=${version#*:}
 upstream=${upstream%%[+~-]*}
@@ -85,9 +86,15 @@ if [ ! -f "$dl/.done" ]; then
 	touch "$dl/.done"
 fi
 
+# One build at a time: the source tree and the object directory are shared.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/qemu-build.lock"
+flock 9
+
 # The source as a git tree (tag "base"), reset and patched for each build:
 # git rewrites only the files that differ, so the object directory (one
 # per version and configuration) rebuilds only what the patches change.
+# It belongs to this script: change the series in a clone of it.
 src=$CACHE/qemu-src-$vtag
 if [ ! -f "$src/.git/kvmfault-base" ]; then
 	rm -rf "$src"

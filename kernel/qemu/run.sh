@@ -31,6 +31,7 @@ OPTS="-accel kvm -cpu host -m 192M -smp 1 -nodefaults
    -initrd /qemu/guest.gz"
 Q="$STOCK $OPTS"
 APPEND="console=ttyS0 rdinit=/init panic=-1 loglevel=4"
+SMP=1
 HMP=/qemu/hmp
 ENOTSUP=95
 now() { date +%s; }
@@ -70,7 +71,7 @@ field() { echo "$1" | sed -n "s/^$2: *\([0-9]*\).*/\1/p" | head -n 1; }
 # QEMU (both the binary QEMU) with the guest's memory verified on both.
 # Sets status, after, info and dinfo for the caller's verdict.
 run_postcopy() {
-	local bin=$1 end before total downtime blocktime vcpu_blocktime
+	local bin=$1 end before total downtime blocktime vcpu_blocktime requests
 	shift
 	s=$(now)
 	status="" after=0 info="" dinfo=""
@@ -101,12 +102,13 @@ run_postcopy() {
 		case "$status" in completed|failed|cancelled) break ;; esac
 		sleep 1
 	done
-	# The guest goes on at the destination: three more rounds, verified.
+	# The guest goes on at the destination: three more rounds of each
+	# memcheck (one a vCPU), verified.
 	if [ "$status" = completed ]; then
 		end=$(( $(now) + T ))
 		while [ "$(now)" -lt "$end" ]; do
 			after=$(rounds_in /tmp/dst.log)
-			[ "${after:-0}" -ge 3 ] && break
+			[ "${after:-0}" -ge $((3 * SMP)) ] && break
 			grep -q "MEMCHECK FAIL" /tmp/dst.log && break
 			sleep 1
 		done
@@ -118,12 +120,14 @@ run_postcopy() {
 	total=$(field "$info" "total time")
 	downtime=$(field "$info" "downtime")
 	blocktime=$(field "$dinfo" "postcopy blocktime")
+	# HMP prints the per-vCPU list as a set (sorted, equal values merged).
 	vcpu_blocktime=$(echo "$dinfo" | sed -n 's/^postcopy vcpu blocktime: *//p' | tr -d ' []')
-	result="total_ms=${total:-?} downtime_ms=${downtime:-?} blocktime_ms=${blocktime:-?} vcpu_blocktime_ms=${vcpu_blocktime:-?} rounds_before=$before rounds_after=$after"
+	requests=$(field "$info" "postcopy request count")
+	result="total_ms=${total:-?} downtime_ms=${downtime:-?} blocktime_ms=${blocktime:-?} vcpu_blocktime_set_ms=${vcpu_blocktime:-?} page_requests=${requests:-?} rounds_before=$before rounds_after=$after"
 }
 
 postcopy_ok() {
-	[ "$status" = completed ] && [ "${after:-0}" -ge 3 ] &&
+	[ "$status" = completed ] && [ "${after:-0}" -ge $((3 * SMP)) ] &&
 		! grep -q "MEMCHECK FAIL" /tmp/src.log /tmp/dst.log
 }
 
@@ -146,7 +150,7 @@ test_postcopy() {
 # the destination turns it on and its vCPUs fetch pages themselves; where
 # it has not, QEMU is told so (ENOTSUP) and post-copy runs as stock.
 test_postcopy_eom() {
-	local cap on faults want
+	local cap on off faults want
 	if [ ! -x "$PATCHED" ]; then
 		echo "KF-QEMU postcopy-eom fail reason=no-patched-qemu-packed"
 		return
@@ -155,18 +159,19 @@ test_postcopy_eom() {
 	run_postcopy "$PATCHED" \
 		-trace postcopy_exit_on_missing -trace postcopy_vcpu_missing_page
 	on=$(sed -n 's/.*postcopy_exit_on_missing on=1 ret=\(-*[0-9]*\).*/\1/p' /tmp/dst.qemu | head -n 1)
+	off=$(sed -n 's/.*postcopy_exit_on_missing on=0 ret=\(-*[0-9]*\).*/\1/p' /tmp/dst.qemu | head -n 1)
 	faults=$(grep -c "postcopy_vcpu_missing_page" /tmp/dst.qemu)
 	if [ "${cap:-0}" -gt 0 ]; then
-		want="exit-on-missing on (ret=0) and vCPU faults > 0"
-		[ "$on" = 0 ] && [ "$faults" -gt 0 ] && want=""
+		want="exit-on-missing on (ret=0), vCPU page requests > 0, off at the end (ret=0)"
+		[ "$on" = 0 ] && [ "$faults" -gt 0 ] && [ "$off" = 0 ] && want=""
 	else
 		want="exit-on-missing refused (ret=-$ENOTSUP) and no vCPU faults"
 		[ "$on" = "-$ENOTSUP" ] && [ "$faults" -eq 0 ] && want=""
 	fi
 	if postcopy_ok && [ -z "$want" ]; then
-		echo "KF-QEMU postcopy-eom pass cap512=$cap eom_ret=${on:-none} vcpu_faults=$faults $result secs=$(( $(now) - s ))"
+		echo "KF-QEMU postcopy-eom pass cap512=$cap eom_ret=${on:-none} vcpu_requests=$faults $result secs=$(( $(now) - s ))"
 	elif postcopy_ok; then
-		echo "KF-QEMU postcopy-eom fail cap512=$cap expected $want, got ret=${on:-none} vcpu_faults=$faults"
+		echo "KF-QEMU postcopy-eom fail cap512=$cap expected $want, got on ret=${on:-none} vcpu_requests=$faults off ret=${off:-none}"
 		show /tmp/dst.qemu
 	else
 		postcopy_failure postcopy-eom
@@ -174,19 +179,23 @@ test_postcopy_eom() {
 }
 
 # fault_latency TRACE REQUEST_EVENT: "faults=N p50_us=N p99_us=N" of the
-# faults in TRACE (QEMU's log backend, "pid@sec.usec:event ... 0xADDR"): from
-# the first request of a page to its placement (postcopy_place_page).
+# faults in TRACE (QEMU's log backend with timestamps, "pid@sec.usec:event
+# ... 0xADDR", lines of several threads put in time order first): from the
+# first request of a page to its placement (postcopy_place_page[_zero]).
 fault_latency() {
-	awk -v req="$2" '
+	grep '^[0-9]*@' "$1" | sort -t@ -k2,2n | awk -v req="$2" '
 	function t(s) { sub(/^[0-9]*@/, "", s); sub(/:.*/, "", s); return s + 0 }
-	function page(s) { match(s, /(HVA|host)=0x[0-9a-f]+/); return substr(s, RSTART, RLENGTH) }
-	$0 ~ ":" req " " { p = page($0); sub(/^HVA/, "host", p); if (!(p in asked)) asked[p] = t($1); next }
-	/:postcopy_place_page / { p = page($0); if (p in asked) { d = t($1) - asked[p]; if (d >= 0) lat[n++] = d * 1e6; delete asked[p] } }
+	function page(s) {
+		if (!match(s, /(HVA|host)=0x[0-9a-f]+/)) return ""
+		s = substr(s, RSTART, RLENGTH); sub(/^HVA/, "host", s); return s
+	}
+	$0 ~ ":" req " " { p = page($0); if (p != "" && !(p in asked)) asked[p] = t($1); next }
+	/:postcopy_place_page(_zero)? / { p = page($0); if (p in asked) { print int((t($1) - asked[p]) * 1e6); delete asked[p] } }' |
+	sort -n | awk '{ v[NR] = $1 }
 	END {
-		if (!n) { print "faults=0 p50_us=- p99_us=-"; exit }
-		for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (lat[j] < lat[i]) { x = lat[i]; lat[i] = lat[j]; lat[j] = x }
-		printf "faults=%d p50_us=%d p99_us=%d\n", n, lat[int(n * 0.5)], lat[int(n * 0.99)]
-	}' "$1"
+		if (!NR) { print "faults=0 p50_us=- p99_us=-"; exit }
+		printf "faults=%d p50_us=%d p99_us=%d\n", NR, v[int((NR - 1) * 0.5) + 1], v[int((NR - 1) * 0.99) + 1]
+	}'
 }
 
 bench() {
@@ -194,13 +203,15 @@ bench() {
 	# A bigger guest than the tests': 512 MiB, 256 of them written.
 	MIB=256
 	for smp in 1 2 4; do
+		SMP=$smp
 		OPTS=$(echo "$OPTS" | sed "s/-smp [0-9]*/-smp $smp/; s/-m [0-9]*M/-m 512M/")
 		for qemu in stock eom; do
 			case $qemu in
 			stock) bin=$STOCK req=postcopy_ram_fault_thread_request ;;
 			eom) bin=$PATCHED req=postcopy_vcpu_missing_page ;;
 			esac
-			run_postcopy "$bin" -trace "$req" -trace postcopy_place_page
+			run_postcopy "$bin" -msg timestamp=on -trace "$req" \
+				-trace postcopy_place_page -trace postcopy_place_page_zero
 			ok=0
 			postcopy_ok && ok=1
 			echo "KF-QEMU-BENCH smp=$smp qemu=$qemu mib=$MIB ok=$ok $result $(fault_latency /tmp/dst.qemu "$req")"
