@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: GPL-2.0
+# SPDX-License-Identifier: MIT
 #
 # Build the patched QEMU for the rig: Debian's source of the installed
 # qemu-system-x86 (apt-get source; a deb-src entry is added when the
