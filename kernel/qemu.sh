@@ -9,9 +9,10 @@
 # over loopback, the guest verifying its memory at the destination
 # (qemu/run.sh).  Then the same post-copy with our patched QEMU
 # (../qemu/build.sh), whose destination vCPUs fetch missing pages
-# themselves where the kernel has exit-on-missing.  The series must not change the outcome: every test passes
-# on the patched kernel; a test that fails on both is reported as a property
-# of the rig, a test that fails on ours only is a regression.
+# themselves where the kernel has exit-on-missing.  The series must not
+# change the outcome: every test passes on the patched kernel; a test that
+# fails on both is reported as a property of the rig, a test that fails on
+# ours only is a regression.
 #
 # The guest kernel is the unpatched kernel of the base, the same in every run.
 #

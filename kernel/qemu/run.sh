@@ -150,6 +150,12 @@ test_postcopy() {
 	fi
 }
 
+# eom_switch_ret ON: the destination's return value for turning
+# exit-on-missing on (1) or off (0), from its trace.
+eom_switch_ret() {
+	sed -n "s/.*postcopy_exit_on_missing on=$1 ret=\(-*[0-9]*\).*/\1/p" /tmp/dst.qemu | head -n 1
+}
+
 # The patched QEMU: where the kernel has exit-on-missing (capability 512)
 # the destination turns it on and its vCPUs fetch pages themselves; where
 # it has not, QEMU is told so (ENOTSUP) and post-copy runs as stock.
@@ -162,8 +168,8 @@ test_postcopy_eom() {
 	cap=$(/qemu/kvmcap 512)
 	run_postcopy "$PATCHED" \
 		-trace postcopy_exit_on_missing -trace postcopy_vcpu_missing_page
-	on=$(sed -n 's/.*postcopy_exit_on_missing on=1 ret=\(-*[0-9]*\).*/\1/p' /tmp/dst.qemu | head -n 1)
-	off=$(sed -n 's/.*postcopy_exit_on_missing on=0 ret=\(-*[0-9]*\).*/\1/p' /tmp/dst.qemu | head -n 1)
+	on=$(eom_switch_ret 1)
+	off=$(eom_switch_ret 0)
 	faults=$(grep -c "postcopy_vcpu_missing_page" /tmp/dst.qemu)
 	if [ "${cap:-0}" -gt 0 ]; then
 		want="exit-on-missing on (ret=0), vCPU page requests > 0, off at the end (ret=0)"
