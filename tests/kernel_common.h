@@ -25,12 +25,13 @@
 #include <kvmfault/test.h>
 
 /*
- * The series promises annotated guest page faults (patch 2); upstream's
- * KVM_CAP_MEMORY_FAULT_INFO alone does not (upstream annotates only some
- * paths).  A kernel has the promise if it advertises
+ * The series promises annotated guest page faults (its annotation patch);
+ * upstream's KVM_CAP_MEMORY_FAULT_INFO alone does not (upstream annotates
+ * only some paths).  A kernel has the promise if it advertises
  * KVM_CAP_MEMORY_FAULT_INFO and either the series' own
- * KVM_CAP_EXIT_ON_MISSING (patch 3) or a version below 6.8, where 232 can
- * only come from this series (check-series.sh boots such kernels).
+ * KVM_CAP_EXIT_ON_MISSING (its exit-on-missing patch) or a version below
+ * 6.8, where 232 can only come from this series (check-series.sh boots such
+ * kernels).
  */
 static inline bool kt_kernel_below_6_8(void)
 {
@@ -51,7 +52,6 @@ static inline void kt_require_annotations(void)
 		kf_test_skip("KVM_CAP_MEMORY_FAULT_INFO without KVM_CAP_EXIT_ON_MISSING (512) on a kernel >= 6.8: upstream does not promise annotated page faults");
 }
 
-/* Exit-on-missing (patch 3). */
 /*
  * The conversion tests' page contents: word i of page gpa at a stage (stage
  * 0: zero), written or checked through va, the page's private or shared
@@ -96,7 +96,7 @@ static inline void kt_require_series(void)
 {
 	kt_require_annotations();
 	if (!kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
-		kf_test_skip("kernel lacks KVM_CAP_EXIT_ON_MISSING (512): not a kvmfault-patched kernel, or only patches 1-2");
+		kf_test_skip("kernel lacks KVM_CAP_EXIT_ON_MISSING (512): not a kvmfault-patched kernel, or the series without its exit-on-missing patch");
 }
 
 /* The contents the host installs in the page at gpa, qword i. */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * KVM_MEM_EXIT_ON_MISSING with one vCPU (kvmfault kernel series, patch 3).
+ * KVM_MEM_EXIT_ON_MISSING with one vCPU (kvmfault kernel series).
  *
  * A guest touching N missing pages of a flagged slot over memory registered
  * with a (blocking) userfaultfd exits once per page with

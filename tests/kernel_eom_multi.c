@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * KVM_MEM_EXIT_ON_MISSING with several vCPUs faulting at once (kvmfault
- * kernel series, patch 3).  Each of NR_VCPUS vCPUs first walks the same
+ * kernel series).  Each of NR_VCPUS vCPUs first walks the same
  * SHARED pages, then PRIVATE pages of its own, in a slot over memory
  * registered with a blocking userfaultfd.  Every vCPU thread resolves its
  * own exits with UFFDIO_COPY (EEXIST when another vCPU won the race).

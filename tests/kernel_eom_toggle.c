@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Toggling KVM_MEM_EXIT_ON_MISSING with flags-only updates of a live slot
- * (kvmfault kernel series, patch 3), the way a post-copy migration turns it
+ * (kvmfault kernel series), the way a post-copy migration turns it
  * off once every page has arrived.  With the flag, a missing page exits to
  * the vCPU thread; after the flag is cleared, the same slot behaves as on a
  * stock kernel: the vCPU waits in the userfaultfd until another thread

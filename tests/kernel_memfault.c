@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Annotated -EFAULTs of the guest page-fault path (kvmfault kernel series,
- * patch 2).  For a guest read, write and instruction fetch of a page whose
+ * its annotation patch).  For a guest read, write and instruction fetch of a page whose
  * host memory is missing (PROT_NONE, no VMA at all, userfaultfd in SIGBUS
  * mode), KVM_RUN must fail with EFAULT and KVM_EXIT_MEMORY_FAULT holding the
  * page's gpa, size 4096 and exactly the access flag; once the page is
