@@ -30,16 +30,28 @@ rig_check_splat() {
 
 # rig_boot KDIR SMP INITRD LOG SECONDS APPEND...: one boot of KDIR/bzImage
 # under QEMU's software CPU, the serial console in LOG, killed after
-# SECONDS.  Returns QEMU's status, 124 on timeout.
+# SECONDS.  With rig_swap_disk set (a variable of the caller, rig.sh), that
+# file (created anew, sparse, 0600: guest memory goes there; removed after
+# the boot) is the guest's virtio disk /dev/vda, which the initramfs turns
+# into swap.
+# Returns QEMU's status, 124 on timeout.
 rig_boot() {
-	local kd=$1 smp=$2 initrd=$3 log=$4 secs=$5
+	local kd=$1 smp=$2 initrd=$3 log=$4 secs=$5 disk=() rc
 	shift 5
+	if [ -n "${rig_swap_disk:-}" ]; then
+		rm -f "$rig_swap_disk"
+		(umask 077 && truncate -s 256M "$rig_swap_disk") || return 1
+		disk=(-drive "file=$rig_swap_disk,format=raw,if=virtio")
+	fi
 	timeout --foreground -k 10 "$secs" $(rig_qemu_prefix) qemu-system-x86_64 \
 		-accel tcg -cpu max -m "${RIG_MEM:-2G}" -smp "$smp" \
 		-nographic -no-reboot -nodefaults -serial stdio -display none \
-		-kernel "$kd/bzImage" -initrd "$initrd" \
+		"${disk[@]}" -kernel "$kd/bzImage" -initrd "$initrd" \
 		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic $*" \
 		</dev/null >"$log" 2>&1
+	rc=$?
+	[ -z "${rig_swap_disk:-}" ] || rm -f "$rig_swap_disk"
+	return $rc
 }
 
 # The command prefix that runs QEMU on the rig's host CPUs.

@@ -71,6 +71,9 @@ cmd_tests() {
 	echo "rig: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${TEST_TIMEOUT}s a test, ${RIG_TIMEOUT}s a boot"
 
 	local tp=0 tf=0 ts=0 tr=0 bad=0 smp log counts rc start secs
+	local rig_swap_disk=$rigdir/swap.img
+	# shellcheck disable=SC2064 # the path now: rigdir is local
+	trap "rm -f '$rig_swap_disk'" EXIT
 	for smp in $RIG_SMP; do
 		log=$rigdir/serial-smp$smp.log
 		start=$(date +%s)
