@@ -10,15 +10,19 @@
 #   selftests  the kernel's own KVM selftests on the patched kernel, compared
 #           with the unpatched kernel: a regression fails; tests that skip,
 #           or fail on the unpatched kernel too, count as skipped
+#   debug   the rig's tests again (2 vCPUs) on the patched kernel built with
+#           lockdep, KASAN, DEBUG_VM and sleep-in-atomic checks
+#           (kernel/debug.config): any report in the serial log fails
 #   qemu    unchanged QEMU (Debian's, -accel kvm) inside the rig on the
 #           patched kernel and on the unpatched control of the same base: a
 #           Linux guest boots and verifies its memory, and QEMU's own
 #           post-copy migration between two QEMUs keeps it intact
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
-# rig, series and qemu, and the primary base (the newest) also selftests: the
-# backport's selftests (about 13 minutes) would take a cold run past its
-# time budget, so they are a SKIP there unless asked for.
+# rig, series and qemu, and the primary base (the newest) also selftests and
+# debug: the backport's selftests (about 13 minutes) and its debug kernel
+# would take a cold run past its time budget, so they are a SKIP there
+# unless asked for.
 # KVMFAULT_PHASES="host asan" limits the phases ("rig" is every base's rig,
 # "rig-6.1" one base's); KVMFAULT_FULL=1 runs every phase of every base;
 # KVMFAULT_BASES="6.1" limits the bases; KVMFAULT_FUZZ_SECONDS sets the
@@ -36,20 +40,21 @@ cd "$(dirname "$0")/.." || exit 1
 bases=${KVMFAULT_BASES:-$(for d in kernel/patches/*/series; do
 	[ -r "$d" ] && basename "$(dirname "$d")"; done | sort -rV | tr '\n' ' ')}
 primary=${bases%% *}
-default_phases="host asan fuzz rig series selftests-$primary qemu"
-[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests qemu"
+default_phases="host asan fuzz rig series selftests-$primary debug-$primary qemu"
+[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests debug qemu"
 phases=""
 for p in ${KVMFAULT_PHASES:-$default_phases}; do
 	case $p in
-	rig|series|selftests|qemu) for b in $bases; do phases="$phases $p-$b"; done ;;
+	rig|series|selftests|debug|qemu) for b in $bases; do phases="$phases $p-$b"; done ;;
 	*) phases="$phases $p" ;;
 	esac
 done
-# The backports' selftests left out of a default run, said as such.
+# The backports' selftests and debug kernels left out of a default run,
+# said as such.
 not_run=""
 if [ -z "${KVMFAULT_PHASES:-}" ] && [ "${KVMFAULT_FULL:-0}" != 1 ]; then
 	for b in $bases; do
-		[ "$b" = "$primary" ] || not_run="$not_run selftests-$b"
+		[ "$b" = "$primary" ] || not_run="$not_run selftests-$b debug-$b"
 	done
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -97,6 +102,13 @@ host_timeout() {
 rig_phase() {
 	make -s -C kernel check KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
 		sed -u -e "s/^rig: \([0-9]* passed,\)/rig-$1: \1/" -e "s/^rig: reruns /rig-$1: reruns /"
+}
+
+# The rig of base $1 on its debug kernel: one boot with 2 vCPUs.
+debug_phase() {
+	make -s -C kernel rig KBASE="$1" KFLAVOR=debug RIG_SMP=2 \
+		TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
+		sed -u -e "s/^rig: \([0-9]* passed,\)/debug-$1: \1/" -e "s/^rig: reruns /debug-$1: reruns /"
 }
 
 # The series check of base $1: one test a patch when it passes, a failure
@@ -154,18 +166,18 @@ skip_phase() {
 }
 
 deps_flag=""
-case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
+case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
 
 for phase in $phases; do
 	case $phase in
 	host|asan|fuzz) ;;
-	rig-*|series-*|selftests-*|qemu-*)
+	rig-*|series-*|selftests-*|debug-*|qemu-*)
 		[ -r "kernel/patches/${phase#*-}/series" ] || {
 			echo "unknown kernel base in '$phase' (bases: $bases)" >&2
 			exit 2
 		} ;;
-	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests qemu, rig-BASE ...)" >&2
+	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests debug qemu, rig-BASE ...)" >&2
 	   exit 2 ;;
 	esac
 done
@@ -204,13 +216,14 @@ do_phase() {
 		else
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
-	rig-*|series-*|selftests-*|qemu-*)
+	rig-*|series-*|selftests-*|debug-*|qemu-*)
 		base=${phase#*-}
 		case $phase in
 		qemu-*) note "$phase: unchanged QEMU in the rig on the patched $base kernel and its control" ;;
 		rig-*) note "$phase: the patched $base kernel under QEMU" ;;
 		series-*) note "$phase: each patch of the $base series on its own" ;;
 		selftests-*) note "$phase: the KVM selftests of $base on the patched kernel" ;;
+		debug-*) note "$phase: the patched $base kernel with lockdep and KASAN under QEMU" ;;
 		esac
 		why=$(rig_missing)
 		case $phase in
@@ -227,6 +240,7 @@ do_phase() {
 		rig-*) run_phase "$phase" rig_phase "$base" ;;
 		series-*) run_phase "$phase" series_phase "$base" ;;
 		selftests-*) run_phase "$phase" selftests_phase "$base" ;;
+		debug-*) run_phase "$phase" debug_phase "$base" ;;
 		qemu-*) run_phase "$phase" qemu_phase "$base" ;;
 		esac ;;
 	esac
@@ -240,7 +254,7 @@ for phase in $phases; do
 done
 for phase in $not_run; do
 	note "$phase"
-	skip_phase "$phase" "a backport's selftests are not in the default run (time budget); KVMFAULT_PHASES=$phase or KVMFAULT_FULL=1 runs them"
+	skip_phase "$phase" "a backport's ${phase%-*} phase is not in the default run (time budget); KVMFAULT_PHASES=$phase or KVMFAULT_FULL=1 runs it"
 done
 
 note "summary"
