@@ -156,7 +156,7 @@ for f in $FRAGMENTS; do
 			opt=${line%%=*}
 			# An option the series adds does not exist without it
 			# (the unpatched control, a bisection step).
-			if ! grep -rqx --include='Kconfig*' "config ${opt#CONFIG_}" .; then
+			if ! grep -rqxE --include='Kconfig*' "(menu)?config ${opt#CONFIG_}" .; then
 				log "config: $opt is not in this tree (added by the series?): skipped"
 				continue
 			fi
