@@ -98,17 +98,22 @@ host_timeout() {
 	echo "$t"
 }
 
+# relabel FROM TO: a kernel script's summary and reruns lines ("FROM: N
+# passed, ..." and "FROM: reruns N") renamed to phase TO.
+relabel() {
+	sed -u -e "s/^$1: \([0-9]* passed,\)/$2: \1/" -e "s/^$1: reruns /$2: reruns /"
+}
+
 # The rig of base $1: the UAPI check, then our tests inside QEMU.
 rig_phase() {
 	make -s -C kernel check KBASE="$1" TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
-		sed -u -e "s/^rig: \([0-9]* passed,\)/rig-$1: \1/" -e "s/^rig: reruns /rig-$1: reruns /"
+		relabel rig "rig-$1"
 }
 
 # The rig of base $1 on its debug kernel: one boot with 2 vCPUs.
 debug_phase() {
 	make -s -C kernel rig KBASE="$1" KFLAVOR=debug RIG_SMP=2 \
-		TESTS_DIR="$(pwd)/build/static/tests" 2>&1 |
-		sed -u -e "s/^rig: \([0-9]* passed,\)/debug-$1: \1/" -e "s/^rig: reruns /debug-$1: reruns /"
+		TESTS_DIR="$(pwd)/build/static/tests" 2>&1 | relabel rig "debug-$1"
 }
 
 # The series check of base $1: one test a patch when it passes, a failure
@@ -147,8 +152,7 @@ selftests_phase() {
 
 # Unchanged QEMU in the rig of base $1.
 qemu_phase() {
-	make -s -C kernel qemu KBASE="$1" 2>&1 |
-		sed -u -e "s/^qemu: \([0-9]* passed,\)/qemu-$1: \1/" -e "s/^qemu: reruns /qemu-$1: reruns /"
+	make -s -C kernel qemu KBASE="$1" 2>&1 | relabel qemu "qemu-$1"
 }
 
 # Why the QEMU rig cannot run here; nothing when it can.
