@@ -67,6 +67,21 @@ bool kf_page_is_zero(const void *page);
 extern uint8_t kf_zero_pages[KF_ZERO_PAGES * 4096];
 #define kf_zero_page ((const uint8_t *)kf_zero_pages)
 
+/* Snapshot files (lib/snapshot.c): a private temporary file beside path
+ * (fd, or -errno), and its commit: fsync, close, rename over path. */
+int kf_snap_create_tmp(const char *path, char **tmpp);
+int kf_snap_commit(int fd, const char *tmp, const char *path);
+
+/* A snapshot's working set (lib/snapshot_ws.c). */
+struct kf_snapshot;
+struct kf_snap_ws;
+struct kf_snap_ws **kf_snapshot_ws(struct kf_snapshot *snap);
+void kf_snap_ws_free(struct kf_snap_ws *ws);
+/* A demand read of [gpa, gpa + len): recorded when recording. */
+void kf_snap_ws_note(struct kf_snapshot *snap, uint64_t gpa, size_t len);
+/* The loaded order (guest addresses), or NULL and 0. */
+const uint64_t *kf_snap_ws_order(struct kf_snapshot *snap, uint64_t *count);
+
 /* Format a line for a caller's log callback; nothing when log is NULL. */
 void kf_logf(void (*log)(void *opaque, const char *msg), void *opaque,
 	     const char *fmt, ...) KF_PRINTF(3, 4);

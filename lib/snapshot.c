@@ -32,6 +32,7 @@ struct kf_snapshot {
 	const void *vcpu_blob[KF_MAX_VCPUS];
 	size_t vcpu_len[KF_MAX_VCPUS];
 	struct kf_snap_page *index;
+	struct kf_snap_ws *ws;	/* working set: recorded or loaded */
 };
 
 static uint64_t kf_snap_header_hash(const struct kf_snap_header *h)
@@ -81,7 +82,7 @@ static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
  * guest memory), and renamed over it only once it is on disk: a crash or
  * a failed write leaves the old snapshot whole.
  */
-static int kf_snap_create_tmp(const char *path, char **tmpp)
+int kf_snap_create_tmp(const char *path, char **tmpp)
 {
 	char *tmp;
 	int fd;
@@ -117,7 +118,7 @@ static int kf_snap_fsync_dir(const char *path)
 }
 
 /* fsync, close and rename tmp over path; closes fd in every case. */
-static int kf_snap_commit(int fd, const char *tmp, const char *path)
+int kf_snap_commit(int fd, const char *tmp, const char *path)
 {
 	int ret = 0;
 
@@ -483,7 +484,13 @@ void kf_snapshot_close(struct kf_snapshot *snap)
 	free(snap->regions);
 	free(snap->vcpus);
 	free(snap->index);
+	kf_snap_ws_free(snap->ws);
 	free(snap);
+}
+
+struct kf_snap_ws **kf_snapshot_ws(struct kf_snapshot *snap)
+{
+	return &snap->ws;
 }
 
 const struct kf_snap_header *kf_snapshot_header(const struct kf_snapshot *snap)
@@ -581,13 +588,24 @@ static int kf_snapsrc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf,
 	return 0;
 }
 
+/* A fault's read: the working set's record sees it. */
+static int kf_snapsrc_demand_read(struct kf_pagesrc *src, uint64_t gpa,
+				  void *buf, size_t len)
+{
+	int ret = kf_snapsrc_read(src, gpa, buf, len);
+
+	if (!ret)
+		kf_snap_ws_note(src->priv, gpa, len);
+	return ret;
+}
+
 static void kf_snapsrc_destroy(struct kf_pagesrc *src)
 {
 	free(src);
 }
 
 static const struct kf_pagesrc_ops kf_snapsrc_ops = {
-	.read = kf_snapsrc_read,
+	.read = kf_snapsrc_demand_read,
 	.destroy = kf_snapsrc_destroy,
 };
 
@@ -604,23 +622,73 @@ struct kf_snap_prefetch {
 
 #define KF_SNAP_PREFETCH_RUN 64
 
+/* Read and install [p, p + n) of the region; the page numbers done. */
+static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
+				uint8_t *done, uint64_t p, uint64_t n)
+{
+	uint64_t gpa = pf->src.base + p * KF_PAGE_SIZE;
+	int ret = kf_snapsrc_read(&pf->src, gpa, buf, n * KF_PAGE_SIZE);
+
+	if (!ret)
+		ret = pf->sink(pf->opaque, gpa, buf, n * KF_PAGE_SIZE);
+	memset(done + p, 1, n);
+	return ret;
+}
+
+static bool kf_snap_prefetch_stopped(struct kf_snap_prefetch *pf)
+{
+	return __atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE);
+}
+
+/* The working set's pages of this region first, in its order, runs of
+ * consecutive pages together. */
+static int kf_snap_prefetch_ws(struct kf_snap_prefetch *pf, char *buf,
+			       uint8_t *done)
+{
+	uint64_t count, i = 0, npages = pf->src.size / KF_PAGE_SIZE;
+	const uint64_t *order = kf_snap_ws_order(pf->snap, &count);
+	int ret = 0;
+
+	while (!ret && i < count && !kf_snap_prefetch_stopped(pf)) {
+		uint64_t p = (order[i] - pf->src.base) / KF_PAGE_SIZE, n = 1;
+
+		if (order[i] < pf->src.base || p >= npages || done[p]) {
+			i++;
+			continue;
+		}
+		while (i + n < count && n < KF_SNAP_PREFETCH_RUN &&
+		       order[i + n] == order[i] + n * KF_PAGE_SIZE && !done[p + n])
+			n++;
+		ret = kf_snap_prefetch_run(pf, buf, done, p, n);
+		i += n;
+	}
+	return ret;
+}
+
 static void *kf_snap_prefetch_thread(void *arg)
 {
 	struct kf_snap_prefetch *pf = arg;
-	uint64_t off = 0, size = pf->src.size;
+	uint64_t p = 0, npages = pf->src.size / KF_PAGE_SIZE;
 	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
-	int ret = buf ? 0 : -ENOMEM;
+	uint8_t *done = calloc(npages, 1);
+	int ret = buf && done ? 0 : -ENOMEM;
 
 	/* A failed read or install ends the prefetch, which is only a hint:
 	 * faults read (and report) every page themselves. */
-	while (!ret && off < size && !__atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t len = KF_MIN(size - off, (uint64_t)KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
+	if (!ret)
+		ret = kf_snap_prefetch_ws(pf, buf, done);
+	while (!ret && p < npages && !kf_snap_prefetch_stopped(pf)) {
+		uint64_t n = 0;
 
-		ret = kf_snapsrc_read(&pf->src, pf->src.base + off, buf, len);
-		if (!ret)
-			ret = pf->sink(pf->opaque, pf->src.base + off, buf, len);
-		off += len;
+		while (p < npages && done[p])
+			p++;
+		while (p + n < npages && n < KF_SNAP_PREFETCH_RUN && !done[p + n])
+			n++;
+		if (n)
+			ret = kf_snap_prefetch_run(pf, buf, done, p, n);
+		p += n;
 	}
+	free(done);
 	free(buf);
 	return NULL;
 }
@@ -661,7 +729,7 @@ static void kf_snap_prefetch_destroy(struct kf_pagesrc *src)
 }
 
 static const struct kf_pagesrc_ops kf_snap_prefetch_ops = {
-	.read = kf_snapsrc_read,
+	.read = kf_snapsrc_demand_read,
 	.start_push = kf_snap_prefetch_start,
 	.stop_push = kf_snap_prefetch_stop,
 	.destroy = kf_snap_prefetch_destroy,

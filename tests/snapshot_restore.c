@@ -6,9 +6,13 @@
  * any vCPU runs it alone installs every page) and let the guest verify
  * every page; then corrupt a page (eager restore refuses, lazy restore
  * with or without prefetch stops the guest before it sees the page),
- * truncate the file and damage its header (both refused at open).
+ * truncate the file and damage its header (both refused at open).  Working
+ * sets: the order of first reads is recorded, saved and loaded, a
+ * prefetch follows it before file order, and damaged or foreign working
+ * set files are refused.
  */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,7 +66,10 @@ static void save(const char *path)
 
 /* PREFETCH_FIRST lets the prefetch finish before the vCPUs start;
  * PREFETCH starts them at once, racing it. */
-enum mode { EAGER, LAZY, PREFETCH, PREFETCH_FIRST };
+enum mode { EAGER, LAZY, PREFETCH, PREFETCH_FIRST, PREFETCH_WS, LAZY_RECORD };
+
+static const char *ws_path;	/* PREFETCH_WS loads it, LAZY_RECORD saves it */
+static uint64_t ws_recorded;	/* LAZY_RECORD: pages recorded */
 
 /* With prefetch and no vCPU running, only the prefetch installs pages. */
 static void wait_prefetched(struct kf_snapshot_restore *rs)
@@ -96,7 +103,7 @@ static int restore(const char *path, enum mode mode, char *err, size_t errlen)
 		.interrupted = kf_engine_interrupted,
 	};
 	struct kf_snapshot_restore rs = { .lazy = mode != EAGER,
-					  .prefetch = mode >= PREFETCH,
+					  .prefetch = mode >= PREFETCH && mode != LAZY_RECORD,
 					  .backend = KF_BACKEND_AUTO };
 	struct kf_snapshot *snap;
 	unsigned int i;
@@ -104,6 +111,10 @@ static int restore(const char *path, enum mode mode, char *err, size_t errlen)
 
 	err[0] = '\0';
 	ret = kf_snapshot_open(path, &snap);
+	if (!ret && mode == PREFETCH_WS)
+		ret = kf_snapshot_ws_load(snap, ws_path);
+	if (!ret && mode == LAZY_RECORD)
+		ret = kf_snapshot_ws_record(snap);
 	if (!ret)
 		ret = kf_snapshot_restore_vm(snap, &rs);
 	if (ret) {
@@ -130,6 +141,12 @@ static int restore(const char *path, enum mode mode, char *err, size_t errlen)
 	if (!first)
 		TEST_ASSERT_EQ(verified, nr_vcpus);
 	kf_snapshot_restore_free(&rs);
+	if (!first && mode == LAZY_RECORD) {
+		uint64_t loaded;
+
+		kf_snapshot_ws_count(snap, &ws_recorded, &loaded);
+		TEST_OK(kf_snapshot_ws_save(snap, ws_path));
+	}
 	kf_snapshot_close(snap);
 	return first;
 }
@@ -171,6 +188,189 @@ static void poke(const char *path, uint64_t off, uint8_t x)
 	b ^= x;
 	TEST_ASSERT(pwrite(fd, &b, 1, off) == 1, "pwrite");
 	close(fd);
+}
+
+/* What a prefetching source pushed, in order. */
+struct pushes {
+	struct kf_snapshot *snap;
+	uint64_t gpa[4096], len[4096];
+	unsigned int n;
+	uint64_t bytes;
+};
+
+static int record_push(void *opaque, uint64_t gpa, const void *data, size_t len)
+{
+	static char page[KF_PAGE_SIZE];
+	struct pushes *p = opaque;
+	size_t off;
+
+	TEST_ASSERT(p->n < KF_ARRAY_SIZE(p->gpa), "too many pushes");
+	for (off = 0; off < len; off += KF_PAGE_SIZE) {
+		TEST_OK(kf_snapshot_read_page(p->snap, gpa + off, page));
+		TEST_ASSERT(!memcmp(page, (const char *)data + off, KF_PAGE_SIZE),
+			    "pushed page 0x%llx differs from the snapshot's",
+			    (unsigned long long)(gpa + off));
+	}
+	p->gpa[p->n] = gpa;
+	p->len[p->n++] = len;
+	__atomic_add_fetch(&p->bytes, len, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* Record reads of data pages 7, 3, 3, 12, 13 and save them to ws. */
+static void record_ws(const char *path, const char *ws)
+{
+	static const unsigned int order[] = { 7, 3, 3, 12, 13 };
+	static char page[KF_PAGE_SIZE];
+	struct kf_snapshot *snap;
+	struct kf_pagesrc *src;
+	uint64_t recorded, loaded;
+	struct stat st;
+	unsigned int i;
+
+	TEST_OK(kf_snapshot_open(path, &snap));
+	TEST_ASSERT_EQ(kf_snapshot_ws_save(snap, ws), -EINVAL);
+	TEST_OK(kf_snapshot_ws_record(snap));
+	TEST_OK(kf_snapshot_pagesrc(snap, 1, &src));
+	for (i = 0; i < KF_ARRAY_SIZE(order); i++)
+		TEST_OK(kf_pagesrc_read(src, src->base + order[i] * KF_PAGE_SIZE,
+					page, KF_PAGE_SIZE));
+	kf_snapshot_ws_count(snap, &recorded, &loaded);
+	TEST_ASSERT_EQ(recorded, 4);
+	TEST_ASSERT_EQ(loaded, 0);
+	TEST_OK(kf_snapshot_ws_save(snap, ws));
+	TEST_ASSERT(!stat(ws, &st), "stat %s: %m", ws);
+	TEST_ASSERT_EQ(st.st_mode & 0777, 0600);
+	TEST_ASSERT_EQ((uint64_t)st.st_size, sizeof(struct kf_snap_ws_header) + 4 * 8);
+	kf_pagesrc_destroy(src);
+	kf_snapshot_close(snap);
+}
+
+/* A prefetch with ws loaded: 7, 3, 12-13, then the rest in file order. */
+static void prefetch_order(const char *path, const char *ws)
+{
+	static struct pushes p;
+	struct kf_pagesrc *src;
+	uint64_t next = 0, npages, recorded, loaded, t0;
+	unsigned int i;
+
+	TEST_OK(kf_snapshot_open(path, &p.snap));
+	TEST_OK(kf_snapshot_ws_load(p.snap, ws));
+	kf_snapshot_ws_count(p.snap, &recorded, &loaded);
+	TEST_ASSERT_EQ(loaded, 4);
+	TEST_OK(kf_snapshot_pagesrc_prefetch(p.snap, 1, &src));
+	npages = src->size / KF_PAGE_SIZE;
+	TEST_ASSERT(npages > 14, "a data region of %llu pages", (unsigned long long)npages);
+	TEST_OK(src->ops->start_push(src, record_push, &p));
+	t0 = kf_mig_now_ns();
+	while (__atomic_load_n(&p.bytes, __ATOMIC_SEQ_CST) < src->size) {
+		TEST_ASSERT(kf_mig_now_ns() - t0 < 60000000000ULL,
+			    "prefetch stalled at %llu of %llu bytes",
+			    (unsigned long long)p.bytes, (unsigned long long)src->size);
+		usleep(1000);
+	}
+	kf_pagesrc_stop_push(src);
+	TEST_ASSERT_EQ(p.bytes, src->size);
+	TEST_ASSERT(p.n > 3, "%u pushes", p.n);
+	TEST_ASSERT_EQ(p.gpa[0], src->base + 7 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[0], KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.gpa[1], src->base + 3 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[1], KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.gpa[2], src->base + 12 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[2], 2 * KF_PAGE_SIZE);
+	/* Then every other page once, ascending. */
+	for (i = 3; i < p.n; i++) {
+		uint64_t first = (p.gpa[i] - src->base) / KF_PAGE_SIZE;
+
+		while (next == 3 || next == 7 || next == 12 || next == 13)
+			next++;
+		TEST_ASSERT_EQ(first, next);
+		next += p.len[i] / KF_PAGE_SIZE;
+	}
+	TEST_ASSERT_EQ(next, npages);
+	printf("  working set prefetch: pages 7, 3, 12-13 first, then %u runs in file order\n",
+	       p.n - 3);
+	kf_pagesrc_destroy(src);
+	kf_snapshot_close(p.snap);
+}
+
+/* Write a working set file for path's snapshot, with a valid checksum. */
+static void write_ws(const char *path, const char *ws, const uint64_t *gpas,
+		     uint64_t n)
+{
+	struct kf_snap_ws_header wh = { .magic = KF_SNAP_WS_MAGIC,
+					.version = KF_SNAP_WS_VERSION,
+					.nr_pages = n };
+	struct kf_snapshot *snap;
+	int fd;
+
+	TEST_OK(kf_snapshot_open(path, &snap));
+	wh.snapshot_hash = kf_snapshot_header(snap)->header_hash;
+	kf_snapshot_close(snap);
+	wh.hash = kf_host_hash(gpas, n * sizeof(*gpas), kf_host_hash(&wh, sizeof(wh), 0));
+	fd = open(ws, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	TEST_ASSERT(fd >= 0, "open %s: %m", ws);
+	TEST_ASSERT(write(fd, &wh, sizeof(wh)) == sizeof(wh), "write");
+	TEST_ASSERT(write(fd, gpas, n * sizeof(*gpas)) == (ssize_t)(n * sizeof(*gpas)), "write");
+	close(fd);
+}
+
+static void expect_ws_refused(const char *path, const char *ws, int err,
+			      const char *needle)
+{
+	struct kf_snapshot *snap;
+	int ret;
+
+	TEST_OK(kf_snapshot_open(path, &snap));
+	ret = kf_snapshot_ws_load(snap, ws);
+	TEST_ASSERT(ret == -err && strstr(kf_error(), needle),
+		    "working set load: %d \"%s\", expected %d \"%s\"", ret,
+		    kf_error(), -err, needle);
+	printf("  refused: \"%s\"\n", kf_error());
+	kf_snapshot_close(snap);
+}
+
+static void test_working_set(const char *dir, const char *path)
+{
+	char ws[256], bad[256], other[256];
+	struct kf_snapshot *snap;
+	uint64_t gpa;
+	struct stat st;
+	char err[1024];
+
+	snprintf(ws, sizeof(ws), "%s/guest.ws", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.ws", dir);
+	snprintf(other, sizeof(other), "%s/other.snap", dir);
+	record_ws(path, ws);
+	prefetch_order(path, ws);
+	/* Recorded at a lazy restore: every page the guest verified. */
+	ws_path = ws;
+	TEST_ASSERT(!restore(path, LAZY_RECORD, err, sizeof(err)), "recording restore: %s", err);
+	TEST_ASSERT(ws_recorded >= nr_vcpus * pages, "recorded %llu pages, the guest verified %llu",
+		    (unsigned long long)ws_recorded, (unsigned long long)(nr_vcpus * pages));
+	TEST_ASSERT(!restore(path, PREFETCH_WS, err, sizeof(err)), "working set restore: %s", err);
+	printf("  working set of %llu pages recorded at a lazy restore; restore prefetching it: guest verified %u x %llu pages\n",
+	       (unsigned long long)ws_recorded, nr_vcpus, (unsigned long long)pages);
+
+	copy_file(ws, bad);
+	poke(bad, sizeof(struct kf_snap_ws_header) + 1, 0x10);
+	expect_ws_refused(path, bad, EBADMSG, "checksum");
+	TEST_ASSERT(!stat(ws, &st), "stat");
+	copy_file(ws, bad);
+	TEST_ASSERT(!truncate(bad, st.st_size - 1), "truncate");
+	expect_ws_refused(path, bad, EBADMSG, "do not fit");
+	expect_ws_refused(path, path, EBADMSG, "no working set file");
+	TEST_OK(kf_snapshot_open(path, &snap));
+	gpa = kf_snapshot_region(snap, 1)->gpa + kf_snapshot_region(snap, 1)->size;
+	kf_snapshot_close(snap);
+	gpa += 1ULL << 30;	/* in no region */
+	write_ws(path, bad, &gpa, 1);
+	expect_ws_refused(path, bad, EBADMSG, "no page of the snapshot");
+	save(other);
+	expect_ws_refused(other, ws, EINVAL, "another snapshot");
+	unlink(other);
+	unlink(bad);
+	unlink(ws);
 }
 
 int main(void)
@@ -245,8 +445,10 @@ int main(void)
 	TEST_ASSERT(ret == -EBADMSG && strstr(kf_error(), "metadata"), "index: %s",
 		    kf_error());
 
+	test_working_set(dir, path);
+
 	unlink(path);
 	unlink(bad);
 	rmdir(dir);
-	TEST_PASS("snapshot save, eager, lazy and prefetch restore, corruption and truncation detected");
+	TEST_PASS("snapshot save, eager, lazy, prefetch and working set restore, corruption and truncation detected");
 }

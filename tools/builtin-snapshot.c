@@ -4,8 +4,8 @@
  * it eagerly or lazily (pages come from the file on demand).
  *
  *   kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]
- *   kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|both|all] [--run-ms MS]
- *                     [--backend B] [--json]
+ *   kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|ws|both|all]
+ *                     [--ws WSFILE] [--run-ms MS] [--backend B] [--json]
  *
  * The guest is the migration workload: each vCPU writes pages and keeps
  * their checksums in guest memory; after a restore it re-checks every page
@@ -47,12 +47,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kvmfault snapshot save FILE [--vcpus N] [--pages N] [--run-ms MS]\n"
-		"       kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|both|all] [--run-ms MS]\n"
+		"       kvmfault snapshot restore FILE [--mode eager|lazy|prefetch|ws|both|all]\n"
+		"                         [--ws WSFILE] [--run-ms MS]\n"
 		"                         [--backend auto|exit|uffd-missing|uffd-minor] [--json]\n"
 		"lazy pages guest memory in from the file on demand; prefetch does too\n"
-		"and reads the rest in the background; both is eager and lazy; all is\n"
-		"all three.  Restore reports the time to the first guest instruction and\n"
-		"the time until the workload has verified every page; it exits 0 only then.\n");
+		"and reads the rest in the background, in file order; ws prefetches the\n"
+		"working set in WSFILE first, in the order the guest first touched it.\n"
+		"A lazy restore with --ws records that order into WSFILE (mode 0600).\n"
+		"both is eager and lazy; all is eager, lazy, prefetch and, with --ws, ws.\n"
+		"Restore reports the time to the first guest instruction and the time\n"
+		"until the workload has verified every page; it exits 0 only then.\n");
 }
 
 static int do_save(const char *path, unsigned int nv, uint64_t pages, int run_ms)
@@ -97,17 +101,37 @@ fail:
 	return 1;
 }
 
+enum restore_mode { R_EAGER, R_LAZY, R_PREFETCH, R_WS };
+
+static const char *const mode_name[] = {
+	[R_EAGER] = "eager", [R_LAZY] = "lazy", [R_PREFETCH] = "prefetch",
+	[R_WS] = "ws",
+};
+
 struct result {
 	const char *mode;
 	const char *backend;
 	double first_ms, done_ms;
 	uint64_t eager_pages, faults;
+	uint64_t ws_pages;		/* recorded (lazy) or loaded (ws) */
 	char error[1024];
 };
 
-static int do_restore_one(const char *path, bool lazy, bool prefetch, int backend,
-			  int run_ms, struct result *res)
+/* Before the restore: load or start recording the working set. */
+static int ws_before(struct kf_snapshot *snap, enum restore_mode m,
+		     const char *ws)
 {
+	if (m == R_WS)
+		return kf_snapshot_ws_load(snap, ws);
+	if (m == R_LAZY && ws)
+		return kf_snapshot_ws_record(snap);
+	return 0;
+}
+
+static int do_restore_one(const char *path, enum restore_mode m, const char *ws,
+			  int backend, int run_ms, struct result *res)
+{
+	bool lazy = m != R_EAGER, prefetch = m == R_PREFETCH || m == R_WS;
 	struct kf_vcpu_ops ops = {
 		.sync = on_sync,
 		.memory_fault = kf_engine_memory_fault,
@@ -117,15 +141,17 @@ static int do_restore_one(const char *path, bool lazy, bool prefetch, int backen
 					  .backend = backend };
 	struct kf_snapshot *snap = NULL;
 	struct kf_engine_summary es;
-	uint64_t t0 = kf_mig_now_ns();
+	uint64_t t0 = kf_mig_now_ns(), recorded, loaded;
 	unsigned int i;
 	int ret, first = 0;
 
 	memset(res, 0, sizeof(*res));
-	res->mode = prefetch ? "prefetch" : lazy ? "lazy" : "eager";
+	res->mode = mode_name[m];
 	verified = 0;
 	verified_pages = 0;
 	ret = kf_snapshot_open(path, &snap);
+	if (!ret)
+		ret = ws_before(snap, m, ws);
 	if (!ret)
 		ret = kf_snapshot_restore_vm(snap, &rs);
 	for (i = 0; !ret && i < rs.nr_vcpus; i++)
@@ -163,35 +189,49 @@ static int do_restore_one(const char *path, bool lazy, bool prefetch, int backen
 			 verified, rs.nr_vcpus);
 	}
 	kf_snapshot_restore_free(&rs);
+	kf_snapshot_ws_count(snap, &recorded, &loaded);
+	res->ws_pages = m == R_WS ? loaded : recorded;
+	if (m == R_LAZY && ws && !first) {
+		first = kf_snapshot_ws_save(snap, ws);
+		if (first)
+			snprintf(res->error, sizeof(res->error), "%s", kf_error());
+	}
 	kf_snapshot_close(snap);
 	return first;
 }
 
-static int do_restore(const char *path, const char *mode, int backend, int run_ms,
-		      bool json)
+static int do_restore(const char *path, const char *mode, const char *ws,
+		      int backend, int run_ms, bool json)
 {
 	bool all = !strcmp(mode, "all"), both = !strcmp(mode, "both");
-	struct result res[3];
+	struct result res[4];
 	int n = 0, i, ret = 0;
 
 	if (all || both || !strcmp(mode, "eager"))
-		ret |= do_restore_one(path, false, false, backend, run_ms, &res[n++]) != 0;
+		ret |= do_restore_one(path, R_EAGER, ws, backend, run_ms, &res[n++]) != 0;
 	if (all || both || !strcmp(mode, "lazy"))
-		ret |= do_restore_one(path, true, false, backend, run_ms, &res[n++]) != 0;
+		ret |= do_restore_one(path, R_LAZY, ws, backend, run_ms, &res[n++]) != 0;
 	if (all || !strcmp(mode, "prefetch"))
-		ret |= do_restore_one(path, true, true, backend, run_ms, &res[n++]) != 0;
+		ret |= do_restore_one(path, R_PREFETCH, ws, backend, run_ms, &res[n++]) != 0;
+	if ((all && ws) || !strcmp(mode, "ws"))
+		ret |= do_restore_one(path, R_WS, ws, backend, run_ms, &res[n++]) != 0;
 	for (i = 0; i < n; i++) {
 		if (json) {
-			printf("{\"mode\": \"%s\", \"ok\": %s, \"first_instruction_ms\": %.3f, \"workload_done_ms\": %.3f, \"eager_pages\": %" PRIu64 ", \"demand_faults\": %" PRIu64 ", \"backend\": \"%s\"}\n",
+			printf("{\"mode\": \"%s\", \"ok\": %s, \"first_instruction_ms\": %.3f, \"workload_done_ms\": %.3f, \"eager_pages\": %" PRIu64 ", \"demand_faults\": %" PRIu64 ", \"working_set_pages\": %" PRIu64 ", \"backend\": \"%s\"}\n",
 			       res[i].mode, res[i].error[0] ? "false" : "true",
 			       res[i].first_ms, res[i].done_ms, res[i].eager_pages,
-			       res[i].faults, res[i].backend ? res[i].backend : "");
+			       res[i].faults, res[i].ws_pages,
+			       res[i].backend ? res[i].backend : "");
 		} else {
-			printf("restore %-8s: %s; first guest instruction after %.2f ms, workload verified every page after %.2f ms (%" PRIu64 " pages copied up front, %" PRIu64 " demand faults%s%s)\n",
+			printf("restore %-8s: %s; first guest instruction after %.2f ms, workload verified every page after %.2f ms (%" PRIu64 " pages copied up front, %" PRIu64 " demand faults%s%s",
 			       res[i].mode, res[i].error[0] ? "FAILED" : "ok",
 			       res[i].first_ms, res[i].done_ms, res[i].eager_pages,
 			       res[i].faults, res[i].backend ? ", backend " : "",
 			       res[i].backend ? res[i].backend : "");
+			if (res[i].ws_pages)
+				printf(", working set of %" PRIu64 " pages %s", res[i].ws_pages,
+				       !strcmp(res[i].mode, "ws") ? "prefetched first" : "recorded");
+			printf(")\n");
 		}
 		if (res[i].error[0])
 			fprintf(stderr, "kvmfault snapshot restore (%s): %s\n",
@@ -206,9 +246,10 @@ int cmd_snapshot(int argc, char **argv)
 		{ "vcpus", 1, NULL, 'v' }, { "pages", 1, NULL, 'p' },
 		{ "run-ms", 1, NULL, 'r' }, { "mode", 1, NULL, 'm' },
 		{ "backend", 1, NULL, 'b' }, { "json", 0, NULL, 'j' },
+		{ "ws", 1, NULL, 'w' },
 		{ "help", 0, NULL, 'h' }, { 0 },
 	};
-	const char *cmd, *path, *mode = "both", *backend = "auto";
+	const char *cmd, *path, *mode = "both", *backend = "auto", *ws = NULL;
 	unsigned int nv = 2;
 	uint64_t pages = 512;
 	int run_ms = 50, c;
@@ -241,6 +282,7 @@ int cmd_snapshot(int argc, char **argv)
 			break;
 		case 'm': mode = optarg; break;
 		case 'b': backend = optarg; break;
+		case 'w': ws = optarg; break;
 		case 'j': json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -260,15 +302,19 @@ int cmd_snapshot(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "restore")) {
 		if (strcmp(mode, "eager") && strcmp(mode, "lazy") && strcmp(mode, "prefetch") &&
-		    strcmp(mode, "both") && strcmp(mode, "all")) {
-			fprintf(stderr, "kvmfault snapshot: --mode eager, lazy, prefetch, both (eager and lazy) or all\n");
+		    strcmp(mode, "ws") && strcmp(mode, "both") && strcmp(mode, "all")) {
+			fprintf(stderr, "kvmfault snapshot: --mode eager, lazy, prefetch, ws, both (eager and lazy) or all\n");
+			return 2;
+		}
+		if (!strcmp(mode, "ws") && !ws) {
+			fprintf(stderr, "kvmfault snapshot: --mode ws needs --ws WSFILE (recorded by a lazy restore with --ws)\n");
 			return 2;
 		}
 		if (kf_backend_parse(backend, &b)) {
 			fprintf(stderr, "kvmfault snapshot: %s\n", kf_error());
 			return 2;
 		}
-		return do_restore(path, mode, b, run_ms, json);
+		return do_restore(path, mode, ws, b, run_ms, json);
 	}
 	usage(stderr);
 	return 2;

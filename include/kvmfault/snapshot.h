@@ -116,11 +116,47 @@ int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
 			struct kf_pagesrc **srcp);
 /*
  * The same, and once the engine starts it, it also prefetches: a thread
- * reads the region from the file in order, in runs of up to 64 pages, and
+ * reads the region from the file, the loaded working set's pages first in
+ * its order, then the rest in file order, in runs of up to 64 pages, and
  * pushes them (the engine skips pages its faults got first).
  */
 int kf_snapshot_pagesrc_prefetch(struct kf_snapshot *snap, unsigned int i,
 				 struct kf_pagesrc **srcp);
+
+/*
+ * Working sets.  A working set file lists guest page addresses in the
+ * order a restored guest first touched them (little endian):
+ *
+ *   struct kf_snap_ws_header, then nr_pages x uint64_t guest address
+ *
+ * hash is kf_host_hash() of the addresses, seeded with that of the header
+ * (hash = 0); snapshot_hash ties the file to one snapshot (its header's
+ * header_hash).  Record at a lazy restore, save, and load it at later
+ * restores: their prefetching sources install its pages first, in its
+ * order, then the rest in file order.
+ */
+#define KF_SNAP_WS_MAGIC "KVMFWSET"
+#define KF_SNAP_WS_VERSION 1
+
+struct kf_snap_ws_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t reserved;
+	uint64_t snapshot_hash;
+	uint64_t nr_pages;
+	uint64_t hash;
+};
+
+/* Record the first touch of each page by a fault (from now on). */
+int kf_snapshot_ws_record(struct kf_snapshot *snap);
+/* Pages recorded so far, and pages of the loaded working set. */
+void kf_snapshot_ws_count(struct kf_snapshot *snap, uint64_t *recorded,
+			  uint64_t *loaded);
+/* Write what was recorded to path: mode 0600, renamed into place whole. */
+int kf_snapshot_ws_save(struct kf_snapshot *snap, const char *path);
+/* Load path (checked: format, checksum, this snapshot's pages only), for
+ * the prefetching sources made after this call. */
+int kf_snapshot_ws_load(struct kf_snapshot *snap, const char *path);
 
 /* Copy region i into host memory at hva, verifying every page. */
 int kf_snapshot_load_region(struct kf_snapshot *snap, unsigned int i,
