@@ -9,6 +9,10 @@
 #
 #   bench/migrate.sh [SIZES]     default "256M 1G 4G"
 #
+# STREAMS (default "0 2") lists the push stream counts to run each size
+# and channel with (--streams; 0: the push shares the main connection),
+# so that the rows compare within one run.
+#
 # Prints one row per size and channel (with each side's peak resident set:
 # guest memory once each), also as CSV in $OUT/migrate.csv
 # (OUT defaults to bench/out).  The ratio is the migration time (SETUP
@@ -19,6 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 bin=${KVMFAULT:-$here/../build/bin/kvmfault}
 sizes=${1:-256M 1G 4G}
+streams_list=${STREAMS:-0 2}
 mkdir -p "$out"
 csv=$out/migrate.csv
 [ -x "$bin" ] || { echo "bench/migrate.sh: $bin missing: run make" >&2; exit 2; }
@@ -27,8 +32,8 @@ field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 # The largest p50 / p99 over the vCPUs' fault latencies.
 lat() { grep -o "\"$1\": [0-9.]*" | sed 's/.*: //' | sort -n | tail -n 1; }
 
-echo "size,channel,link_raw_mbps,link_plain_mbps,link_tls_mbps,migration_ms,ratio,downtime_ms,demand_faults,p50_us,p99_us,source_rss_mib,dest_rss_mib" >"$csv"
-printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' size channel "raw MB/s" "plain" "TLS" "migration ms" ratio "down ms" faults "p50 us" "p99 us" "src MiB" "dst MiB"
+echo "size,channel,streams,link_raw_mbps,link_plain_mbps,link_tls_mbps,migration_ms,ratio,downtime_ms,demand_faults,p50_us,p99_us,source_rss_mib,dest_rss_mib" >"$csv"
+printf '%-6s %-6s %7s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' size channel streams "raw MB/s" "plain" "TLS" "migration ms" ratio "down ms" faults "p50 us" "p99 us" "src MiB" "dst MiB"
 for size in $sizes; do
 	case $size in
 	*G) mib=$(( ${size%G} * 1024 )) ;;
@@ -37,10 +42,11 @@ for size in $sizes; do
 	esac
 	pages=$(( mib * 256 / 2 ))
 	for channel in tls plain; do
+	for streams in $streams_list; do
 		flag=; [ "$channel" = plain ] && flag=--plain
 		json=$("$bin" migrate local --vcpus 2 --pages "$pages" --precopy 0 --run-ms 0 \
-			--idle-us 1000 --link-test --json --quiet $flag)
-		echo "$json" | grep -q '"ok": true' || { echo "bench/migrate.sh: $size $channel failed: $json" >&2; exit 1; }
+			--idle-us 1000 --link-test --json --quiet --streams "$streams" $flag)
+		echo "$json" | grep -q '"ok": true' || { echo "bench/migrate.sh: $size $channel $streams streams failed: $json" >&2; exit 1; }
 		link=$(echo "$json" | grep -o '"link_mbps": {[^}]*}')
 		raw=$(echo "$link" | field raw)
 		plain=$(echo "$link" | field plain)
@@ -54,7 +60,8 @@ for size in $sizes; do
 		src_rss=$(echo "$json" | field source_max_rss_mib)
 		dst_rss=$(echo "$json" | field dest_max_rss_mib)
 		ratio=$(awk -v m="$mig" -v b="$bytes" -v r="$raw" 'BEGIN { printf "%.2f", m / (b / (r * 1e6) * 1e3) }')
-		printf '%-6s %-6s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' "$size" "$channel" "$raw" "$plain" "$tls" "$mig" "$ratio" "$down" "$faults" "$p50" "$p99" "$src_rss" "$dst_rss"
-		echo "$size,$channel,$raw,$plain,$tls,$mig,$ratio,$down,$faults,$p50,$p99,$src_rss,$dst_rss" >>"$csv"
+		printf '%-6s %-6s %7s %9s %9s %9s %12s %6s %9s %7s %8s %8s %9s %9s\n' "$size" "$channel" "$streams" "$raw" "$plain" "$tls" "$mig" "$ratio" "$down" "$faults" "$p50" "$p99" "$src_rss" "$dst_rss"
+		echo "$size,$channel,$streams,$raw,$plain,$tls,$mig,$ratio,$down,$faults,$p50,$p99,$src_rss,$dst_rss" >>"$csv"
+	done
 	done
 done

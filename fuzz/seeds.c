@@ -48,7 +48,12 @@ static void stream(const char *dir)
 		struct kf_mig_switchover sw = { .total_pages = 2 };
 		static char pages[8192];
 
+		struct kf_mig_hello push = { .version = KF_MIG_VERSION,
+					     .channel = KF_MIG_CH_PUSH, .session = 7,
+					     .push_streams = 2, .push_index = 1 };
+
 		put(f, KF_MIG_HELLO, &h, sizeof(h));
+		put(f, KF_MIG_HELLO, &push, sizeof(push));
 		put(f, KF_MIG_SETUP, &s, sizeof(s));
 		memset(pages, 0x5a, 4096);
 		kf_mig_send_pages(c, 1ULL << 30, pages, 2, KF_MIG_CAUSE_PRECOPY);

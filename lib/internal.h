@@ -31,6 +31,9 @@ struct kf_mig_tls;
 
 /* A connection's handshake and HELLO, unless configured otherwise. */
 #define KF_MIG_HELLO_TIMEOUT_MS 10000
+/* What each protocol version changed, for the message on a mismatch. */
+#define KF_MIG_VERSION_HISTORY \
+	"2 changed the page checksums to XXH3, 3 added SYNC, 4 push streams"
 
 /* A migration connection on fd: TLS with tls (the handshake within
  * timeout_ms), or plain TCP when tls is NULL.  fd stays the caller's on

@@ -197,10 +197,17 @@ int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
 			return kf_mig_bad(hdr, "wrong size");
 		memcpy(&msg->u.hello, p, len);
 		if (msg->u.hello.channel != KF_MIG_CH_MAIN &&
-		    msg->u.hello.channel != KF_MIG_CH_DEMAND)
+		    msg->u.hello.channel != KF_MIG_CH_DEMAND &&
+		    msg->u.hello.channel != KF_MIG_CH_PUSH)
 			return kf_mig_bad(hdr, "unknown channel");
 		if (msg->u.hello.flags & ~KF_MIG_HELLO_RECOVER)
 			return kf_mig_bad(hdr, "unknown flags");
+		if (msg->u.hello.push_streams > KF_MIG_MAX_PUSH_STREAMS)
+			return kf_mig_bad(hdr, "too many push streams");
+		if (msg->u.hello.channel == KF_MIG_CH_PUSH ?
+		    msg->u.hello.push_index >= msg->u.hello.push_streams :
+		    msg->u.hello.push_index != 0)
+			return kf_mig_bad(hdr, "push stream number out of range");
 		return 0;
 	case KF_MIG_SETUP: {
 		struct kf_mig_setup s;

@@ -3,7 +3,8 @@
  * The remote page source: the destination side of post-copy (see
  * include/kvmfault/remote.h).
  *
- * Threads after kf_remote_start(): a receiver per connection, a sender
+ * Threads after kf_remote_start(): a receiver per connection (main,
+ * demand and each push stream: the push's installs run in parallel), a sender
  * that batches outstanding requests into REQ messages, and a supervisor
  * that reconnects after a drop.  Locks: r->lock guards page state, waiters
  * and the request queue and is never held across a socket write or a call
@@ -57,11 +58,24 @@ struct kf_rc_waiter {
 	struct kf_rc_waiter *next;
 };
 
+/* A receiving thread and the connection it reads. */
+struct kf_rc_rx {
+	struct kf_remote *remote;
+	struct kf_mig_conn *conn;
+	bool push_stream;
+	pthread_t thread;
+};
+
+/* Connections: main, demand, then the push streams. */
+#define KF_RC_MAX_CONNS (2 + KF_MIG_MAX_PUSH_STREAMS)
+
 struct kf_remote {
 	struct kf_remote_config cfg;
 	char *addr;
 	uint64_t session;
 	struct kf_mig_conn *main, *demand;
+	struct kf_mig_conn *push[KF_MIG_MAX_PUSH_STREAMS];
+	unsigned int nr_push;
 	pthread_mutex_t conn_lock;
 
 	unsigned int nr_vcpus, nr_regions;
@@ -82,8 +96,10 @@ struct kf_remote {
 	struct kf_remote_stats st;
 	char err[512];
 
-	pthread_t rx_main, rx_demand, sender, supervisor;
-	bool rx_started, threads_started;
+	struct kf_rc_rx rx[KF_RC_MAX_CONNS];
+	unsigned int nr_rx;		/* receivers running */
+	pthread_t sender, supervisor;
+	bool threads_started;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -127,12 +143,16 @@ static void kf_rc_fail(struct kf_remote *r, const char *msg)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* Wake every thread blocked on either connection. */
+/* Wake every thread blocked on a connection. */
 static void kf_rc_shutdown_conns(struct kf_remote *r)
 {
+	unsigned int i;
+
 	pthread_mutex_lock(&r->conn_lock);
 	kf_mig_conn_shutdown(r->main);
 	kf_mig_conn_shutdown(r->demand);
+	for (i = 0; i < r->nr_push; i++)
+		kf_mig_conn_shutdown(r->push[i]);
 	pthread_mutex_unlock(&r->conn_lock);
 }
 
@@ -170,7 +190,7 @@ static void kf_rc_sink_done(struct kf_rc_region *g)
  */
 static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 			     uint64_t idx, uint32_t n, const uint8_t *data,
-			     enum kf_mig_page_cause cause)
+			     enum kf_mig_page_cause cause, bool push_stream)
 {
 	uint64_t gpa = g->r.gpa + idx * KF_PAGE_SIZE, filled = 0, to_sink = 0;
 	struct kf_rc_waiter **pw, *w;
@@ -181,6 +201,8 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 
 	pthread_mutex_lock(&r->lock);
 	r->st.pages_by_cause[cause] += n;
+	if (push_stream)
+		r->st.push_stream_pages += n;
 	for (pw = &r->waiters; (w = *pw);) {
 		if (w->gpa >= gpa && w->gpa - gpa < (uint64_t)n * KF_PAGE_SIZE) {
 			k = (uint32_t)((w->gpa - gpa) / KF_PAGE_SIZE);
@@ -253,7 +275,8 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 }
 
 /* A PAGES message: verified where it lies, delivered in runs. */
-static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
+static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg,
+			      bool push_stream)
 {
 	const uint8_t *data = msg->u.pages.data;
 	uint32_t count = msg->u.pages.h.count, i = 0;
@@ -283,7 +306,7 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
 		}
 		ret = kf_rc_deliver_run(r, g, idx, j - i,
 					kind == KF_MIG_PAGE_DATA ? data : kf_zero_page,
-					msg->u.pages.h.cause);
+					msg->u.pages.h.cause, push_stream);
 		if (ret)
 			return ret;
 		if (kind == KF_MIG_PAGE_DATA)
@@ -295,7 +318,8 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg)
 
 /* ------------------------------------------------------------- connecting */
 
-static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
+static int kf_rc_hello(struct kf_remote *r, uint32_t channel,
+		       unsigned int push_index, bool recover,
 		       struct kf_mig_conn **cp, int timeout_ms)
 {
 	struct kf_mig_hello h = {
@@ -304,6 +328,8 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		.session = r->session,
 		.image_id = kf_mig_image_id(),
 		.flags = recover ? KF_MIG_HELLO_RECOVER : 0,
+		.push_streams = (uint16_t)r->nr_push,
+		.push_index = (uint16_t)push_index,
 	};
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 	struct kf_mig_conn *c;
@@ -350,11 +376,14 @@ static int kf_rc_hello(struct kf_remote *r, uint32_t channel, bool recover,
 		ret = kf_fail(ECONNREFUSED, "migration source refused: %s", msg.u.text);
 	else if (!ret && msg.hdr.type == KF_MIG_HELLO &&
 		 msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (2 changed the page checksums to XXH3, 3 added SYNC)",
-			      msg.u.hello.version, KF_MIG_VERSION);
+		ret = kf_fail(EPROTO, "migration: the source speaks protocol version %u, this destination %u only (%s)",
+			      msg.u.hello.version, KF_MIG_VERSION,
+			      KF_MIG_VERSION_HISTORY);
 	else if (!ret && (msg.hdr.type != KF_MIG_HELLO ||
 			  msg.u.hello.session != r->session ||
-			  msg.u.hello.channel != channel))
+			  msg.u.hello.channel != channel ||
+			  msg.u.hello.push_streams != h.push_streams ||
+			  msg.u.hello.push_index != h.push_index))
 		ret = kf_fail(EPROTO, "migration source answered HELLO with %s",
 			      kf_mig_type_name(msg.hdr.type));
 	if (ret) {
@@ -383,12 +412,16 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 	ret = kf_mig_check_channel("remote source", cfg->tls, cfg->plain);
 	if (ret)
 		return ret;
+	if (cfg->push_streams > KF_MIG_MAX_PUSH_STREAMS)
+		return kf_fail(EINVAL, "remote source: %u push streams, at most %u",
+			       cfg->push_streams, KF_MIG_MAX_PUSH_STREAMS);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return kf_fail(ENOMEM, "out of memory");
 	r->cfg = *cfg;
 	r->addr = strdup(cfg->addr);
 	r->cfg.addr = r->addr;
+	r->nr_push = cfg->push_streams;
 	if (r->cfg.reconnect_ms <= 0)
 		r->cfg.reconnect_ms = 100;
 	if (r->cfg.recover_timeout_ms <= 0)
@@ -400,9 +433,11 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 	if (getrandom(&r->session, sizeof(r->session), 0) != sizeof(r->session))
 		r->session = kf_mig_now_ns() ^ ((uint64_t)getpid() << 32);
 
-	ret = kf_rc_hello(r, KF_MIG_CH_MAIN, false, &r->main, timeout);
+	ret = kf_rc_hello(r, KF_MIG_CH_MAIN, 0, false, &r->main, timeout);
 	if (!ret)
-		ret = kf_rc_hello(r, KF_MIG_CH_DEMAND, false, &r->demand, timeout);
+		ret = kf_rc_hello(r, KF_MIG_CH_DEMAND, 0, false, &r->demand, timeout);
+	for (i = 0; !ret && i < r->nr_push; i++)
+		ret = kf_rc_hello(r, KF_MIG_CH_PUSH, i, false, &r->push[i], timeout);
 	if (!ret)
 		ret = kf_mig_recv(r->main, &msg);
 	if (!ret && msg.hdr.type != KF_MIG_SETUP)
@@ -479,7 +514,7 @@ int kf_remote_wait_switchover(struct kf_remote *r, struct kf_mig_switchover *sw)
 			return ret;
 		switch (msg.hdr.type) {
 		case KF_MIG_PAGES:
-			ret = kf_rc_handle_pages(r, &msg);
+			ret = kf_rc_handle_pages(r, &msg, false);
 			break;
 		case KF_MIG_SYNC:
 			ret = kf_mig_send(r->main, KF_MIG_SYNC, &msg.u.sync,
@@ -744,10 +779,11 @@ int kf_remote_pagesrc(struct kf_remote *r, unsigned int i, struct kf_pagesrc **s
 
 /* ---------------------------------------------------------------- threads */
 
-static void *kf_rc_rx_thread(void *arg, bool is_main)
+static void *kf_rc_rx_thread(void *arg)
 {
-	struct kf_remote *r = arg;
-	struct kf_mig_conn *c = is_main ? r->main : r->demand;
+	struct kf_rc_rx *rx = arg;
+	struct kf_remote *r = rx->remote;
+	struct kf_mig_conn *c = rx->conn;
 	struct kf_mig_msg msg;
 	int ret;
 
@@ -757,7 +793,7 @@ static void *kf_rc_rx_thread(void *arg, bool is_main)
 			break;
 		switch (msg.hdr.type) {
 		case KF_MIG_PAGES:
-			ret = kf_rc_handle_pages(r, &msg);
+			ret = kf_rc_handle_pages(r, &msg, rx->push_stream);
 			break;
 		case KF_MIG_PUSH_DONE:
 			pthread_mutex_lock(&r->lock);
@@ -793,16 +829,6 @@ static void *kf_rc_rx_thread(void *arg, bool is_main)
 	}
 	kf_rc_broken(r, kf_error());
 	return NULL;
-}
-
-static void *kf_rc_rx_main(void *arg)
-{
-	return kf_rc_rx_thread(arg, true);
-}
-
-static void *kf_rc_rx_demand(void *arg)
-{
-	return kf_rc_rx_thread(arg, false);
 }
 
 static void *kf_rc_sender(void *arg)
@@ -841,41 +867,58 @@ static void *kf_rc_sender(void *arg)
 	return NULL;
 }
 
+static void kf_rc_join_rx(struct kf_remote *r)
+{
+	while (r->nr_rx)
+		pthread_join(r->rx[--r->nr_rx].thread, NULL);
+}
+
+/* A receiver on every connection. */
 static int kf_rc_start_rx(struct kf_remote *r)
 {
-	int ret = pthread_create(&r->rx_main, NULL, kf_rc_rx_main, r);
+	struct kf_mig_conn *conns[KF_RC_MAX_CONNS] = { r->main, r->demand };
+	unsigned int i, n = 2;
+	int ret;
 
-	if (ret)
-		return kf_fail(ret, "remote source: cannot start a thread");
-	ret = pthread_create(&r->rx_demand, NULL, kf_rc_rx_demand, r);
-	if (ret) {
-		kf_mig_conn_shutdown(r->main);
-		pthread_join(r->rx_main, NULL);
-		return kf_fail(ret, "remote source: cannot start a thread");
+	for (i = 0; i < r->nr_push; i++)
+		conns[n++] = r->push[i];
+	for (i = 0; i < n; i++) {
+		r->rx[i] = (struct kf_rc_rx){
+			.remote = r,
+			.conn = conns[i],
+			.push_stream = i >= 2,
+		};
+		ret = pthread_create(&r->rx[i].thread, NULL, kf_rc_rx_thread,
+				     &r->rx[i]);
+		if (ret) {
+			kf_rc_shutdown_conns(r);
+			kf_rc_join_rx(r);
+			return kf_fail(ret, "remote source: cannot start a thread");
+		}
+		r->nr_rx++;
 	}
-	r->rx_started = true;
 	return 0;
 }
 
-static void kf_rc_join_rx(struct kf_remote *r)
+static void kf_rc_free_conns(struct kf_mig_conn **conns, unsigned int n)
 {
-	if (!r->rx_started)
-		return;
-	pthread_join(r->rx_main, NULL);
-	pthread_join(r->rx_demand, NULL);
-	r->rx_started = false;
+	while (n)
+		kf_mig_conn_free(conns[--n]);
 }
 
-/* Reconnect both channels and tell the source what is here. */
+/* Reconnect every channel and tell the source what is here. */
 static int kf_rc_reconnect(struct kf_remote *r)
 {
 	struct kf_mig_conn *m = NULL, *d = NULL;
+	struct kf_mig_conn *push[KF_MIG_MAX_PUSH_STREAMS] = { 0 };
 	unsigned int i;
 	int ret;
 
-	ret = kf_rc_hello(r, KF_MIG_CH_MAIN, true, &m, 0);
+	ret = kf_rc_hello(r, KF_MIG_CH_MAIN, 0, true, &m, 0);
 	if (!ret)
-		ret = kf_rc_hello(r, KF_MIG_CH_DEMAND, true, &d, 2000);
+		ret = kf_rc_hello(r, KF_MIG_CH_DEMAND, 0, true, &d, 2000);
+	for (i = 0; !ret && i < r->nr_push; i++)
+		ret = kf_rc_hello(r, KF_MIG_CH_PUSH, i, true, &push[i], 2000);
 	for (i = 0; !ret && i < r->nr_regions; i++) {
 		struct kf_rc_region *g = &r->regions[i];
 		struct kf_mig_received_hdr h = { .region = i, .nbits = g->npages };
@@ -900,13 +943,16 @@ static int kf_rc_reconnect(struct kf_remote *r)
 	if (ret) {
 		kf_mig_conn_free(m);
 		kf_mig_conn_free(d);
+		kf_rc_free_conns(push, r->nr_push);
 		return ret;
 	}
 	pthread_mutex_lock(&r->conn_lock);
 	kf_mig_conn_free(r->main);
 	kf_mig_conn_free(r->demand);
+	kf_rc_free_conns(r->push, r->nr_push);
 	r->main = m;
 	r->demand = d;
+	memcpy(r->push, push, sizeof(push));
 	pthread_mutex_unlock(&r->conn_lock);
 	return 0;
 }
@@ -1118,6 +1164,7 @@ void kf_remote_destroy(struct kf_remote *r)
 		free(r->vcpu_blob[i]);
 	kf_mig_conn_free(r->main);
 	kf_mig_conn_free(r->demand);
+	kf_rc_free_conns(r->push, r->nr_push);
 	free(r->reqq);
 	free(r->addr);
 	pthread_mutex_destroy(&r->lock);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * The page server: the source side of post-copy.  One thread answers
- * demand requests on the demand connection, another pushes every page the
- * destination lacks on the main connection and yields while demand
+ * demand requests on the demand connection; pushers send every page the
+ * destination lacks, one on each push stream (or one on the main
+ * connection when the destination opened none), and yield while demand
  * requests are being served; the caller's thread reads the main
- * connection for RESUMED and COMPLETE.  A dropped connection ends both
+ * connection for RESUMED and COMPLETE.  A dropped connection ends all
  * threads; the server then waits for the destination to reconnect with the
  * session id, learns which pages it holds and carries on.  Guest memory is
  * kept until the destination says COMPLETE.
@@ -39,6 +40,8 @@ struct kf_page_server {
 	uint64_t session;
 	bool have_session;
 	struct kf_mig_conn *main, *demand;
+	struct kf_mig_conn *push[KF_MIG_MAX_PUSH_STREAMS];
+	unsigned int nr_push;		/* push streams main's HELLO asked for */
 
 	volatile int stop;		/* threads: leave now */
 	volatile int demand_busy;	/* push: yield to demand */
@@ -164,9 +167,60 @@ struct kf_mig_conn *kf_page_server_main(struct kf_page_server *srv)
 
 static void kf_ps_close(struct kf_page_server *srv)
 {
+	unsigned int i;
+
 	kf_mig_conn_free(srv->main);
 	kf_mig_conn_free(srv->demand);
 	srv->main = srv->demand = NULL;
+	for (i = 0; i < KF_MIG_MAX_PUSH_STREAMS; i++) {
+		kf_mig_conn_free(srv->push[i]);
+		srv->push[i] = NULL;
+	}
+}
+
+/* Wake every thread blocked on a connection of the session. */
+static void kf_ps_shutdown(struct kf_page_server *srv)
+{
+	unsigned int i;
+
+	kf_mig_conn_shutdown(srv->main);
+	kf_mig_conn_shutdown(srv->demand);
+	for (i = 0; i < srv->nr_push; i++)
+		kf_mig_conn_shutdown(srv->push[i]);
+}
+
+static bool kf_ps_all_connected(struct kf_page_server *srv)
+{
+	unsigned int i;
+
+	if (!srv->main || !srv->demand)
+		return false;
+	for (i = 0; i < srv->nr_push; i++)
+		if (!srv->push[i])
+			return false;
+	return true;
+}
+
+/* A HELLO's channel against those already open: 0 or -EPROTO. */
+static int kf_ps_check_channel(struct kf_page_server *srv,
+			       const struct kf_mig_hello *h)
+{
+	switch (h->channel) {
+	case KF_MIG_CH_MAIN:
+		return srv->main ? kf_fail(EPROTO, "migration: a second main connection") : 0;
+	case KF_MIG_CH_DEMAND:
+		return srv->demand ? kf_fail(EPROTO, "migration: a second demand connection") : 0;
+	default:
+		if (!srv->main)
+			return kf_fail(EPROTO, "migration: a push stream before the main connection");
+		if (h->push_streams != srv->nr_push)
+			return kf_fail(EPROTO, "migration: a push stream of %u streams, main asked for %u",
+				       h->push_streams, srv->nr_push);
+		if (srv->push[h->push_index])
+			return kf_fail(EPROTO, "migration: a second push stream %u",
+				       h->push_index);
+		return 0;
+	}
 }
 
 /* Whether fd's peer has the destination's address (any port): 0 or -1. */
@@ -233,8 +287,9 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
 	if (!ret && msg.u.hello.version != KF_MIG_VERSION)
-		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (2 changed the page checksums to XXH3, 3 added SYNC)",
-			      msg.u.hello.version, KF_MIG_VERSION);
+		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (%s)",
+			      msg.u.hello.version, KF_MIG_VERSION,
+			      KF_MIG_VERSION_HISTORY);
 	if (!ret && msg.u.hello.image_id != hello.image_id)
 		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",
 			      (unsigned long long)msg.u.hello.image_id,
@@ -247,10 +302,8 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	if (!ret && !recover && srv->have_session &&
 	    msg.u.hello.session != srv->session)
 		ret = kf_fail(EPROTO, "migration: connection of another session");
-	if (!ret && ((msg.u.hello.channel == KF_MIG_CH_MAIN && srv->main) ||
-		     (msg.u.hello.channel == KF_MIG_CH_DEMAND && srv->demand)))
-		ret = kf_fail(EPROTO, "migration: a second %s connection",
-			      msg.u.hello.channel == KF_MIG_CH_MAIN ? "main" : "demand");
+	if (!ret)
+		ret = kf_ps_check_channel(srv, &msg.u.hello);
 	if (ret) {
 		char why[512];
 
@@ -271,6 +324,8 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	hello.channel = msg.u.hello.channel;
 	hello.session = srv->session;
 	hello.flags = msg.u.hello.flags;
+	hello.push_streams = msg.u.hello.push_streams;
+	hello.push_index = msg.u.hello.push_index;
 	ret = kf_mig_send(c, KF_MIG_HELLO, &hello, sizeof(hello), NULL, 0, NULL, 0);
 	if (!ret)
 		ret = kf_mig_conn_set_timeout(c, 0);
@@ -278,14 +333,18 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		kf_mig_conn_free(c);
 		return 1;
 	}
-	if (hello.channel == KF_MIG_CH_MAIN)
+	if (hello.channel == KF_MIG_CH_MAIN) {
 		srv->main = c;
-	else
+		srv->nr_push = hello.push_streams;
+	} else if (hello.channel == KF_MIG_CH_DEMAND) {
 		srv->demand = c;
+	} else {
+		srv->push[hello.push_index] = c;
+	}
 	return 0;
 }
 
-static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
+static int kf_ps_accept_all(struct kf_page_server *srv, int timeout_ms,
 			     bool recover)
 {
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
@@ -293,7 +352,7 @@ static int kf_ps_accept_pair(struct kf_page_server *srv, int timeout_ms,
 	int ret;
 
 	snprintf(before, sizeof(before), "%s", kf_error());
-	while (!srv->main || !srv->demand) {
+	while (!kf_ps_all_connected(srv)) {
 		int left = kf_ms_until(deadline);
 
 		if (left <= 0) {
@@ -325,7 +384,7 @@ int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms)
 	unsigned int i;
 	int ret;
 
-	ret = kf_ps_accept_pair(srv, timeout_ms, false);
+	ret = kf_ps_accept_all(srv, timeout_ms, false);
 	if (ret)
 		return ret;
 	memset(&setup, 0, sizeof(setup));
@@ -356,8 +415,7 @@ static void kf_ps_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
 		kf_logf(srv->cfg.log, srv->cfg.opaque,
 			"test hook: dropping the connections after %llu post-copy pages",
 			(unsigned long long)total);
-		kf_mig_conn_shutdown(srv->main);
-		kf_mig_conn_shutdown(srv->demand);
+		kf_ps_shutdown(srv);
 	}
 }
 
@@ -401,53 +459,105 @@ static void *kf_ps_demand_thread(void *arg)
 		if (ret)
 			break;
 	}
-	if (!srv->stop) {
-		kf_mig_conn_shutdown(srv->main);
-		kf_mig_conn_shutdown(srv->demand);
-	}
+	if (!srv->stop)
+		kf_ps_shutdown(srv);
 	return NULL;
+}
+
+/* One sending thread of the push: the batches stream k of n carries. */
+struct kf_ps_pusher {
+	struct kf_page_server *srv;
+	struct kf_mig_conn *conn;
+	unsigned int index, stride;
+	pthread_t thread;
+	bool started;
+};
+
+/* Send the pages of [p, end) that nobody sent yet, in runs. */
+static int kf_ps_push_batch(struct kf_ps_pusher *ps, struct kf_ps_region *r,
+			    uint64_t p, uint64_t end)
+{
+	struct kf_page_server *srv = ps->srv;
+	int ret = 0;
+
+	while (p < end && !ret && !srv->stop) {
+		uint64_t n = 0;
+
+		if (__atomic_load_n(&srv->demand_busy, __ATOMIC_RELAXED)) {
+			sched_yield();
+			continue;
+		}
+		while (p < end && __atomic_load_n(&r->sent[p], __ATOMIC_RELAXED))
+			p++;
+		while (p + n < end &&
+		       !__atomic_exchange_n(&r->sent[p + n], 1, __ATOMIC_RELAXED))
+			n++;
+		if (!n)
+			continue;
+		ret = kf_mig_send_pages(ps->conn, r->r.gpa + p * KF_PAGE_SIZE,
+					(const char *)r->r.hva + p * KF_PAGE_SIZE,
+					n, KF_MIG_CAUSE_PUSH);
+		if (!ret)
+			kf_ps_count(srv, KF_MIG_CAUSE_PUSH, n);
+		p += n;
+	}
+	return ret;
 }
 
 static void *kf_ps_push_thread(void *arg)
 {
-	struct kf_page_server *srv = arg;
+	struct kf_ps_pusher *ps = arg;
+	struct kf_page_server *srv = ps->srv;
 	unsigned int i;
 	int ret = 0;
 
 	for (i = 0; i < srv->nr_regions && !ret && !srv->stop; i++) {
 		struct kf_ps_region *r = &srv->regions[i];
-		uint64_t p = 0;
+		uint64_t b;
 
-		while (p < r->npages && !ret && !srv->stop) {
-			uint64_t n = 0;
-
-			if (__atomic_load_n(&srv->demand_busy, __ATOMIC_RELAXED)) {
-				sched_yield();
-				continue;
-			}
-			while (p < r->npages && __atomic_load_n(&r->sent[p], __ATOMIC_RELAXED))
-				p++;
-			while (p + n < r->npages && n < KF_MIG_MAX_BATCH &&
-			       !__atomic_exchange_n(&r->sent[p + n], 1, __ATOMIC_RELAXED))
-				n++;
-			if (!n)
-				continue;
-			ret = kf_mig_send_pages(srv->main, r->r.gpa + p * KF_PAGE_SIZE,
-						(const char *)r->r.hva + p * KF_PAGE_SIZE,
-						n, KF_MIG_CAUSE_PUSH);
-			if (!ret)
-				kf_ps_count(srv, KF_MIG_CAUSE_PUSH, n);
-			p += n;
-		}
+		for (b = ps->index; b * KF_MIG_MAX_BATCH < r->npages && !ret &&
+		     !srv->stop; b += ps->stride)
+			ret = kf_ps_push_batch(ps, r, b * KF_MIG_MAX_BATCH,
+					       KF_MIN((b + 1) * KF_MIG_MAX_BATCH,
+						      r->npages));
 	}
 	if (!ret && !srv->stop)
-		ret = kf_mig_send(srv->main, KF_MIG_PUSH_DONE, NULL, 0, NULL, 0,
+		ret = kf_mig_send(ps->conn, KF_MIG_PUSH_DONE, NULL, 0, NULL, 0,
 				  NULL, 0);
-	if (ret && !srv->stop) {
-		kf_mig_conn_shutdown(srv->main);
-		kf_mig_conn_shutdown(srv->demand);
-	}
+	if (ret && !srv->stop)
+		kf_ps_shutdown(srv);
 	return NULL;
+}
+
+/* The pushers: one on each push stream, or one on main.  0 or -errno. */
+static int kf_ps_start_push(struct kf_page_server *srv,
+			    struct kf_ps_pusher *ps)
+{
+	unsigned int i, n = KF_MAX(srv->nr_push, 1U);
+	int ret;
+
+	for (i = 0; i < n; i++) {
+		ps[i] = (struct kf_ps_pusher){
+			.srv = srv,
+			.conn = srv->nr_push ? srv->push[i] : srv->main,
+			.index = i,
+			.stride = n,
+		};
+		ret = pthread_create(&ps[i].thread, NULL, kf_ps_push_thread, &ps[i]);
+		if (ret)
+			return kf_fail(ret, "page server: cannot start a thread");
+		ps[i].started = true;
+	}
+	return 0;
+}
+
+static void kf_ps_join_push(struct kf_ps_pusher *ps)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_MIG_MAX_PUSH_STREAMS; i++)
+		if (ps[i].started)
+			pthread_join(ps[i].thread, NULL);
 }
 
 /* After a reconnect: what does the destination hold? */
@@ -497,22 +607,23 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 	int ret;
 
 	for (;;) {
-		pthread_t demand, push;
-		bool done = false, fatal = false, push_started = false;
+		struct kf_ps_pusher pushers[KF_MIG_MAX_PUSH_STREAMS] = { 0 };
+		bool done = false, fatal = false;
+		pthread_t demand;
 
 		srv->stop = 0;
 		ret = pthread_create(&demand, NULL, kf_ps_demand_thread, srv);
 		if (ret)
 			return kf_fail(ret, "page server: cannot start a thread");
 		if (!srv->cfg.no_push) {
-			ret = pthread_create(&push, NULL, kf_ps_push_thread, srv);
+			ret = kf_ps_start_push(srv, pushers);
 			if (ret) {
 				srv->stop = 1;
-				kf_mig_conn_shutdown(srv->demand);
+				kf_ps_shutdown(srv);
 				pthread_join(demand, NULL);
-				return kf_fail(ret, "page server: cannot start a thread");
+				kf_ps_join_push(pushers);
+				return ret;
 			}
-			push_started = true;
 		}
 		for (;;) {
 			ret = kf_mig_recv(srv->main, &msg);
@@ -545,11 +656,9 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			kf_mig_send(srv->main, KF_MIG_STATS, &st, sizeof(st),
 				    NULL, 0, NULL, 0);
 		}
-		kf_mig_conn_shutdown(srv->main);
-		kf_mig_conn_shutdown(srv->demand);
+		kf_ps_shutdown(srv);
 		pthread_join(demand, NULL);
-		if (push_started)
-			pthread_join(push, NULL);
+		kf_ps_join_push(pushers);
 		kf_ps_close(srv);
 		if (done)
 			return 0;
@@ -559,7 +668,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			"connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect",
 			srv->err[0] ? srv->err : "?", recover_ms);
 		srv->err[0] = '\0';
-		ret = kf_ps_accept_pair(srv, recover_ms, true);
+		ret = kf_ps_accept_all(srv, recover_ms, true);
 		if (ret)
 			return kf_fail(-ret, "migration: the destination is gone: %s",
 				       kf_error());

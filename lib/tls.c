@@ -2,15 +2,18 @@
 /*
  * TLS for the migration channels: TLS 1.3 (OpenSSL) authenticated by a
  * pre-shared key, with an ephemeral key exchange on top (psk_dhe_ke), so a
- * recorded session stays secret even if the key leaks later.
+ * recorded session stays secret even if the key leaks later; or by X.509
+ * certificates both ways, from one CA (QEMU's tls-creds-x509 layout).
  *
  * A connection is read by one thread and written by others at the same
  * time, and an OpenSSL session is not safe for that.  So the socket is
  * non-blocking, every SSL call runs under the session's lock, and a call
  * that needs the socket drops the lock and waits in poll().
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -35,6 +38,7 @@
 struct kf_mig_tls {
 	SSL_CTX *ctx;
 	bool server;
+	bool x509;		/* certificates, not a pre-shared key */
 	char identity[KF_MIG_PSK_MAX_IDENTITY + 1];
 	unsigned char key[KF_MIG_PSK_MAX_KEY];
 	size_t key_len;
@@ -46,11 +50,11 @@ struct kf_tls_session {
 	pthread_mutex_t lock;
 };
 
-/* The first OpenSSL error, for a message ("" when there is none). */
+/* The last OpenSSL error, the one that sums up, for a message. */
 static const char *kf_tls_reason(void)
 {
 	static __thread char buf[256];
-	unsigned long e = ERR_get_error();
+	unsigned long e = ERR_peek_last_error();
 
 	if (!e)
 		return "no detail";
@@ -97,21 +101,16 @@ static int kf_tls_refuse_cert(int preverify_ok, X509_STORE_CTX *ctx)
 	return 0;
 }
 
-int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
-		       bool server, struct kf_mig_tls **tlsp)
+/* Credentials for one role with the settings both kinds share. */
+static int kf_tls_new(bool server, struct kf_mig_tls **tlsp)
 {
 	struct kf_mig_tls *tls;
 
 	*tlsp = NULL;
-	if (key_len < KF_MIG_PSK_MIN_KEY || key_len > KF_MIG_PSK_MAX_KEY)
-		return kf_fail(EINVAL, "a pre-shared key of %zu bytes: it must have %d to %d",
-			       key_len, KF_MIG_PSK_MIN_KEY, KF_MIG_PSK_MAX_KEY);
-	if (!identity || !identity[0] || strlen(identity) > KF_MIG_PSK_MAX_IDENTITY)
-		return kf_fail(EINVAL, "a pre-shared key needs an identity of 1 to %d characters",
-			       KF_MIG_PSK_MAX_IDENTITY);
 	tls = calloc(1, sizeof(*tls));
 	if (!tls)
 		return kf_fail(ENOMEM, "out of memory");
+	tls->server = server;
 	tls->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (!tls->ctx) {
 		free(tls);
@@ -135,6 +134,26 @@ int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
 	/* Read whole records and more at once, not a header and a body. */
 	SSL_CTX_set_read_ahead(tls->ctx, 1);
 	SSL_CTX_set_app_data(tls->ctx, tls);
+	*tlsp = tls;
+	return 0;
+}
+
+int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
+		       bool server, struct kf_mig_tls **tlsp)
+{
+	struct kf_mig_tls *tls;
+	int ret;
+
+	*tlsp = NULL;
+	if (key_len < KF_MIG_PSK_MIN_KEY || key_len > KF_MIG_PSK_MAX_KEY)
+		return kf_fail(EINVAL, "a pre-shared key of %zu bytes: it must have %d to %d",
+			       key_len, KF_MIG_PSK_MIN_KEY, KF_MIG_PSK_MAX_KEY);
+	if (!identity || !identity[0] || strlen(identity) > KF_MIG_PSK_MAX_IDENTITY)
+		return kf_fail(EINVAL, "a pre-shared key needs an identity of 1 to %d characters",
+			       KF_MIG_PSK_MAX_IDENTITY);
+	ret = kf_tls_new(server, &tls);
+	if (ret)
+		return ret;
 	if (server) {
 		SSL_CTX_set_psk_server_callback(tls->ctx, kf_tls_psk_server);
 	} else {
@@ -144,7 +163,6 @@ int kf_mig_tls_psk_new(const void *key, size_t key_len, const char *identity,
 		 * (OpenSSL's default would take any). */
 		SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER, kf_tls_refuse_cert);
 	}
-	tls->server = server;
 	strcpy(tls->identity, identity);
 	memcpy(tls->key, key, key_len);
 	tls->key_len = key_len;
@@ -267,6 +285,85 @@ int kf_mig_tls_psk_write(const char *path, const char *identity)
 	return ret;
 }
 
+/* ---------------------------------------------------------------- X.509 */
+
+/* A private key: a regular file its owner alone may read. */
+static int kf_tls_check_key_file(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return kf_fail_errno(errno, "X.509 private key %s", path);
+	if (!S_ISREG(st.st_mode))
+		return kf_fail(EINVAL, "X.509 private key %s: not a regular file", path);
+	if (st.st_mode & 077)
+		return kf_fail(EPERM, "X.509 private key %s: readable by others (mode %03o): chmod 600 it",
+			       path, (unsigned int)(st.st_mode & 0777));
+	return 0;
+}
+
+static int kf_tls_x509_load(struct kf_mig_tls *tls, const char *ca,
+			    const char *cert, const char *key,
+			    const char *peer_name)
+{
+	X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(tls->ctx);
+	unsigned char addr[16];
+
+	if (SSL_CTX_load_verify_locations(tls->ctx, ca, NULL) != 1)
+		return kf_fail(EINVAL, "X.509: CA certificate %s: %s", ca, kf_tls_reason());
+	if (SSL_CTX_use_certificate_chain_file(tls->ctx, cert) != 1)
+		return kf_fail(EINVAL, "X.509: certificate %s: %s", cert, kf_tls_reason());
+	if (SSL_CTX_use_PrivateKey_file(tls->ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(tls->ctx) != 1)
+		return kf_fail(EINVAL, "X.509: private key %s is unreadable or not the key of %s: %s",
+			       key, cert, kf_tls_reason());
+	if (!peer_name)
+		return 0;
+	if (inet_pton(AF_INET, peer_name, addr) == 1 ||
+	    inet_pton(AF_INET6, peer_name, addr) == 1) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name) != 1)
+			return kf_fail(EINVAL, "X.509: peer address %s: %s", peer_name,
+				       kf_tls_reason());
+	} else if (X509_VERIFY_PARAM_set1_host(vp, peer_name, 0) != 1) {
+		return kf_fail(EINVAL, "X.509: peer name %s: %s", peer_name,
+			       kf_tls_reason());
+	}
+	return 0;
+}
+
+int kf_mig_tls_x509_dir(const char *dir, bool server, const char *peer_name,
+			struct kf_mig_tls **tlsp)
+{
+	const char *role = server ? "server" : "client";
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	struct kf_mig_tls *tls;
+	int ret;
+
+	*tlsp = NULL;
+	if ((size_t)snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir) >= sizeof(ca) ||
+	    (size_t)snprintf(cert, sizeof(cert), "%s/%s-cert.pem", dir, role) >= sizeof(cert) ||
+	    (size_t)snprintf(key, sizeof(key), "%s/%s-key.pem", dir, role) >= sizeof(key))
+		return kf_fail(ENAMETOOLONG, "X.509 directory %s: name too long", dir);
+	ret = kf_tls_check_key_file(key);
+	if (ret)
+		return ret;
+	ret = kf_tls_new(server, &tls);
+	if (ret)
+		return ret;
+	tls->x509 = true;
+	ret = kf_tls_x509_load(tls, ca, cert, key, peer_name);
+	if (ret) {
+		kf_mig_tls_free(tls);
+		return ret;
+	}
+	/* Both ends prove themselves (QEMU's verify-peer): a peer without a
+	 * certificate from this CA fails the handshake. */
+	SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   NULL);
+	*tlsp = tls;
+	return 0;
+}
+
 /* ------------------------------------------------------------- sessions */
 
 /*
@@ -385,7 +482,13 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 
 		ERR_clear_error();
 		r = tls->server ? SSL_accept(s->ssl) : SSL_connect(s->ssl);
-		if (r == 1 && !SSL_session_reused(s->ssl)) {
+		if (r == 1 && tls->x509 &&
+		    (SSL_get_verify_result(s->ssl) != X509_V_OK ||
+		     !SSL_get0_peer_certificate(s->ssl))) {
+			ret = kf_fail(EACCES, "TLS handshake without a verified certificate: refused");
+			goto fail;
+		}
+		if (r == 1 && !tls->x509 && !SSL_session_reused(s->ssl)) {
 			/* Done, but not with the key: a certificate handshake. */
 			ret = kf_fail(EACCES, "TLS handshake without the pre-shared key: %s",
 				      tls->server ? "refused" :
@@ -403,6 +506,9 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 			continue;
 		}
 		ret = kf_fail(EACCES, "TLS handshake failed (%s): %s",
+			      tls->x509 ? (tls->server ?
+					   "the peer has no certificate of this CA, or speaks no TLS" :
+					   "the source has no certificate of this CA for its address, or speaks no TLS") :
 			      tls->server ? "the peer has no or another key, or speaks no TLS" :
 					    "the source has another key, or speaks no TLS",
 			      err == SSL_ERROR_SYSCALL && !ERR_peek_error() ?

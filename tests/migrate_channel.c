@@ -13,8 +13,11 @@
  *
  * Plus a source that answers with a certificate instead of the key (the
  * destination must refuse it), and the key files: made 0600, refused when
- * others may read them or when malformed, never overwritten.  No KVM
- * needed.
+ * others may read them or when malformed, never overwritten.  Then the
+ * same channel with X.509 certificates: a client of another CA, one with
+ * a pre-shared key and a plaintext one are refused, a source whose
+ * certificate does not name the address is refused by the destination,
+ * and bad credential files are refused with their reason.  No KVM needed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +36,7 @@
 
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/migration.h>
+#include <kvmfault/migration_run.h>
 #include <kvmfault/remote.h>
 #include <kvmfault/test.h>
 
@@ -41,6 +45,8 @@
 
 static char *memory;
 static struct kf_mig_tls *tls_source, *tls_dest;
+/* X.509: a destination of another CA; one that expects another name. */
+static struct kf_mig_tls *other_ca_dest, *wrong_name_dest;
 
 enum hostile {
 	H_NONE,
@@ -52,6 +58,10 @@ enum hostile {
 	H_OVERSIZE,
 	H_LATE_ACCEPT,
 	H_TRICKLE,
+	H_PUSH_FIRST,
+	H_PUSH_RANGE,
+	H_OTHER_CA,
+	H_WRONG_NAME,
 };
 
 static const char *const hostile_name[] = {
@@ -64,6 +74,10 @@ static const char *const hostile_name[] = {
 	[H_OVERSIZE] = "an oversized frame",
 	[H_LATE_ACCEPT] = "no hostile client, a source that accepts late",
 	[H_TRICKLE] = "a client that sends a valid HELLO a byte at a time",
+	[H_PUSH_FIRST] = "a push stream without a main connection",
+	[H_PUSH_RANGE] = "a push stream numbered past the stream count",
+	[H_OTHER_CA] = "a client with a certificate of another CA",
+	[H_WRONG_NAME] = "a client that wants the source's certificate to name another host",
 };
 
 struct trickle {
@@ -228,6 +242,24 @@ static unsigned int hostile(enum hostile kind, const char *addr, int *fds)
 		fds[0] = connect_raw(addr);
 		hdr.len = 0xffffffffU;
 		TEST_ASSERT(write(fds[0], &hdr, sizeof(hdr)) == sizeof(hdr), "write");
+		return 1;
+	case H_OTHER_CA:
+	case H_WRONG_NAME:
+		rc.tls = kind == H_OTHER_CA ? other_ca_dest : wrong_name_dest;
+		ret = kf_remote_connect(&rc, &r);
+		TEST_ASSERT_EQ(ret, -EACCES);
+		TEST_ASSERT(strstr(kf_error(), "TLS handshake failed"), "%s", kf_error());
+		printf("  %s, the client sees: %s\n", hostile_name[kind], kf_error());
+		return 0;
+	case H_PUSH_FIRST:
+	case H_PUSH_RANGE:
+		h.channel = KF_MIG_CH_PUSH;
+		h.push_streams = 1;
+		h.push_index = kind == H_PUSH_RANGE ? 1 : 0;
+		fds[0] = connect_raw(addr);
+		TEST_OK(kf_mig_conn_new(dup(fds[0]), &c));
+		TEST_OK(kf_mig_send(c, KF_MIG_HELLO, &h, sizeof(h), NULL, 0, NULL, 0));
+		kf_mig_conn_free(c);
 		return 1;
 	}
 	return 0;
@@ -446,6 +478,95 @@ static void test_key_files(void)
 	rmdir(dir);
 }
 
+/* --- X.509 --- */
+
+static void x509_dir(char *out, size_t len, const char *dir, const char *name,
+		     const char *san)
+{
+	snprintf(out, len, "%s/%s", dir, name);
+	TEST_ASSERT(!mkdir(out, 0700), "mkdir %s: %m", out);
+	TEST_OK(kf_x509_gen_dir(out, san));
+}
+
+static void rm_x509_dir(const char *dir)
+{
+	static const char *const files[] = {
+		"ca-cert.pem", "server-cert.pem", "server-key.pem",
+		"client-cert.pem", "client-key.pem",
+	};
+	char path[256];
+	unsigned int i;
+
+	for (i = 0; i < KF_ARRAY_SIZE(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+static void x509_credential_errors(const char *a, const char *b)
+{
+	char key[256], other[256], saved[300];
+	struct kf_mig_tls *tls = NULL;
+
+	expect_error(kf_mig_tls_x509_dir("/nonexistent-kf", false, NULL, &tls),
+		     ENOENT, "client-key.pem");
+	snprintf(key, sizeof(key), "%s/client-key.pem", a);
+	TEST_ASSERT(!chmod(key, 0644), "chmod");
+	expect_error(kf_mig_tls_x509_dir(a, false, NULL, &tls), EPERM, "chmod 600");
+	TEST_ASSERT(!chmod(key, 0600), "chmod");
+	/* Another CA's key beside this certificate. */
+	snprintf(other, sizeof(other), "%s/client-key.pem", b);
+	snprintf(saved, sizeof(saved), "%s.saved", key);
+	TEST_ASSERT(!rename(key, saved), "rename");
+	TEST_ASSERT(!link(other, key), "link");
+	expect_error(kf_mig_tls_x509_dir(a, false, NULL, &tls), EINVAL, "not the key of");
+	TEST_ASSERT(!unlink(key) && !rename(saved, key), "restore the key");
+	TEST_ASSERT(!tls, "credentials despite the errors");
+}
+
+static void test_x509(void)
+{
+	char dir[] = "/tmp/kf-x509-XXXXXX", a[128], b[128], c[128];
+	struct kf_mig_tls *keep_source = tls_source, *keep_dest = tls_dest;
+
+	TEST_ASSERT(mkdtemp(dir), "mkdtemp");
+	x509_dir(a, sizeof(a), dir, "a", NULL);
+	x509_dir(b, sizeof(b), dir, "b", NULL);
+	x509_dir(c, sizeof(c), dir, "c", "DNS:elsewhere.invalid");
+	TEST_OK(kf_mig_tls_x509_dir(a, true, NULL, &tls_source));
+	TEST_OK(kf_mig_tls_x509_dir(a, false, "127.0.0.1", &tls_dest));
+	TEST_OK(kf_mig_tls_x509_dir(b, false, "127.0.0.1", &other_ca_dest));
+	TEST_OK(kf_mig_tls_x509_dir(a, false, "elsewhere.invalid", &wrong_name_dest));
+	printf("  X.509:\n");
+	run_case(H_NONE, true, "");
+	run_case(H_OTHER_CA, true, "TLS handshake failed");
+	run_case(H_WRONG_NAME, true, "TLS handshake failed");
+	run_case(H_WRONG_KEY, true, "TLS handshake failed");
+	run_case(H_PLAINTEXT, true, "TLS handshake failed");
+	kf_mig_tls_free(tls_source);
+	kf_mig_tls_free(tls_dest);
+	kf_mig_tls_free(wrong_name_dest);
+	/* A source whose certificate names another host: the destination
+	 * that checks for 127.0.0.1 refuses it; one that checks for the name
+	 * on the certificate takes it. */
+	TEST_OK(kf_mig_tls_x509_dir(c, true, NULL, &tls_source));
+	TEST_OK(kf_mig_tls_x509_dir(c, false, "elsewhere.invalid", &tls_dest));
+	TEST_OK(kf_mig_tls_x509_dir(c, false, "127.0.0.1", &wrong_name_dest));
+	run_case(H_WRONG_NAME, true, "TLS handshake failed");
+	kf_mig_tls_free(tls_source);
+	kf_mig_tls_free(tls_dest);
+	kf_mig_tls_free(wrong_name_dest);
+	kf_mig_tls_free(other_ca_dest);
+	x509_credential_errors(a, b);
+	tls_source = keep_source;
+	tls_dest = keep_dest;
+	rm_x509_dir(a);
+	rm_x509_dir(b);
+	rm_x509_dir(c);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	unsigned int i;
@@ -458,6 +579,7 @@ int main(void)
 	kf_test_psk_pair(&tls_source, &tls_dest);
 	test_key_files();
 	test_certificate_source();
+	test_x509();
 	run_case(H_NONE, true, "");
 	run_case(H_WRONG_KEY, true, "TLS handshake failed");
 	run_case(H_PLAINTEXT, true, "TLS handshake failed");
@@ -471,8 +593,10 @@ int main(void)
 	run_case(H_PARTIAL, false, "did not send its message within");
 	run_case(H_OVERSIZE, false, "exceeds the limit");
 	run_case(H_TRICKLE, false, "did not send its message within");
+	run_case(H_PUSH_FIRST, false, "a push stream before the main connection");
+	run_case(H_PUSH_RANGE, false, "push stream number out of range");
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
 	free(memory);
-	TEST_PASS("the migration channel: TLS by default, hostile clients refused and reported, the real transfer intact");
+	TEST_PASS("the migration channel: TLS (pre-shared key or X.509) by default, hostile clients refused and reported, the real transfer intact");
 }

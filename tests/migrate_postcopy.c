@@ -5,7 +5,8 @@
  * with memory missing, pages it in through the fault engine (exit backend
  * when the kernel has KVM_CAP_EXIT_ON_MISSING, else userfaultfd) and has
  * the guest verify every page.  Then the same with one pre-copy round and
- * with a connection drop in the middle of post-copy (recovery).
+ * with a connection drop in the middle of post-copy (recovery), each with
+ * the push on the main connection or on push streams.
  *
  * KF_MIGRATE_PAGES / KF_MIGRATE_VCPUS set the size (default 2 x 256).
  */
@@ -52,10 +53,12 @@ static int source_main(int lfd, unsigned int rounds, uint64_t drop_after,
 	return ret ? 1 : 0;
 }
 
-static void migrate(unsigned int rounds, uint64_t drop_after, bool tls)
+static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
+		    unsigned int streams)
 {
 	struct kf_mig_dest_config dc = {
 		.tls = tls ? tls_dest : NULL, .plain = !tls,
+		.push_streams = streams,
 		.backend = KF_BACKEND_AUTO, .connect_timeout_ms = 60000,
 		.recover_timeout_ms = 20000, .run_ms = 20,
 		.run_after_switch_ms = 50, .quiet = true,
@@ -101,6 +104,9 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls)
 		    "the whole system slot went in the blackout");
 	if (drop_after)
 		TEST_ASSERT(rep.reconnects >= 1, "no reconnect after the drop");
+	/* With push streams the push uses them only, main never. */
+	TEST_ASSERT_EQ(rep.push_stream_pages,
+		       streams ? rep.pages_by_cause[KF_MIG_CAUSE_PUSH] : 0);
 	/* Switch-off while the guest runs: the regions left userfaultfd, no
 	 * userfault came after, and the guest kept writing (plain faults)
 	 * before it verified every page. */
@@ -112,9 +118,9 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls)
 		    (unsigned long long)rep.run_after_switch_ns);
 	TEST_ASSERT(rep.iterations_after_switch > 0,
 		    "the guest made no progress after the switch");
-	printf("  %s, rounds %u drop %llu: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
+	printf("  %s, rounds %u drop %llu, %u push streams: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
 	       tls ? "TLS" : "plain TCP", rounds,
-	       (unsigned long long)drop_after, rep.backend,
+	       (unsigned long long)drop_after, streams, rep.backend,
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PRECOPY],
@@ -134,10 +140,12 @@ int main(void)
 	if ((env = getenv("KF_MIGRATE_VCPUS")))
 		nr_vcpus = strtoul(env, NULL, 0);
 	kf_test_psk_pair(&tls_source, &tls_dest);
-	migrate(0, 0, true);
-	migrate(1, 0, false);
-	migrate(0, 64, true);	/* drop after 64 post-copy pages, recover */
+	migrate(0, 0, true, 0);
+	migrate(0, 0, false, KF_MIG_MAX_PUSH_STREAMS);
+	migrate(1, 0, false, 2);
+	migrate(0, 64, true, 0);	/* drop after 64 post-copy pages, recover */
+	migrate(0, 64, true, 3);	/* the same, every push stream reconnects */
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
-	TEST_PASS("post-copy migration verified in the guest: pure (TLS), with pre-copy (plain TCP), with recovery (TLS)");
+	TEST_PASS("post-copy migration verified in the guest: pure (TLS), with pre-copy (plain TCP), with recovery (TLS), push on main and on push streams");
 }

@@ -7,10 +7,12 @@
  *   kvmfault migrate dest --connect 127.0.0.1:7777 [options]
  *   kvmfault migrate local [options]       both, as two processes, on loopback
  *   kvmfault migrate keygen FILE           a new pre-shared key file
+ *   kvmfault migrate certgen DIR           a throwaway CA and certificates
  *
  * The channel serves all of guest memory: it is TLS 1.3 with a pre-shared
- * key (--psk FILE) unless --plain is given, and plain TCP only on loopback
- * unless --plain-anywhere.  `local` makes a fresh key for its two processes.
+ * key (--psk FILE) or X.509 certificates (--x509 DIR) unless --plain is
+ * given, and plain TCP only on loopback unless --plain-anywhere.  `local`
+ * makes a fresh key for its two processes.
  *
  * The source runs the migration workload (each vCPU keeps writing its
  * working set and keeps a checksum of every page in guest memory), waits
@@ -21,6 +23,7 @@
  * guest re-checks every page against its checksums inside the guest; the
  * destination exits 0 only if all of them match.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -30,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +51,7 @@ struct opts {
 	const char *port_file;
 	const char *backend;
 	const char *psk;
+	const char *x509;
 	bool plain;
 	bool plain_anywhere;
 	bool link_test;
@@ -60,6 +65,7 @@ struct opts {
 	int timeout_ms;
 	uint64_t drop_after_pages;
 	int drop_after_ms;
+	unsigned int push_streams;
 	bool no_push;
 	bool json;
 	bool quiet;
@@ -73,13 +79,20 @@ static void usage(FILE *f)
 		"       kvmfault migrate dest --connect HOST:PORT [options]\n"
 		"       kvmfault migrate local [options]\n"
 		"       kvmfault migrate keygen FILE [IDENTITY]\n"
+		"       kvmfault migrate certgen DIR [SUBJECT-ALT-NAMES]\n"
 		"\n"
 		"channel (source and dest):\n"
 		"  --psk FILE            TLS 1.3 with the pre-shared key in FILE ('identity:hexkey',\n"
 		"                        mode 0600; 'migrate keygen FILE' makes one)\n"
+		"  --x509 DIR            TLS 1.3 with X.509 certificates of one CA, both ways, from\n"
+		"                        DIR as QEMU's tls-creds-x509: ca-cert.pem, server-cert.pem\n"
+		"                        and server-key.pem (source), client-cert.pem and\n"
+		"                        client-key.pem (dest; the source's certificate must name\n"
+		"                        the --connect host); 'migrate certgen DIR' makes a\n"
+		"                        throwaway CA and both ends' certificates\n"
 		"  --plain               plain TCP, no TLS: only on a loopback address\n"
 		"  --plain-anywhere      plain TCP on any address (guest memory in the clear)\n"
-		"  local uses a fresh key of its own unless --plain or --psk\n"
+		"  local uses a fresh key of its own unless --plain, --psk or --x509\n"
 		"  --link-test           local: first measure loopback TCP, the plain and\n"
 		"                        the TLS channel (256 MiB each) and report the ratio\n"
 		"\n"
@@ -96,6 +109,8 @@ static void usage(FILE *f)
 		"dest options:\n"
 		"  --backend B           auto, exit, uffd-missing, uffd-minor (auto)\n"
 		"  --run-ms MS           let the guest run at least this long after resuming (200)\n"
+		"  --streams N           connections the post-copy push runs on, each with a\n"
+		"                        receiving thread (2; 0: the push shares main)\n"
 		"  --drop-after-ms MS    test: cut the connections once MS after resuming\n"
 		"  --progress/--no-progress   progress bar on stderr (default: on a terminal)\n"
 		"both:\n"
@@ -119,7 +134,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	enum { O_LISTEN = 256, O_CONNECT, O_PORTFILE, O_BACKEND, O_VCPUS, O_PAGES,
 	       O_PRECOPY, O_WARMUP, O_RUN, O_RECOVER, O_TIMEOUT, O_DROPP, O_DROPMS,
 	       O_NOPUSH, O_JSON, O_QUIET, O_PROGRESS, O_NOPROGRESS, O_HELP,
-	       O_PSK, O_PLAIN, O_PLAIN_ANYWHERE, O_IDLE, O_LINK };
+	       O_PSK, O_PLAIN, O_PLAIN_ANYWHERE, O_IDLE, O_LINK, O_STREAMS, O_X509 };
 	static const struct option lo[] = {
 		{ "listen", 1, NULL, O_LISTEN }, { "connect", 1, NULL, O_CONNECT },
 		{ "port-file", 1, NULL, O_PORTFILE }, { "backend", 1, NULL, O_BACKEND },
@@ -135,6 +150,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "psk", 1, NULL, O_PSK }, { "plain", 0, NULL, O_PLAIN },
 		{ "plain-anywhere", 0, NULL, O_PLAIN_ANYWHERE },
 		{ "idle-us", 1, NULL, O_IDLE }, { "link-test", 0, NULL, O_LINK },
+		{ "streams", 1, NULL, O_STREAMS }, { "x509", 1, NULL, O_X509 },
 		{ 0 },
 	};
 	const char *env;
@@ -144,6 +160,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	o->vcpus = 2;
 	o->pages = 512;
 	o->precopy = 1;
+	o->push_streams = 2;
 	o->warmup_ms = 100;
 	o->run_ms = 200;
 	o->recover_ms = 10000;
@@ -174,6 +191,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			bad = tool_uint("migrate", "--precopy", optarg, 0, 1000,
 					&o->precopy);
 			break;
+		case O_STREAMS:
+			bad = tool_uint("migrate", "--streams", optarg, 0,
+					KF_MIG_MAX_PUSH_STREAMS, &o->push_streams);
+			break;
 		case O_DROPP:
 			bad = tool_u64("migrate", "--drop-after-pages", optarg, 0,
 				       UINT64_MAX, &o->drop_after_pages);
@@ -188,6 +209,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_DROPMS: bad = ms_arg("--drop-after-ms", &o->drop_after_ms); break;
 		case O_NOPUSH: o->no_push = true; break;
 		case O_PSK: o->psk = optarg; break;
+		case O_X509: o->x509 = optarg; break;
 		case O_PLAIN: o->plain = true; break;
 		case O_LINK: o->link_test = true; break;
 		case O_PLAIN_ANYWHERE: o->plain = o->plain_anywhere = true; break;
@@ -201,8 +223,8 @@ static int parse(int argc, char **argv, struct opts *o)
 	}
 	if (bad)
 		return -1;
-	if (o->plain && o->psk) {
-		fprintf(stderr, "kvmfault migrate: --psk and --plain exclude each other\n");
+	if (!!o->plain + !!o->psk + !!o->x509 > 1) {
+		fprintf(stderr, "kvmfault migrate: --psk, --x509 and --plain exclude each other\n");
 		return -1;
 	}
 	if (optind < argc) {
@@ -225,13 +247,10 @@ static void report(const struct opts *o, const struct kf_mig_report *rep,
 	fflush(stdout);
 }
 
-/* Whether every address HOST:PORT stands for is a loopback one. */
-static bool is_loopback(const char *addr)
+/* The HOST of HOST:PORT or [HOST]:PORT into host (size 256). */
+static bool addr_host(const char *addr, char *host)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 	const char *colon = strrchr(addr, ':');
-	char host[256];
-	bool loop = true;
 	size_t len;
 
 	if (!colon)
@@ -241,10 +260,22 @@ static bool is_loopback(const char *addr)
 		addr++;
 		len -= 2;
 	}
-	if (!len || len >= sizeof(host))
+	if (!len || len >= 256)
 		return false;
 	memcpy(host, addr, len);
 	host[len] = 0;
+	return true;
+}
+
+/* Whether every address HOST:PORT stands for is a loopback one. */
+static bool is_loopback(const char *addr)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char host[256];
+	bool loop = true;
+
+	if (!addr_host(addr, host))
+		return false;
 	if (getaddrinfo(host, NULL, &hints, &res))
 		return false;
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -259,14 +290,35 @@ static bool is_loopback(const char *addr)
 	return loop;
 }
 
+/* X.509 credentials from --x509 DIR; the destination checks that the
+ * source's certificate names the host it connects to. */
+static int channel_x509(const struct opts *o, const char *side,
+			const char *addr, bool server, struct kf_mig_tls **tlsp)
+{
+	char host[256];
+
+	if (!server && !addr_host(addr, host)) {
+		fprintf(stderr, "kvmfault migrate %s: %s is no HOST:PORT\n", side, addr);
+		return 2;
+	}
+	if (kf_mig_tls_x509_dir(o->x509, server, server ? NULL : host, tlsp)) {
+		fprintf(stderr, "kvmfault migrate %s: %s\n", side, kf_error());
+		return 2;
+	}
+	return 0;
+}
+
 /*
- * The channel's credentials for one side: the --psk file, none for
- * --plain (on loopback only, unless --plain-anywhere), or *key for local.
+ * The channel's credentials for one side: the --psk file, the --x509
+ * directory, none for --plain (on loopback only, unless --plain-anywhere),
+ * or *key for local.
  */
 static int channel(const struct opts *o, const char *side, const char *addr,
 		   bool server, struct kf_mig_tls **tlsp)
 {
 	*tlsp = NULL;
+	if (o->x509)
+		return channel_x509(o, side, addr, server, tlsp);
 	if (o->plain) {
 		if (!o->plain_anywhere && !is_loopback(addr)) {
 			fprintf(stderr, "kvmfault migrate %s: refusing plain TCP on %s, which is not loopback: guest memory would cross the network in the clear (--psk FILE, or --plain-anywhere)\n",
@@ -276,7 +328,7 @@ static int channel(const struct opts *o, const char *side, const char *addr,
 		return 0;
 	}
 	if (!o->psk) {
-		fprintf(stderr, "kvmfault migrate %s: no key: --psk FILE (make one with 'kvmfault migrate keygen FILE', copy it to both hosts), or --plain on loopback\n",
+		fprintf(stderr, "kvmfault migrate %s: no key: --psk FILE (make one with 'kvmfault migrate keygen FILE', copy it to both hosts), --x509 DIR, or --plain on loopback\n",
 			side);
 		return 2;
 	}
@@ -350,6 +402,7 @@ static int run_dest(const struct opts *o, const char *addr,
 		.recover_timeout_ms = o->recover_ms,
 		.run_ms = o->run_ms,
 		.drop_after_ms = o->drop_after_ms,
+		.push_streams = o->push_streams,
 		.progress = o->progress < 0 ? isatty(2) && !o->quiet : o->progress,
 		.quiet = o->quiet,
 	};
@@ -427,7 +480,7 @@ static int run_local(const struct opts *o)
 	int port, status, ret, lfd;
 	pid_t pid;
 
-	if (o->psk) {
+	if (o->psk || o->x509) {
 		ret = channel(o, "local", "127.0.0.1:0", true, &tls_source);
 		if (!ret)
 			ret = channel(o, "local", "127.0.0.1:0", false, &tls_dest);
@@ -438,7 +491,7 @@ static int run_local(const struct opts *o)
 		ret = 1;
 		goto out;
 	}
-	if (!o->plain && !o->psk &&
+	if (!o->plain && !o->psk && !o->x509 &&
 	    kf_mig_psk_pair("kvmfault-local", &tls_source, &tls_dest)) {
 		fprintf(stderr, "kvmfault migrate: no key: %s\n", kf_error());
 		ret = 1;
@@ -504,6 +557,28 @@ static int run_keygen(int argc, char **argv)
 	return 0;
 }
 
+static int run_certgen(int argc, char **argv)
+{
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: kvmfault migrate certgen DIR [SUBJECT-ALT-NAMES]\n"
+			"  SUBJECT-ALT-NAMES of the source's certificate, OpenSSL syntax\n"
+			"  (default %s)\n", KF_X509_DEFAULT_SAN);
+		return 2;
+	}
+	if (mkdir(argv[2], 0700) && errno != EEXIST) {
+		fprintf(stderr, "kvmfault migrate certgen: mkdir %s: %s\n", argv[2],
+			strerror(errno));
+		return 1;
+	}
+	if (kf_x509_gen_dir(argv[2], argc > 3 ? argv[3] : NULL)) {
+		fprintf(stderr, "kvmfault migrate certgen: %s\n", kf_error());
+		return 1;
+	}
+	printf("kvmfault migrate certgen: a throwaway CA and certificates for both ends in %s (keys mode 0600): use --x509 %s on both sides\n",
+	       argv[2], argv[2]);
+	return 0;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -518,6 +593,8 @@ int cmd_migrate(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "keygen"))
 		return run_keygen(argc, argv);
+	if (!strcmp(cmd, "certgen"))
+		return run_certgen(argc, argv);
 	if (argc < 2 || parse(argc - 1, argv + 1, &o)) {
 		if (argc < 2)
 			usage(stderr);

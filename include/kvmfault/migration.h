@@ -6,7 +6,8 @@
  * Wire protocol (version KF_MIG_VERSION), over TCP, little endian.  Every
  * message is a 16-byte header (magic "KFMG", type, flags, payload length,
  * sequence number) and a payload whose layout the type fixes.  A session
- * uses two connections, both opened by the destination to the source:
+ * uses two connections and up to KF_MIG_MAX_PUSH_STREAMS push streams, all
+ * opened by the destination to the source, main first:
  *
  *   main:   HELLO(main) SETUP, [PAGES...]* (pre-copy rounds), DISCARD*,
  *           VCPU*, SWITCHOVER (SYNC any time before: the destination
@@ -16,9 +17,16 @@
  *   demand: HELLO(demand); the destination sends REQ (a batch of page
  *           addresses), the source answers each with PAGES, ahead of and
  *           never queued behind the push (postcopy-preempt).
+ *   push k: HELLO(push, index k) when main's HELLO asked for push streams;
+ *           the background push then runs on these instead of main, one
+ *           sending thread at the source and one receiving thread at the
+ *           destination each (as QEMU's multifd), stream k carrying the
+ *           batches of KF_MIG_MAX_BATCH pages whose number is k modulo
+ *           the stream count, then PUSH_DONE.  Only post-copy pages go
+ *           there, so no page's newer copy can overtake an older one.
  *
  * Recovery: after a connection drops during post-copy, the destination
- * reconnects both channels with HELLO flag RECOVER and the same session id,
+ * reconnects every channel with HELLO flag RECOVER and the same session id,
  * sends RECEIVED (its bitmap of pages held, per region) and RECOVER_DONE;
  * the source pushes only what is missing.
  *
@@ -43,8 +51,9 @@ KF_API_BEGIN
 
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
 /* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash().
- * 3: SYNC. */
-#define KF_MIG_VERSION 3
+ * 3: SYNC.  4: push streams. */
+#define KF_MIG_VERSION 4
+#define KF_MIG_MAX_PUSH_STREAMS 8
 #define KF_MIG_MAX_PAYLOAD (4U << 20)
 #define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
 #define KF_MIG_MAX_REQ 256		/* addresses in one REQ */
@@ -73,6 +82,7 @@ enum kf_mig_type {
 enum kf_mig_channel {
 	KF_MIG_CH_MAIN = 1,
 	KF_MIG_CH_DEMAND = 2,
+	KF_MIG_CH_PUSH = 3,
 };
 
 #define KF_MIG_HELLO_RECOVER (1U << 0)
@@ -100,7 +110,9 @@ struct kf_mig_hello {
 	uint64_t session;
 	uint64_t image_id;	/* kf_mig_image_id(): both ends run one program */
 	uint32_t flags;		/* KF_MIG_HELLO_* */
-	uint32_t reserved;
+	uint16_t push_streams;	/* every channel: push streams of the session
+				 * (0: the push runs on main) */
+	uint16_t push_index;	/* a push stream's number; 0 on the others */
 };
 
 struct kf_mig_region {
@@ -243,10 +255,11 @@ void kf_mig_conn_shutdown(struct kf_mig_conn *conn);
 
 /*
  * TLS on a connection: TLS 1.3 authenticated by a pre-shared key (with an
- * ephemeral key exchange), the default of the page server and the remote
- * source; plain TCP is an explicit choice of theirs (config .plain).  One
- * struct kf_mig_tls holds the key for one role, source (server) or
- * destination; it may serve many connections at once.
+ * ephemeral key exchange) or by X.509 certificates, the default of the
+ * page server and the remote source; plain TCP is an explicit choice of
+ * theirs (config .plain).  One struct kf_mig_tls holds the credentials for
+ * one role, source (server) or destination; it may serve many connections
+ * at once.
  */
 #define KF_MIG_PSK_MIN_KEY 16
 #define KF_MIG_PSK_MAX_KEY 64
@@ -262,6 +275,17 @@ int kf_mig_tls_psk_file(const char *path, bool server, struct kf_mig_tls **tlsp)
 /* Create a new key file (mode 0600, never over an existing file) holding
  * 32 random bytes under identity. */
 int kf_mig_tls_psk_write(const char *path, const char *identity);
+/*
+ * X.509 credentials from dir, laid out as QEMU's tls-creds-x509:
+ * ca-cert.pem, and server-cert.pem and server-key.pem for the source or
+ * client-cert.pem and client-key.pem for the destination (PEM; the key
+ * readable by its owner only, -EPERM otherwise).  Each end must show a
+ * certificate of that CA; peer_name (may be NULL), a DNS name or an IP
+ * address, is what the peer's certificate must name: the destination
+ * passes the source's host.
+ */
+int kf_mig_tls_x509_dir(const char *dir, bool server, const char *peer_name,
+			struct kf_mig_tls **tlsp);
 void kf_mig_tls_free(struct kf_mig_tls *tls);
 
 /* A connection over TLS: the handshake (within timeout_ms) before it

@@ -15,7 +15,7 @@
  * remote memory image, for benchmarks).
  *
  * Remote page source:
- *   kf_remote_connect(&cfg, &r);            HELLO both channels, SETUP
+ *   kf_remote_connect(&cfg, &r);            HELLO every channel, SETUP
  *   kf_remote_set_eager(r, i, hva);         a region that arrives in full
  *   kf_remote_wait_switchover(r, &sw);      pre-copy pages, vCPU states
  *   kf_remote_pagesrc(r, i, &src);          a struct kf_pagesrc per region
@@ -83,7 +83,8 @@ struct kf_page_server;
 
 int kf_page_server_create(const struct kf_page_server_config *cfg,
 			  int listen_fd, struct kf_page_server **srvp);
-/* Accept the destination's two connections and send SETUP. */
+/* Accept the destination's connections (main, demand, push streams) and
+ * send SETUP. */
 int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms);
 struct kf_mig_conn *kf_page_server_main(struct kf_page_server *srv);
 /* Mark pages as held by the destination already (sent eagerly). */
@@ -123,6 +124,10 @@ struct kf_remote_config {
 	 * May be NULL: the library prints nothing. */
 	void (*log)(void *opaque, const char *msg);
 	void *opaque;
+	/* Connections the post-copy push runs on, each with its own receiving
+	 * thread, so that installing pages uses several CPUs; at most
+	 * KF_MIG_MAX_PUSH_STREAMS.  0: the push shares the main connection. */
+	unsigned int push_streams;
 };
 
 struct kf_remote_stats {
@@ -133,6 +138,7 @@ struct kf_remote_stats {
 	uint64_t total_pages;		/* post-copy regions */
 	uint64_t held_pages;		/* of which here */
 	uint64_t source_downtime_ns;	/* the source's STATS, if sent */
+	uint64_t push_stream_pages;	/* pushed pages received on push streams */
 };
 
 struct kf_remote;

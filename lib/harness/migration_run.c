@@ -363,6 +363,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 		.plain = cfg->plain,
 		.connect_timeout_ms = cfg->connect_timeout_ms,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
+		.push_streams = cfg->push_streams,
 		.log = cfg->quiet ? NULL : kf_dest_log,
 	};
 	struct kf_engine_config ec = { .backend = (enum kf_backend)cfg->backend };
@@ -387,6 +388,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 
 	memset(rep, 0, sizeof(*rep));
 	rep->tls = cfg->tls;
+	rep->push_streams = cfg->push_streams;
 	minor = ec.backend == KF_BACKEND_UFFD_MINOR;
 	ret = kf_remote_connect(&rc, &r);
 	if (ret)
@@ -599,6 +601,7 @@ out:
 		kf_remote_stats(r, &rst);
 		memcpy(rep->pages_by_cause, rst.pages_by_cause,
 		       sizeof(rep->pages_by_cause));
+		rep->push_stream_pages = rst.push_stream_pages;
 		rep->reconnects = rst.reconnects;
 		rep->requests = rst.requests;
 		rep->req_messages = rst.req_messages;
@@ -634,7 +637,9 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 	if (!rep->ok && rep->error[0])
 		fprintf(f, "  error:              %s\n", rep->error);
 	fprintf(f, "  backend:            %s\n", rep->backend ? rep->backend : "-");
-	fprintf(f, "  channel:            %s\n", rep->tls ? "TLS 1.3, pre-shared key" : "plain TCP");
+	fprintf(f, "  channel:            %s\n", rep->tls ? "TLS 1.3" : "plain TCP");
+	fprintf(f, "  push streams:       %u%s\n", rep->push_streams,
+		rep->push_streams ? "" : " (the push shares the main connection)");
 	fprintf(f, "  vCPUs:              %u\n", rep->nr_vcpus);
 	fprintf(f, "  guest data:         %.1f MiB\n", rep->guest_bytes / 1048576.0);
 	fprintf(f, "  pre-copy rounds:    %u\n", rep->precopy_rounds);
@@ -653,7 +658,8 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 		rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY]);
 	fprintf(f, "  pages by demand:    %" PRIu64 " (%" PRIu64 " requests in %" PRIu64 " messages)\n",
 		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND], rep->requests, rep->req_messages);
-	fprintf(f, "  pages by push:      %" PRIu64 "\n", rep->pages_by_cause[KF_MIG_CAUSE_PUSH]);
+	fprintf(f, "  pages by push:      %" PRIu64 " (%" PRIu64 " on push streams)\n",
+		rep->pages_by_cause[KF_MIG_CAUSE_PUSH], rep->push_stream_pages);
 	fprintf(f, "  reconnects:         %" PRIu64 "\n", rep->reconnects);
 	if (rep->switched)
 		fprintf(f, "  switch-off:         normal faulting at %.2f ms after resume (uffd %s); guest ran %.2f ms more, %" PRIu64 " write passes, %" PRIu64 " userfaults\n",
@@ -699,8 +705,8 @@ void kf_mig_report_json(FILE *f, const struct kf_mig_report *rep)
 	kf_json_str(f, rep->error);
 	fprintf(f, ", \"backend\": ");
 	kf_json_str(f, rep->backend ? rep->backend : "");
-	fprintf(f, ", \"tls\": %s, \"system_pages\": %" PRIu64, rep->tls ? "true" : "false",
-		rep->system_pages);
+	fprintf(f, ", \"tls\": %s, \"push_streams\": %u, \"system_pages\": %" PRIu64,
+		rep->tls ? "true" : "false", rep->push_streams, rep->system_pages);
 	fprintf(f, ", \"migration_ms\": %.3f", kf_ms(rep->migration_ns));
 	if (rep->link.raw_bps > 0)
 		fprintf(f, ", \"link_mbps\": {\"raw\": %.0f, \"plain\": %.0f, \"tls\": %.0f}",

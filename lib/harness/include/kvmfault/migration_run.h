@@ -90,6 +90,14 @@ int kf_workload_start(struct kf_vcpu **vcpus, unsigned int nr_vcpus);
 int kf_mig_psk_pair(const char *identity, struct kf_mig_tls **server,
 		    struct kf_mig_tls **client);
 
+/*
+ * A throwaway CA and certificates for both ends in dir, laid out for
+ * kf_mig_tls_x509_dir() (keys mode 0600): the source's certificate names
+ * server_san (OpenSSL subjectAltName syntax; NULL: KF_X509_DEFAULT_SAN).
+ */
+#define KF_X509_DEFAULT_SAN "DNS:localhost,IP:127.0.0.1,IP:::1"
+int kf_x509_gen_dir(const char *dir, const char *server_san);
+
 /* The link, one direction over loopback TCP, in bytes per second. */
 struct kf_link_speed {
 	double raw_bps;		/* write()/read() */
@@ -107,6 +115,8 @@ struct kf_mig_report {
 	bool ok;			/* every vCPU verified every page */
 	char error[1024];
 	bool tls;			/* the channel: TLS, or plain TCP */
+	unsigned int push_streams;	/* destination: its push connections */
+	uint64_t push_stream_pages;	/* pages received on them */
 	uint64_t migration_ns;		/* SETUP received to every page here */
 	struct kf_link_speed link;	/* measured by the caller, or zeros */
 	uint64_t system_pages;		/* the system slot: pre-copied whole,
@@ -166,6 +176,7 @@ struct kf_mig_dest_config {
 	int run_ms;			/* let the guest run at least this long */
 	int run_after_switch_ms;	/* and this long after the switch-off */
 	int drop_after_ms;		/* test hook: drop the connections once */
+	unsigned int push_streams;	/* kf_remote_config.push_streams */
 	bool progress;			/* a progress bar on stderr */
 	bool quiet;
 	/* Called once the guest runs at the destination (may be NULL). */
