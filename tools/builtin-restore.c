@@ -19,7 +19,8 @@ int cmd_restore(int argc, char **argv)
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		fprintf(argc < 2 ? stderr : stdout,
-			"usage: kvmfault restore FILE [--mode eager|lazy|prefetch|both|all] [--run-ms MS] [--backend B] [--json]\n"
+			"usage: kvmfault restore FILE [--mode eager|lazy|prefetch|ws|both|all] [--ws WSFILE] [--run-ms MS]\n"
+			"                        [--backend B] [--json]\n"
 			"  the same as kvmfault snapshot restore FILE ...\n");
 		return argc < 2 ? 2 : 0;
 	}

@@ -293,12 +293,9 @@ int cmd_snapshot(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (kf_kvm_unavailable_reason()) {
-		fprintf(stderr, "kvmfault snapshot: %s\n", kf_kvm_unavailable_reason());
-		return 1;
-	}
-	if (!strcmp(cmd, "save")) {
-		return do_save(path, nv, pages, run_ms);
+	if (strcmp(cmd, "save") && strcmp(cmd, "restore")) {
+		usage(stderr);
+		return 2;
 	}
 	if (!strcmp(cmd, "restore")) {
 		if (strcmp(mode, "eager") && strcmp(mode, "lazy") && strcmp(mode, "prefetch") &&
@@ -314,8 +311,12 @@ int cmd_snapshot(int argc, char **argv)
 			fprintf(stderr, "kvmfault snapshot: %s\n", kf_error());
 			return 2;
 		}
-		return do_restore(path, mode, ws, b, run_ms, json);
 	}
-	usage(stderr);
-	return 2;
+	if (kf_kvm_unavailable_reason()) {
+		fprintf(stderr, "kvmfault snapshot: %s\n", kf_kvm_unavailable_reason());
+		return 1;
+	}
+	if (!strcmp(cmd, "save"))
+		return do_save(path, nv, pages, run_ms);
+	return do_restore(path, mode, ws, b, run_ms, json);
 }

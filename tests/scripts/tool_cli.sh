@@ -74,7 +74,16 @@ expect 0 "a new key in" migrate keygen "$keydir/k.psk"
 expect 1 "File exists" migrate keygen "$keydir/k.psk"
 chmod 644 "$keydir/k.psk"
 expect 2 "chmod 600" migrate dest --connect 127.0.0.1:1 --psk "$keydir/k.psk"
+expect 2 "exclude each other" migrate local --psk "$keydir/k.psk" --x509 "$keydir"
+expect 2 "bad --streams '9'" migrate local --streams 9
+expect 0 "a throwaway CA" migrate certgen "$keydir/x509"
+[ "$(stat -c %a "$keydir/x509/server-key.pem")" = 600 ] || { echo "FAIL: certgen made a key of mode $(stat -c %a "$keydir/x509/server-key.pem")"; failed=$((failed + 1)); }
+chmod 640 "$keydir/x509/client-key.pem"
+expect 2 "chmod 600" migrate dest --connect 127.0.0.1:1 --x509 "$keydir/x509"
+expect 2 "X.509 private key" migrate source --listen 127.0.0.1:0 --x509 "$keydir/none"
 rm -rf "$keydir"
+# Working sets: mode ws needs one; a missing one fails with its name.
+expect 2 "needs --ws WSFILE" restore /tmp/kf-cli-none --mode ws
 
 if [ "$failed" -ne 0 ]; then
 	echo "FAIL: $failed command line check(s) failed"
