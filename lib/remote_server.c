@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -251,38 +252,43 @@ static int kf_ps_peer_check(struct kf_page_server *srv, int fd)
 }
 
 /*
- * Accept one connection and its HELLO; answer with ours.  0, 1 when the
- * connection was refused (why in kf_error()), or -errno when none came.
+ * Handshakes run on threads of their own, at most KF_PS_MAX_HANDSHAKES at
+ * once, so that a client that connects and stalls holds up nobody: the
+ * real destination's handshakes go on beside it.  When the table is full
+ * the oldest handshake is given up for the newcomer (a stalling client is
+ * the oldest; a real one finishes in milliseconds), and those still going
+ * when the session has all its connections are given up too.
  */
-static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
-			    bool recover)
-{
-	struct kf_mig_hello hello = {
-		.version = KF_MIG_VERSION,
-		.image_id = kf_mig_image_id(),
-	};
-	struct kf_mig_conn *c;
-	struct kf_mig_msg msg;
-	int fd, ret;
+#define KF_PS_MAX_HANDSHAKES 16
 
-	fd = kf_mig_accept(srv->lfd, timeout_ms);
-	if (fd < 0)
-		return fd;
-	/* Once the destination is known, its address only: others would only
-	 * hold up a reconnect with handshakes that cannot succeed. */
-	if (kf_ps_peer_check(srv, fd)) {
-		close(fd);
-		return 1;
-	}
+struct kf_ps_handshake {
+	struct kf_page_server *srv;
+	int fd;			/* the conn's once it exists; closed by the acceptor */
+	int wake_fd;		/* the acceptor's eventfd */
+	uint64_t started_ns;
+	struct kf_mig_conn *conn;
+	struct kf_mig_hello hello;
+	int ret;		/* 0: a HELLO of this program and version */
+	char why[512];
+	int done;
+	pthread_t thread;
+};
+
+static void *kf_ps_handshake_thread(void *arg)
+{
+	struct kf_ps_handshake *hs = arg;
+	struct kf_page_server *srv = hs->srv;
+	struct kf_mig_msg msg;
+	uint64_t one = 1;
+	int ret;
+
 	/* A peer that connects and says nothing must not hang us. */
-	ret = kf_mig_conn_open(fd, srv->cfg.tls, srv->cfg.hello_timeout_ms, &c);
-	if (ret) {
-		close(fd);
-		return 1;
-	}
-	ret = kf_mig_conn_set_timeout(c, srv->cfg.hello_timeout_ms);
+	ret = kf_mig_conn_open(hs->fd, srv->cfg.tls, srv->cfg.hello_timeout_ms,
+			       &hs->conn);
 	if (!ret)
-		ret = kf_mig_recv(c, &msg);
+		ret = kf_mig_conn_set_timeout(hs->conn, srv->cfg.hello_timeout_ms);
+	if (!ret)
+		ret = kf_mig_recv(hs->conn, &msg);
 	if (!ret && msg.hdr.type != KF_MIG_HELLO)
 		ret = kf_fail(EPROTO, "migration: expected HELLO, got %s",
 			      kf_mig_type_name(msg.hdr.type));
@@ -290,48 +296,77 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 		ret = kf_fail(EPROTO, "migration: the destination speaks protocol version %u, this source %u only (%s)",
 			      msg.u.hello.version, KF_MIG_VERSION,
 			      KF_MIG_VERSION_HISTORY);
-	if (!ret && msg.u.hello.image_id != hello.image_id)
+	if (!ret && msg.u.hello.image_id != kf_mig_image_id())
 		ret = kf_fail(EPROTO, "migration: the destination runs another program image (0x%llx, here 0x%llx): guest code would differ",
 			      (unsigned long long)msg.u.hello.image_id,
-			      (unsigned long long)hello.image_id);
-	if (!ret && recover &&
-	    (!(msg.u.hello.flags & KF_MIG_HELLO_RECOVER) ||
-	     msg.u.hello.session != srv->session))
-		/* No session id in the answer: it is what a reconnect proves. */
-		ret = kf_fail(EPROTO, "migration: a connection that is not this session's recovery");
-	if (!ret && !recover && srv->have_session &&
-	    msg.u.hello.session != srv->session)
-		ret = kf_fail(EPROTO, "migration: connection of another session");
-	if (!ret)
-		ret = kf_ps_check_channel(srv, &msg.u.hello);
-	if (ret) {
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", kf_error());
-		kf_mig_send_text(c, KF_MIG_ERROR, why);
-		kf_mig_conn_free(c);
-		kf_error_restore(why);
-		return 1;
+			      (unsigned long long)kf_mig_image_id());
+	if (ret)
+		snprintf(hs->why, sizeof(hs->why), "%s", kf_error());
+	else
+		hs->hello = msg.u.hello;
+	hs->ret = ret;
+	__atomic_store_n(&hs->done, 1, __ATOMIC_RELEASE);
+	if (write(hs->wake_fd, &one, sizeof(one)) < 0) {
+		/* the acceptor polls with a bound anyway */
 	}
-	srv->session = msg.u.hello.session;
+	return NULL;
+}
+
+/* Join a handshake (given up: its socket shut first) and free it. */
+static void kf_ps_handshake_free(struct kf_ps_handshake *hs, bool give_up)
+{
+	if (give_up && hs->fd >= 0)
+		shutdown(hs->fd, SHUT_RDWR);
+	pthread_join(hs->thread, NULL);
+	if (hs->conn)
+		kf_mig_conn_free(hs->conn);
+	else if (hs->fd >= 0)
+		close(hs->fd);
+	free(hs);
+}
+
+static void kf_ps_refused(struct kf_page_server *srv, const char *why)
+{
+	__atomic_add_fetch(&srv->refused, 1, __ATOMIC_RELAXED);
+	if (srv->cfg.on_refused)
+		srv->cfg.on_refused(srv->cfg.opaque, why);
+}
+
+/* The HELLO's session and channel against the server's state. */
+static int kf_ps_check_hello(struct kf_page_server *srv,
+			     const struct kf_mig_hello *h, bool recover)
+{
+	if (recover && (!(h->flags & KF_MIG_HELLO_RECOVER) || h->session != srv->session))
+		/* No session id in the answer: it is what a reconnect proves. */
+		return kf_fail(EPROTO, "migration: a connection that is not this session's recovery");
+	if (!recover && srv->have_session && h->session != srv->session)
+		return kf_fail(EPROTO, "migration: connection of another session");
+	return kf_ps_check_channel(srv, h);
+}
+
+/* Answer a checked HELLO and take the connection into the session. */
+static int kf_ps_register(struct kf_page_server *srv, struct kf_ps_handshake *hs)
+{
+	struct kf_mig_hello hello = hs->hello;
+	struct kf_mig_conn *c = hs->conn;
+	int ret;
+
+	hello.image_id = kf_mig_image_id();
+	hello.version = KF_MIG_VERSION;
+	ret = kf_mig_send(c, KF_MIG_HELLO, &hello, sizeof(hello), NULL, 0, NULL, 0);
+	if (!ret)
+		ret = kf_mig_conn_set_timeout(c, 0);
+	if (ret)
+		return ret;
+	hs->conn = NULL;	/* the session's now, with its fd */
+	hs->fd = -1;
+	srv->session = hello.session;
 	srv->have_session = true;
 	if (!srv->have_peer) {
 		socklen_t len = sizeof(srv->peer);
 
 		srv->have_peer = !getpeername(kf_mig_conn_fd(c),
 					      (struct sockaddr *)&srv->peer, &len);
-	}
-	hello.channel = msg.u.hello.channel;
-	hello.session = srv->session;
-	hello.flags = msg.u.hello.flags;
-	hello.push_streams = msg.u.hello.push_streams;
-	hello.push_index = msg.u.hello.push_index;
-	ret = kf_mig_send(c, KF_MIG_HELLO, &hello, sizeof(hello), NULL, 0, NULL, 0);
-	if (!ret)
-		ret = kf_mig_conn_set_timeout(c, 0);
-	if (ret) {
-		kf_mig_conn_free(c);
-		return 1;
 	}
 	if (hello.channel == KF_MIG_CH_MAIN) {
 		srv->main = c;
@@ -344,35 +379,141 @@ static int kf_ps_accept_one(struct kf_page_server *srv, int timeout_ms,
 	return 0;
 }
 
+/* A finished handshake: into the session, or refused (and reported). */
+static void kf_ps_handshake_done(struct kf_page_server *srv,
+				 struct kf_ps_handshake *hs, bool recover)
+{
+	char why[512];
+	int ret = hs->ret;
+
+	if (ret) {
+		snprintf(why, sizeof(why), "%s", hs->why);
+	} else {
+		ret = kf_ps_check_hello(srv, &hs->hello, recover);
+		if (!ret)
+			ret = kf_ps_register(srv, hs);
+		snprintf(why, sizeof(why), "%s", ret ? kf_error() : "");
+	}
+	if (ret) {
+		if (hs->conn)
+			kf_mig_send_text(hs->conn, KF_MIG_ERROR, why);
+		kf_ps_refused(srv, why);
+	}
+	kf_ps_handshake_free(hs, false);
+}
+
+/* A new connection: a handshake thread, or refused.  Never fails. */
+static void kf_ps_handshake_start(struct kf_page_server *srv, int fd, int wake_fd,
+				  struct kf_ps_handshake **table)
+{
+	struct kf_ps_handshake *hs;
+	unsigned int i, slot = KF_PS_MAX_HANDSHAKES, oldest = 0;
+
+	/* Once the destination is known, its address only: others would only
+	 * hold up a reconnect with handshakes that cannot succeed. */
+	if (kf_ps_peer_check(srv, fd)) {
+		kf_ps_refused(srv, kf_error());
+		close(fd);
+		return;
+	}
+	for (i = 0; i < KF_PS_MAX_HANDSHAKES; i++) {
+		if (!table[i]) {
+			slot = i;
+			break;
+		}
+		if (table[i]->started_ns < table[oldest]->started_ns)
+			oldest = i;
+	}
+	if (slot == KF_PS_MAX_HANDSHAKES) {
+		char why[128];
+
+		kf_ps_handshake_free(table[oldest], true);
+		table[oldest] = NULL;
+		snprintf(why, sizeof(why), "migration: handshake given up: more than %d at once, this one the oldest",
+			 KF_PS_MAX_HANDSHAKES);
+		kf_ps_refused(srv, why);
+		slot = oldest;
+	}
+	hs = calloc(1, sizeof(*hs));
+	if (!hs) {
+		kf_ps_refused(srv, "migration: out of memory for a handshake");
+		close(fd);
+		return;
+	}
+	*hs = (struct kf_ps_handshake){
+		.srv = srv, .fd = fd, .wake_fd = wake_fd,
+		.started_ns = kf_mig_now_ns(),
+	};
+	if (pthread_create(&hs->thread, NULL, kf_ps_handshake_thread, hs)) {
+		kf_ps_refused(srv, "migration: no thread for a handshake");
+		close(fd);
+		free(hs);
+		return;
+	}
+	table[slot] = hs;
+}
+
+/* Accept and handshake until the session has every connection. */
 static int kf_ps_accept_all(struct kf_page_server *srv, int timeout_ms,
-			     bool recover)
+			    bool recover)
 {
 	uint64_t deadline = kf_mig_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	struct kf_ps_handshake *table[KF_PS_MAX_HANDSHAKES] = { 0 };
 	char before[512];
-	int ret;
+	unsigned int i;
+	int wake_fd, ret = 0;
 
 	snprintf(before, sizeof(before), "%s", kf_error());
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0)
+		return kf_fail_errno(errno, "eventfd");
 	while (!kf_ps_all_connected(srv)) {
-		int left = kf_ms_until(deadline);
+		struct pollfd pfd[2] = {
+			{ .fd = srv->lfd, .events = POLLIN },
+			{ .fd = wake_fd, .events = POLLIN },
+		};
+		int left = kf_ms_until(deadline), n;
+		uint64_t count;
 
 		if (left <= 0) {
 			kf_ps_close(srv);
-			return kf_fail(ETIMEDOUT, "migration: the destination did not %s within %d ms",
-				       recover ? "reconnect" : "connect", timeout_ms);
+			ret = kf_fail(ETIMEDOUT, "migration: the destination did not %s within %d ms",
+				      recover ? "reconnect" : "connect", timeout_ms);
+			break;
 		}
-		ret = kf_ps_accept_one(srv, left, recover);
-		if (ret < 0)
-			continue;	/* none yet; the deadline decides */
-		if (ret) {
-			/* A stray or hostile connection: report it, keep waiting. */
-			__atomic_add_fetch(&srv->refused, 1, __ATOMIC_RELAXED);
-			if (srv->cfg.on_refused)
-				srv->cfg.on_refused(srv->cfg.opaque, kf_error());
+		n = poll(pfd, 2, left);
+		if (n < 0 && errno != EINTR) {
+			ret = kf_fail_errno(errno, "poll");
+			break;
+		}
+		if (n <= 0)
 			continue;
+		if (pfd[1].revents & POLLIN && read(wake_fd, &count, sizeof(count)) < 0)
+			count = 0;	/* nothing to drain */
+		for (i = 0; i < KF_PS_MAX_HANDSHAKES; i++) {
+			if (table[i] && __atomic_load_n(&table[i]->done, __ATOMIC_ACQUIRE)) {
+				kf_ps_handshake_done(srv, table[i], recover);
+				table[i] = NULL;
+			}
+		}
+		if (pfd[0].revents & POLLIN && !kf_ps_all_connected(srv)) {
+			int fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (fd >= 0)
+				kf_ps_handshake_start(srv, fd, wake_fd, table);
 		}
 	}
-	kf_error_restore(before);	/* stray connections are handled */
-	return 0;
+	/* Handshakes the session no longer waits for. */
+	for (i = 0; i < KF_PS_MAX_HANDSHAKES; i++) {
+		if (!table[i])
+			continue;
+		kf_ps_handshake_free(table[i], true);
+		kf_ps_refused(srv, "migration: handshake given up: the session had every connection before it finished");
+	}
+	close(wake_fd);
+	if (!ret)
+		kf_error_restore(before);	/* stray connections are handled */
+	return ret;
 }
 
 int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms)

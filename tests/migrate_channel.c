@@ -8,8 +8,11 @@
  *
  *   wrong key, plaintext client against TLS, a client that connects and
  *   sends nothing, one that sends a frame header and stops, a flood of
- *   garbage connections, an oversized frame (plain TCP); and a source
- *   that accepts late (it readies its guest first): the destination waits
+ *   garbage connections, an oversized frame (plain TCP), malformed push
+ *   streams; and a source that accepts late (it readies its guest first):
+ *   the destination waits.  Each refusal comes before the real transfer,
+ *   except with 20 clients that connect and stall, which the real
+ *   destination must not wait for: their handshakes are given up.
  *
  * Plus a source that answers with a certificate instead of the key (the
  * destination must refuse it), and the key files: made 0600, refused when
@@ -62,6 +65,7 @@ enum hostile {
 	H_PUSH_RANGE,
 	H_OTHER_CA,
 	H_WRONG_NAME,
+	H_STALL_MANY,
 };
 
 static const char *const hostile_name[] = {
@@ -78,6 +82,7 @@ static const char *const hostile_name[] = {
 	[H_PUSH_RANGE] = "a push stream numbered past the stream count",
 	[H_OTHER_CA] = "a client with a certificate of another CA",
 	[H_WRONG_NAME] = "a client that wants the source's certificate to name another host",
+	[H_STALL_MANY] = "20 clients that connect and stall, the real one beside them",
 };
 
 struct trickle {
@@ -109,13 +114,14 @@ static void *trickle_hello(void *arg)
 }
 
 #define FLOOD 16
+#define STALLERS 20	/* more than the page server's handshakes at once */
 
 struct server {
 	struct kf_page_server *srv;
 	int lfd, ret;
 	int delay_ms;		/* before the source accepts */
 	unsigned int nr_refused;
-	char refused[FLOOD + 4][512];
+	char refused[STALLERS + 4][512];
 };
 
 static void on_refused(void *opaque, const char *why)
@@ -124,7 +130,20 @@ static void on_refused(void *opaque, const char *why)
 
 	if (s->nr_refused < KF_ARRAY_SIZE(s->refused))
 		snprintf(s->refused[s->nr_refused], sizeof(s->refused[0]), "%s", why);
-	s->nr_refused++;
+	__atomic_add_fetch(&s->nr_refused, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Until the source has refused n connections (60 s at most). */
+static void wait_refused(struct server *s, unsigned int n)
+{
+	uint64_t t0 = kf_mig_now_ns();
+
+	while (__atomic_load_n(&s->nr_refused, __ATOMIC_SEQ_CST) < n) {
+		TEST_ASSERT(kf_mig_now_ns() - t0 < 60000000000ULL,
+			    "the source refused %u of %u hostile connections in 60 s",
+			    s->nr_refused, n);
+		usleep(10000);
+	}
 }
 
 static void *serve(void *arg)
@@ -214,6 +233,10 @@ static unsigned int hostile(enum hostile kind, const char *addr, int *fds)
 	case H_SILENT:
 		fds[0] = connect_raw(addr);
 		return 1;
+	case H_STALL_MANY:
+		for (i = 0; i < STALLERS; i++)
+			fds[i] = connect_raw(addr);
+		return STALLERS;
 	case H_PARTIAL:
 		fds[0] = connect_raw(addr);
 		if (tls_source) {
@@ -306,7 +329,7 @@ static void run_case(enum hostile kind, bool tls, const char *expect)
 	};
 	struct kf_mig_tls *keep_source = tls_source, *keep_dest = tls_dest;
 	struct server *s = calloc(1, sizeof(*s));
-	int fds[FLOOD];
+	int fds[STALLERS];
 	unsigned int i, n;
 	char addr[64];
 	pthread_t t;
@@ -319,6 +342,9 @@ static void run_case(enum hostile kind, bool tls, const char *expect)
 	pc.plain = !tls;
 	pc.opaque = s;
 	s->delay_ms = kind == H_LATE_ACCEPT ? 1500 : 0;
+	/* Stallers that would time out only long after the real transfer. */
+	if (kind == H_STALL_MANY)
+		pc.hello_timeout_ms = 60000;
 	s->lfd = kf_mig_listen("127.0.0.1:0", &port);
 	TEST_ASSERT(s->lfd >= 0, "listen: %s", kf_error());
 	TEST_OK(kf_page_server_create(&pc, s->lfd, &s->srv));
@@ -326,6 +352,10 @@ static void run_case(enum hostile kind, bool tls, const char *expect)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 
 	n = hostile(kind, addr, fds);
+	/* The refusals first, for their reasons: then the real transfer.
+	 * Except the stallers, whom the real destination must not wait for. */
+	if (kind != H_STALL_MANY)
+		wait_refused(s, n);
 	real_transfer(addr);
 	for (i = 0; i < n; i++)
 		expect_closed(fds[i], tls);
@@ -595,6 +625,8 @@ int main(void)
 	run_case(H_TRICKLE, false, "did not send its message within");
 	run_case(H_PUSH_FIRST, false, "a push stream before the main connection");
 	run_case(H_PUSH_RANGE, false, "push stream number out of range");
+	run_case(H_STALL_MANY, true, "handshake given up");
+	run_case(H_STALL_MANY, false, "handshake given up");
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
 	free(memory);

@@ -65,7 +65,10 @@ struct kf_page_server_config {
 	 * TCP when plain is set; exactly one of the two. */
 	struct kf_mig_tls *tls;
 	bool plain;
-	int hello_timeout_ms;		/* a connection's handshake and HELLO (10000) */
+	int hello_timeout_ms;		/* a connection's handshake and HELLO (10000);
+					 * up to 16 run at once, the oldest given up
+					 * for a newcomer, the rest once the session
+					 * has every connection */
 	/* A connection refused (no or another key, no TLS, a stray or
 	 * silent peer): why, on the server's thread.  May be NULL. */
 	void (*on_refused)(void *opaque, const char *why);
