@@ -78,12 +78,15 @@ int kf_snap_commit(int fd, const char *tmp, const char *path);
 /* A snapshot's working set (lib/snapshot_ws.c). */
 struct kf_snapshot;
 struct kf_snap_ws;
-struct kf_snap_ws **kf_snapshot_ws(struct kf_snapshot *snap);
+int kf_snap_ws_new(struct kf_snap_ws **wsp);	/* at open */
+struct kf_snap_ws *kf_snapshot_ws(struct kf_snapshot *snap);
 void kf_snap_ws_free(struct kf_snap_ws *ws);
 /* A demand read of [gpa, gpa + len): recorded when recording. */
 void kf_snap_ws_note(struct kf_snapshot *snap, uint64_t gpa, size_t len);
-/* The loaded order (guest addresses), or NULL and 0. */
-const uint64_t *kf_snap_ws_order(struct kf_snapshot *snap, uint64_t *count);
+/* A copy of the loaded order's pages in [base, base + size), as page
+ * numbers from base (*order NULL and *len 0 when none): 0 or -ENOMEM. */
+int kf_snap_ws_region_order(struct kf_snap_ws *ws, uint64_t base, uint64_t size,
+			    uint64_t **order, uint64_t *len);
 
 /* Format a line for a caller's log callback; nothing when log is NULL. */
 void kf_logf(void (*log)(void *opaque, const char *msg), void *opaque,

@@ -426,6 +426,9 @@ static int kf_snap_open_common(struct kf_snapshot *s, struct kf_snapshot **snapp
 {
 	int ret = kf_snap_check(s);
 
+	if (!ret)
+		ret = kf_snap_ws_new(&s->ws);
+
 	if (ret) {
 		kf_snapshot_close(s);
 		return ret;
@@ -488,9 +491,9 @@ void kf_snapshot_close(struct kf_snapshot *snap)
 	free(snap);
 }
 
-struct kf_snap_ws **kf_snapshot_ws(struct kf_snapshot *snap)
+struct kf_snap_ws *kf_snapshot_ws(struct kf_snapshot *snap)
 {
-	return &snap->ws;
+	return snap->ws;
 }
 
 const struct kf_snap_header *kf_snapshot_header(const struct kf_snapshot *snap)
@@ -613,6 +616,8 @@ static const struct kf_pagesrc_ops kf_snapsrc_ops = {
 struct kf_snap_prefetch {
 	struct kf_pagesrc src;
 	struct kf_snapshot *snap;
+	uint64_t *order;	/* the working set's pages of this region */
+	uint64_t order_len;
 	kf_pagesrc_sink_fn sink;
 	void *opaque;
 	pthread_t thread;
@@ -622,7 +627,7 @@ struct kf_snap_prefetch {
 
 #define KF_SNAP_PREFETCH_RUN 64
 
-/* Read and install [p, p + n) of the region; the page numbers done. */
+/* Read and install [p, p + n) of the region (inside it); mark them done. */
 static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
 				uint8_t *done, uint64_t p, uint64_t n)
 {
@@ -631,7 +636,8 @@ static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
 
 	if (!ret)
 		ret = pf->sink(pf->opaque, gpa, buf, n * KF_PAGE_SIZE);
-	memset(done + p, 1, n);
+	if (!ret)
+		memset(done + p, 1, n);
 	return ret;
 }
 
@@ -645,19 +651,20 @@ static bool kf_snap_prefetch_stopped(struct kf_snap_prefetch *pf)
 static int kf_snap_prefetch_ws(struct kf_snap_prefetch *pf, char *buf,
 			       uint8_t *done)
 {
-	uint64_t count, i = 0, npages = pf->src.size / KF_PAGE_SIZE;
-	const uint64_t *order = kf_snap_ws_order(pf->snap, &count);
+	uint64_t i = 0, npages = pf->src.size / KF_PAGE_SIZE;
+	const uint64_t *order = pf->order;
 	int ret = 0;
 
-	while (!ret && i < count && !kf_snap_prefetch_stopped(pf)) {
-		uint64_t p = (order[i] - pf->src.base) / KF_PAGE_SIZE, n = 1;
+	/* Every entry is a page of this region (kf_snap_prefetch_order()). */
+	while (!ret && i < pf->order_len && !kf_snap_prefetch_stopped(pf)) {
+		uint64_t p = order[i], n = 1;
 
-		if (order[i] < pf->src.base || p >= npages || done[p]) {
+		if (done[p]) {
 			i++;
 			continue;
 		}
-		while (i + n < count && n < KF_SNAP_PREFETCH_RUN &&
-		       order[i + n] == order[i] + n * KF_PAGE_SIZE && !done[p + n])
+		while (i + n < pf->order_len && n < KF_SNAP_PREFETCH_RUN &&
+		       p + n < npages && order[i + n] == p + n && !done[p + n])
 			n++;
 		ret = kf_snap_prefetch_run(pf, buf, done, p, n);
 		i += n;
@@ -725,6 +732,7 @@ static void kf_snap_prefetch_stop(struct kf_pagesrc *src)
 static void kf_snap_prefetch_destroy(struct kf_pagesrc *src)
 {
 	kf_snap_prefetch_stop(src);
+	free(((struct kf_snap_prefetch *)src)->order);
 	free(src);
 }
 
@@ -748,6 +756,11 @@ static int kf_snapsrc_new(struct kf_snapshot *snap, unsigned int i, bool prefetc
 	if (!pf)
 		return kf_fail(ENOMEM, "out of memory");
 	pf->snap = snap;
+	if (prefetch && kf_snap_ws_region_order(snap->ws, r->gpa, r->size, &pf->order,
+						&pf->order_len)) {
+		free(pf);
+		return kf_fail(ENOMEM, "out of memory for the working set of region %u", i);
+	}
 	pf->src.ops = prefetch ? &kf_snap_prefetch_ops : &kf_snapsrc_ops;
 	pf->src.kind = "snapshot";
 	pf->src.base = r->gpa;

@@ -40,17 +40,12 @@ void kf_snap_ws_free(struct kf_snap_ws *ws)
 	free(ws);
 }
 
-static int kf_snap_ws_get(struct kf_snapshot *snap, struct kf_snap_ws **wsp)
+int kf_snap_ws_new(struct kf_snap_ws **wsp)
 {
-	struct kf_snap_ws **slot = kf_snapshot_ws(snap);
-
-	if (!*slot) {
-		*slot = calloc(1, sizeof(**slot));
-		if (!*slot)
-			return kf_fail(ENOMEM, "out of memory");
-		pthread_mutex_init(&(*slot)->lock, NULL);
-	}
-	*wsp = *slot;
+	*wsp = calloc(1, sizeof(**wsp));
+	if (!*wsp)
+		return kf_fail(ENOMEM, "out of memory");
+	pthread_mutex_init(&(*wsp)->lock, NULL);
 	return 0;
 }
 
@@ -72,26 +67,25 @@ static int64_t kf_snap_ws_index(struct kf_snapshot *snap, uint64_t gpa)
 int kf_snapshot_ws_record(struct kf_snapshot *snap)
 {
 	const struct kf_snap_header *h = kf_snapshot_header(snap);
-	struct kf_snap_ws *ws;
-	int ret = kf_snap_ws_get(snap, &ws);
+	struct kf_snap_ws *ws = kf_snapshot_ws(snap);
+	bool ok;
 
-	if (ret)
-		return ret;
 	pthread_mutex_lock(&ws->lock);
 	if (!ws->seen)
 		ws->seen = calloc(h->total_pages ? h->total_pages : 1, 1);
-	ws->recording = ws->seen != NULL;
+	ok = ws->seen != NULL;
+	__atomic_store_n(&ws->recording, ok, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&ws->lock);
-	return ws->recording ? 0 : kf_fail(ENOMEM, "out of memory for the working set of %llu pages",
-					   (unsigned long long)h->total_pages);
+	return ok ? 0 : kf_fail(ENOMEM, "out of memory for the working set of %llu pages",
+				(unsigned long long)h->total_pages);
 }
 
 void kf_snap_ws_note(struct kf_snapshot *snap, uint64_t gpa, size_t len)
 {
-	struct kf_snap_ws *ws = *kf_snapshot_ws(snap);
+	struct kf_snap_ws *ws = kf_snapshot_ws(snap);
 	uint64_t end = gpa + len;
 
-	if (!ws || !__atomic_load_n(&ws->recording, __ATOMIC_RELAXED))
+	if (!__atomic_load_n(&ws->recording, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&ws->lock);
 	for (gpa &= ~(uint64_t)(KF_PAGE_SIZE - 1); gpa < end; gpa += KF_PAGE_SIZE) {
@@ -117,11 +111,8 @@ void kf_snap_ws_note(struct kf_snapshot *snap, uint64_t gpa, size_t len)
 void kf_snapshot_ws_count(struct kf_snapshot *snap, uint64_t *recorded,
 			  uint64_t *loaded)
 {
-	struct kf_snap_ws *ws = *kf_snapshot_ws(snap);
+	struct kf_snap_ws *ws = kf_snapshot_ws(snap);
 
-	*recorded = *loaded = 0;
-	if (!ws)
-		return;
 	pthread_mutex_lock(&ws->lock);
 	*recorded = ws->nr_recorded;
 	*loaded = ws->nr_loaded;
@@ -162,14 +153,16 @@ int kf_snapshot_ws_save(struct kf_snapshot *snap, const char *path)
 		.version = KF_SNAP_WS_VERSION,
 		.snapshot_hash = kf_snapshot_header(snap)->header_hash,
 	};
-	struct kf_snap_ws *ws = *kf_snapshot_ws(snap);
+	struct kf_snap_ws *ws = kf_snapshot_ws(snap);
 	uint64_t *gpas = NULL;
 	char *tmp;
 	int fd, ret;
 
-	if (!ws || !ws->seen)
-		return kf_fail(EINVAL, "working set: nothing was recorded (kf_snapshot_ws_record() before the restore)");
 	pthread_mutex_lock(&ws->lock);
+	if (!ws->seen) {
+		pthread_mutex_unlock(&ws->lock);
+		return kf_fail(EINVAL, "working set: nothing was recorded (kf_snapshot_ws_record() before the restore)");
+	}
 	wh.nr_pages = ws->nr_recorded;
 	if (wh.nr_pages) {
 		gpas = malloc(wh.nr_pages * sizeof(*gpas));
@@ -235,8 +228,8 @@ static int kf_snap_ws_check(struct kf_snapshot *snap, const char *path,
 int kf_snapshot_ws_load(struct kf_snapshot *snap, const char *path)
 {
 	const struct kf_snap_header *h = kf_snapshot_header(snap);
+	struct kf_snap_ws *ws = kf_snapshot_ws(snap);
 	struct kf_snap_ws_header wh;
-	struct kf_snap_ws *ws;
 	uint64_t *gpas = NULL;
 	struct stat st;
 	int fd, ret;
@@ -270,8 +263,6 @@ int kf_snapshot_ws_load(struct kf_snapshot *snap, const char *path)
 		ret = kf_fail(EBADMSG, "working set %s: checksum mismatch", path);
 	if (!ret)
 		ret = kf_snap_ws_check(snap, path, gpas, wh.nr_pages);
-	if (!ret)
-		ret = kf_snap_ws_get(snap, &ws);
 	if (ret) {
 		free(gpas);
 		return ret;
@@ -284,10 +275,24 @@ int kf_snapshot_ws_load(struct kf_snapshot *snap, const char *path)
 	return 0;
 }
 
-const uint64_t *kf_snap_ws_order(struct kf_snapshot *snap, uint64_t *count)
+int kf_snap_ws_region_order(struct kf_snap_ws *ws, uint64_t base, uint64_t size,
+			    uint64_t **order, uint64_t *len)
 {
-	struct kf_snap_ws *ws = *kf_snapshot_ws(snap);
+	uint64_t i, n = 0, *out = NULL;
+	int ret = 0;
 
-	*count = ws ? ws->nr_loaded : 0;
-	return ws ? ws->loaded : NULL;
+	pthread_mutex_lock(&ws->lock);
+	for (i = 0; i < ws->nr_loaded; i++)
+		n += ws->loaded[i] >= base && ws->loaded[i] - base < size;
+	if (n) {
+		out = malloc(n * sizeof(*out));
+		ret = out ? 0 : -ENOMEM;
+	}
+	for (i = 0, n = 0; out && i < ws->nr_loaded; i++)
+		if (ws->loaded[i] >= base && ws->loaded[i] - base < size)
+			out[n++] = (ws->loaded[i] - base) / KF_PAGE_SIZE;
+	pthread_mutex_unlock(&ws->lock);
+	*order = out;
+	*len = n;
+	return ret;
 }

@@ -40,10 +40,25 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 	return 0;
 }
 
+#define DATA_GPA (1ULL << 30)
+#define EXTRA_PAGES 64
+
+/*
+ * The workload's data region at DATA_GPA (region 1 of the snapshot) and,
+ * right after it, an extra region of EXTRA_PAGES that the guest never
+ * touches (region 2): a working set may run from one into the other.
+ */
 static void save(const char *path)
 {
 	static const struct kf_vcpu_ops ops = { .sync = on_sync };
-	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages };
+	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages,
+				      .gpa = DATA_GPA };
+	struct kf_region extra = {
+		.gpa = DATA_GPA + kf_workload_region_size(&wc),
+		.size = EXTRA_PAGES * KF_PAGE_SIZE, .backing = KF_BACKING_ANON,
+		.guest_memfd = -1,
+	};
+	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpus[KF_MAX_VCPUS];
 	struct kf_vm *vm;
 	uint64_t bytes;
@@ -51,6 +66,7 @@ static void save(const char *path)
 
 	TEST_OK(kf_vm_create(&vm));
 	TEST_OK(kf_workload_setup(vm, &wc, KF_BACKING_ANON, 0, NULL, vcpus));
+	TEST_OK(kf_vm_add_region(vm, &extra, &ms));
 	for (i = 0; i < nr_vcpus; i++)
 		TEST_OK(kf_vcpu_start(vcpus[i], &ops));
 	while (__atomic_load_n(&filled, __ATOMIC_SEQ_CST) < nr_vcpus)
@@ -217,13 +233,17 @@ static int record_push(void *opaque, uint64_t gpa, const void *data, size_t len)
 	return 0;
 }
 
-/* Record reads of data pages 7, 3, 3, 12, 13 and save them to ws. */
+/*
+ * Record reads of data pages 7, 3, 3, 12, 13, then the data region's last
+ * page and the first two of the extra region right after it (one run of
+ * addresses across two regions), and save them to ws.
+ */
 static void record_ws(const char *path, const char *ws)
 {
 	static const unsigned int order[] = { 7, 3, 3, 12, 13 };
-	static char page[KF_PAGE_SIZE];
+	static char page[2 * KF_PAGE_SIZE];
 	struct kf_snapshot *snap;
-	struct kf_pagesrc *src;
+	struct kf_pagesrc *src, *extra;
 	uint64_t recorded, loaded;
 	struct stat st;
 	unsigned int i;
@@ -232,66 +252,24 @@ static void record_ws(const char *path, const char *ws)
 	TEST_ASSERT_EQ(kf_snapshot_ws_save(snap, ws), -EINVAL);
 	TEST_OK(kf_snapshot_ws_record(snap));
 	TEST_OK(kf_snapshot_pagesrc(snap, 1, &src));
+	TEST_OK(kf_snapshot_pagesrc(snap, 2, &extra));
+	TEST_ASSERT_EQ(extra->base, src->base + src->size);
 	for (i = 0; i < KF_ARRAY_SIZE(order); i++)
 		TEST_OK(kf_pagesrc_read(src, src->base + order[i] * KF_PAGE_SIZE,
 					page, KF_PAGE_SIZE));
+	TEST_OK(kf_pagesrc_read(src, src->base + src->size - KF_PAGE_SIZE, page,
+				KF_PAGE_SIZE));
+	TEST_OK(kf_pagesrc_read(extra, extra->base, page, 2 * KF_PAGE_SIZE));
 	kf_snapshot_ws_count(snap, &recorded, &loaded);
-	TEST_ASSERT_EQ(recorded, 4);
+	TEST_ASSERT_EQ(recorded, 7);
 	TEST_ASSERT_EQ(loaded, 0);
 	TEST_OK(kf_snapshot_ws_save(snap, ws));
 	TEST_ASSERT(!stat(ws, &st), "stat %s: %m", ws);
 	TEST_ASSERT_EQ(st.st_mode & 0777, 0600);
-	TEST_ASSERT_EQ((uint64_t)st.st_size, sizeof(struct kf_snap_ws_header) + 4 * 8);
+	TEST_ASSERT_EQ((uint64_t)st.st_size, sizeof(struct kf_snap_ws_header) + 7 * 8);
+	kf_pagesrc_destroy(extra);
 	kf_pagesrc_destroy(src);
 	kf_snapshot_close(snap);
-}
-
-/* A prefetch with ws loaded: 7, 3, 12-13, then the rest in file order. */
-static void prefetch_order(const char *path, const char *ws)
-{
-	static struct pushes p;
-	struct kf_pagesrc *src;
-	uint64_t next = 0, npages, recorded, loaded, t0;
-	unsigned int i;
-
-	TEST_OK(kf_snapshot_open(path, &p.snap));
-	TEST_OK(kf_snapshot_ws_load(p.snap, ws));
-	kf_snapshot_ws_count(p.snap, &recorded, &loaded);
-	TEST_ASSERT_EQ(loaded, 4);
-	TEST_OK(kf_snapshot_pagesrc_prefetch(p.snap, 1, &src));
-	npages = src->size / KF_PAGE_SIZE;
-	TEST_ASSERT(npages > 14, "a data region of %llu pages", (unsigned long long)npages);
-	TEST_OK(src->ops->start_push(src, record_push, &p));
-	t0 = kf_mig_now_ns();
-	while (__atomic_load_n(&p.bytes, __ATOMIC_SEQ_CST) < src->size) {
-		TEST_ASSERT(kf_mig_now_ns() - t0 < 60000000000ULL,
-			    "prefetch stalled at %llu of %llu bytes",
-			    (unsigned long long)p.bytes, (unsigned long long)src->size);
-		usleep(1000);
-	}
-	kf_pagesrc_stop_push(src);
-	TEST_ASSERT_EQ(p.bytes, src->size);
-	TEST_ASSERT(p.n > 3, "%u pushes", p.n);
-	TEST_ASSERT_EQ(p.gpa[0], src->base + 7 * KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(p.len[0], KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(p.gpa[1], src->base + 3 * KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(p.len[1], KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(p.gpa[2], src->base + 12 * KF_PAGE_SIZE);
-	TEST_ASSERT_EQ(p.len[2], 2 * KF_PAGE_SIZE);
-	/* Then every other page once, ascending. */
-	for (i = 3; i < p.n; i++) {
-		uint64_t first = (p.gpa[i] - src->base) / KF_PAGE_SIZE;
-
-		while (next == 3 || next == 7 || next == 12 || next == 13)
-			next++;
-		TEST_ASSERT_EQ(first, next);
-		next += p.len[i] / KF_PAGE_SIZE;
-	}
-	TEST_ASSERT_EQ(next, npages);
-	printf("  working set prefetch: pages 7, 3, 12-13 first, then %u runs in file order\n",
-	       p.n - 3);
-	kf_pagesrc_destroy(src);
-	kf_snapshot_close(p.snap);
 }
 
 /* Write a working set file for path's snapshot, with a valid checksum. */
@@ -313,6 +291,62 @@ static void write_ws(const char *path, const char *ws, const uint64_t *gpas,
 	TEST_ASSERT(write(fd, &wh, sizeof(wh)) == sizeof(wh), "write");
 	TEST_ASSERT(write(fd, gpas, n * sizeof(*gpas)) == (ssize_t)(n * sizeof(*gpas)), "write");
 	close(fd);
+}
+
+/*
+ * A prefetch of the data region with ws loaded: 7, 3, 12-13 and its last
+ * page (the run stops at the region's end), then the rest in file order.
+ * Another working set loaded after the source was made changes nothing
+ * for it.
+ */
+static void prefetch_order(const char *path, const char *ws, const char *other)
+{
+	static struct pushes p;
+	struct kf_pagesrc *src;
+	uint64_t next = 0, npages, recorded, loaded, t0;
+	unsigned int i;
+
+	TEST_OK(kf_snapshot_open(path, &p.snap));
+	TEST_OK(kf_snapshot_ws_load(p.snap, ws));
+	kf_snapshot_ws_count(p.snap, &recorded, &loaded);
+	TEST_ASSERT_EQ(loaded, 7);
+	TEST_OK(kf_snapshot_pagesrc_prefetch(p.snap, 1, &src));
+	TEST_OK(kf_snapshot_ws_load(p.snap, other));
+	npages = src->size / KF_PAGE_SIZE;
+	TEST_ASSERT(npages > 14, "a data region of %llu pages", (unsigned long long)npages);
+	TEST_OK(src->ops->start_push(src, record_push, &p));
+	t0 = kf_mig_now_ns();
+	while (__atomic_load_n(&p.bytes, __ATOMIC_SEQ_CST) < src->size) {
+		TEST_ASSERT(kf_mig_now_ns() - t0 < 60000000000ULL,
+			    "prefetch stalled at %llu of %llu bytes",
+			    (unsigned long long)p.bytes, (unsigned long long)src->size);
+		usleep(1000);
+	}
+	kf_pagesrc_stop_push(src);
+	TEST_ASSERT_EQ(p.bytes, src->size);
+	TEST_ASSERT(p.n > 4, "%u pushes", p.n);
+	TEST_ASSERT_EQ(p.gpa[0], src->base + 7 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[0], KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.gpa[1], src->base + 3 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[1], KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.gpa[2], src->base + 12 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[2], 2 * KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.gpa[3], src->base + src->size - KF_PAGE_SIZE);
+	TEST_ASSERT_EQ(p.len[3], KF_PAGE_SIZE);
+	/* Then every other page once, ascending. */
+	for (i = 4; i < p.n; i++) {
+		uint64_t first = (p.gpa[i] - src->base) / KF_PAGE_SIZE;
+
+		while (next == 3 || next == 7 || next == 12 || next == 13)
+			next++;
+		TEST_ASSERT_EQ(first, next);
+		next += p.len[i] / KF_PAGE_SIZE;
+	}
+	TEST_ASSERT_EQ(next, npages - 1);
+	printf("  working set prefetch: pages 7, 3, 12-13 and the last first, then %u runs in file order\n",
+	       p.n - 4);
+	kf_pagesrc_destroy(src);
+	kf_snapshot_close(p.snap);
 }
 
 static void expect_ws_refused(const char *path, const char *ws, int err,
@@ -342,7 +376,11 @@ static void test_working_set(const char *dir, const char *path)
 	snprintf(bad, sizeof(bad), "%s/bad.ws", dir);
 	snprintf(other, sizeof(other), "%s/other.snap", dir);
 	record_ws(path, ws);
-	prefetch_order(path, ws);
+	TEST_OK(kf_snapshot_open(path, &snap));
+	gpa = kf_snapshot_region(snap, 1)->gpa + 20 * KF_PAGE_SIZE;
+	kf_snapshot_close(snap);
+	write_ws(path, bad, &gpa, 1);
+	prefetch_order(path, ws, bad);
 	/* Recorded at a lazy restore: every page the guest verified. */
 	ws_path = ws;
 	TEST_ASSERT(!restore(path, LAZY_RECORD, err, sizeof(err)), "recording restore: %s", err);
@@ -361,7 +399,7 @@ static void test_working_set(const char *dir, const char *path)
 	expect_ws_refused(path, bad, EBADMSG, "do not fit");
 	expect_ws_refused(path, path, EBADMSG, "no working set file");
 	TEST_OK(kf_snapshot_open(path, &snap));
-	gpa = kf_snapshot_region(snap, 1)->gpa + kf_snapshot_region(snap, 1)->size;
+	gpa = kf_snapshot_region(snap, 2)->gpa + kf_snapshot_region(snap, 2)->size;
 	kf_snapshot_close(snap);
 	gpa += 1ULL << 30;	/* in no region */
 	write_ws(path, bad, &gpa, 1);
