@@ -91,7 +91,7 @@ struct kf_remote {
 	uint64_t *reqq;
 	unsigned int reqq_len, reqq_cap;
 	uint64_t total_pages, held_pages;
-	bool push_done, got_stats, stopping, completing;
+	bool got_stats, stopping, completing;
 	struct kf_mig_stats source_stats;
 	struct kf_remote_stats st;
 	char err[512];
@@ -796,10 +796,7 @@ static void *kf_rc_rx_thread(void *arg)
 			ret = kf_rc_handle_pages(r, &msg, rx->push_stream);
 			break;
 		case KF_MIG_PUSH_DONE:
-			pthread_mutex_lock(&r->lock);
-			r->push_done = true;
-			pthread_mutex_unlock(&r->lock);
-			break;
+			break;	/* completion is every page held, not this */
 		case KF_MIG_STATS:
 			pthread_mutex_lock(&r->lock);
 			r->source_stats = msg.u.stats;

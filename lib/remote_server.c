@@ -47,19 +47,23 @@ struct kf_page_server {
 	volatile int stop;		/* threads: leave now */
 	volatile int demand_busy;	/* push: yield to demand */
 	volatile int dropped;		/* the drop hook fired */
+	int err_taken;			/* err[] holds the first failure */
 	uint64_t postcopy_pages;
 	uint64_t pages[KF_MIG_CAUSE_MAX];
 	uint64_t stop_ns, downtime_ns;
 	uint64_t reconnects;
 	uint64_t refused;
+	char last_refused[512];		/* the acceptor's last refusal */
 	struct sockaddr_storage peer;	/* the destination's address */
 	bool have_peer;
 	char err[512];
 };
 
+/* The first failure of a session's threads, for the log (read after
+ * they are joined). */
 static void kf_ps_record_err(struct kf_page_server *srv)
 {
-	if (!srv->err[0])
+	if (!__atomic_exchange_n(&srv->err_taken, 1, __ATOMIC_ACQ_REL))
 		snprintf(srv->err, sizeof(srv->err), "%s", kf_error());
 }
 
@@ -327,6 +331,7 @@ static void kf_ps_handshake_free(struct kf_ps_handshake *hs, bool give_up)
 
 static void kf_ps_refused(struct kf_page_server *srv, const char *why)
 {
+	snprintf(srv->last_refused, sizeof(srv->last_refused), "%s", why);
 	__atomic_add_fetch(&srv->refused, 1, __ATOMIC_RELAXED);
 	if (srv->cfg.on_refused)
 		srv->cfg.on_refused(srv->cfg.opaque, why);
@@ -407,7 +412,7 @@ static void kf_ps_handshake_start(struct kf_page_server *srv, int fd, int wake_f
 				  struct kf_ps_handshake **table)
 {
 	struct kf_ps_handshake *hs;
-	unsigned int i, slot = KF_PS_MAX_HANDSHAKES, oldest = 0;
+	unsigned int i, slot = KF_PS_MAX_HANDSHAKES, oldest = KF_PS_MAX_HANDSHAKES;
 
 	/* Once the destination is known, its address only: others would only
 	 * hold up a reconnect with handshakes that cannot succeed. */
@@ -416,13 +421,23 @@ static void kf_ps_handshake_start(struct kf_page_server *srv, int fd, int wake_f
 		close(fd);
 		return;
 	}
+	/* A free slot, or the oldest handshake still going (one that has
+	 * finished may be the real destination's: the acceptor takes it). */
 	for (i = 0; i < KF_PS_MAX_HANDSHAKES; i++) {
 		if (!table[i]) {
 			slot = i;
 			break;
 		}
-		if (table[i]->started_ns < table[oldest]->started_ns)
+		if (__atomic_load_n(&table[i]->done, __ATOMIC_ACQUIRE))
+			continue;
+		if (oldest == KF_PS_MAX_HANDSHAKES ||
+		    table[i]->started_ns < table[oldest]->started_ns)
 			oldest = i;
+	}
+	if (slot == KF_PS_MAX_HANDSHAKES && oldest == KF_PS_MAX_HANDSHAKES) {
+		kf_ps_refused(srv, "migration: refused: every handshake slot holds a finished one");
+		close(fd);
+		return;
 	}
 	if (slot == KF_PS_MAX_HANDSHAKES) {
 		char why[128];
@@ -464,6 +479,7 @@ static int kf_ps_accept_all(struct kf_page_server *srv, int timeout_ms,
 	int wake_fd, ret = 0;
 
 	snprintf(before, sizeof(before), "%s", kf_error());
+	srv->last_refused[0] = '\0';
 	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (wake_fd < 0)
 		return kf_fail_errno(errno, "eventfd");
@@ -477,8 +493,10 @@ static int kf_ps_accept_all(struct kf_page_server *srv, int timeout_ms,
 
 		if (left <= 0) {
 			kf_ps_close(srv);
-			ret = kf_fail(ETIMEDOUT, "migration: the destination did not %s within %d ms",
-				      recover ? "reconnect" : "connect", timeout_ms);
+			ret = kf_fail(ETIMEDOUT, "migration: the destination did not %s within %d ms%s%s%s",
+				      recover ? "reconnect" : "connect", timeout_ms,
+				      srv->last_refused[0] ? " (last refused: " : "",
+				      srv->last_refused, srv->last_refused[0] ? ")" : "");
 			break;
 		}
 		n = poll(pfd, 2, left);
@@ -501,6 +519,8 @@ static int kf_ps_accept_all(struct kf_page_server *srv, int timeout_ms,
 
 			if (fd >= 0)
 				kf_ps_handshake_start(srv, fd, wake_fd, table);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				usleep(10000);	/* out of fds or memory: no busy loop */
 		}
 	}
 	/* Handshakes the session no longer waits for. */
@@ -600,8 +620,10 @@ static void *kf_ps_demand_thread(void *arg)
 		if (ret)
 			break;
 	}
-	if (!srv->stop)
+	if (!srv->stop) {
+		kf_ps_record_err(srv);
 		kf_ps_shutdown(srv);
+	}
 	return NULL;
 }
 
@@ -665,8 +687,10 @@ static void *kf_ps_push_thread(void *arg)
 	if (!ret && !srv->stop)
 		ret = kf_mig_send(ps->conn, KF_MIG_PUSH_DONE, NULL, 0, NULL, 0,
 				  NULL, 0);
-	if (ret && !srv->stop)
+	if (ret && !srv->stop) {
+		kf_ps_record_err(srv);
 		kf_ps_shutdown(srv);
+	}
 	return NULL;
 }
 
@@ -809,6 +833,7 @@ int kf_page_server_postcopy(struct kf_page_server *srv)
 			"connection lost (%s); keeping guest memory, waiting up to %d ms for the destination to reconnect",
 			srv->err[0] ? srv->err : "?", recover_ms);
 		srv->err[0] = '\0';
+		srv->err_taken = 0;
 		ret = kf_ps_accept_all(srv, recover_ms, true);
 		if (ret)
 			return kf_fail(-ret, "migration: the destination is gone: %s",
