@@ -340,6 +340,8 @@ int kf_mig_tls_x509_dir(const char *dir, bool server, const char *peer_name,
 	int ret;
 
 	*tlsp = NULL;
+	if (!server && (!peer_name || !peer_name[0]))
+		return kf_fail(EINVAL, "X.509: the destination must name the source it expects (peer_name)");
 	if ((size_t)snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir) >= sizeof(ca) ||
 	    (size_t)snprintf(cert, sizeof(cert), "%s/%s-cert.pem", dir, role) >= sizeof(cert) ||
 	    (size_t)snprintf(key, sizeof(key), "%s/%s-key.pem", dir, role) >= sizeof(key))

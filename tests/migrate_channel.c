@@ -539,18 +539,21 @@ static void x509_credential_errors(const char *a, const char *b)
 	char key[256], other[256], saved[300];
 	struct kf_mig_tls *tls = NULL;
 
-	expect_error(kf_mig_tls_x509_dir("/nonexistent-kf", false, NULL, &tls),
+	expect_error(kf_mig_tls_x509_dir(a, false, NULL, &tls), EINVAL,
+		     "must name the source");
+	expect_error(kf_mig_tls_x509_dir("/nonexistent-kf", false, "localhost", &tls),
 		     ENOENT, "client-key.pem");
+	expect_error(kf_x509_gen_dir(a, NULL), EEXIST, "not replacing credentials");
 	snprintf(key, sizeof(key), "%s/client-key.pem", a);
 	TEST_ASSERT(!chmod(key, 0644), "chmod");
-	expect_error(kf_mig_tls_x509_dir(a, false, NULL, &tls), EPERM, "chmod 600");
+	expect_error(kf_mig_tls_x509_dir(a, false, "localhost", &tls), EPERM, "chmod 600");
 	TEST_ASSERT(!chmod(key, 0600), "chmod");
 	/* Another CA's key beside this certificate. */
 	snprintf(other, sizeof(other), "%s/client-key.pem", b);
 	snprintf(saved, sizeof(saved), "%s.saved", key);
 	TEST_ASSERT(!rename(key, saved), "rename");
 	TEST_ASSERT(!link(other, key), "link");
-	expect_error(kf_mig_tls_x509_dir(a, false, NULL, &tls), EINVAL, "not the key of");
+	expect_error(kf_mig_tls_x509_dir(a, false, "localhost", &tls), EINVAL, "not the key of");
 	TEST_ASSERT(!unlink(key) && !rename(saved, key), "restore the key");
 	TEST_ASSERT(!tls, "credentials despite the errors");
 }

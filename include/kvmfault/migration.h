@@ -280,9 +280,11 @@ int kf_mig_tls_psk_write(const char *path, const char *identity);
  * ca-cert.pem, and server-cert.pem and server-key.pem for the source or
  * client-cert.pem and client-key.pem for the destination (PEM; the key
  * readable by its owner only, -EPERM otherwise).  Each end must show a
- * certificate of that CA; peer_name (may be NULL), a DNS name or an IP
- * address, is what the peer's certificate must name: the destination
- * passes the source's host.
+ * certificate of that CA.  peer_name, a DNS name or an IP address, is
+ * what the peer's certificate must name: the destination must pass the
+ * source's host (-EINVAL without); the source may pass NULL for any
+ * client certificate of the CA, or a name to accept only certificates
+ * that carry it.
  */
 int kf_mig_tls_x509_dir(const char *dir, bool server, const char *peer_name,
 			struct kf_mig_tls **tlsp);

@@ -96,7 +96,9 @@ static int kf_x509_write(const char *dir, const char *name, X509 *cert,
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return kf_fail(ENAMETOOLONG, "%s/%s: name too long", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, key ? 0600 : 0644);
+	/* Never over existing credentials, never through a link. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  key ? 0600 : 0644);
 	if (fd < 0)
 		return kf_fail_errno(errno, "create %s", path);
 	if (key && fchmod(fd, 0600)) {
@@ -139,6 +141,26 @@ static int kf_x509_leaf(const char *dir, const char *role, X509 *ca,
 	return ret;
 }
 
+static const char *const kf_x509_files[] = {
+	"ca-cert.pem", "server-cert.pem", "server-key.pem",
+	"client-cert.pem", "client-key.pem",
+};
+
+/* None of the files may exist yet: a half-replaced set is worse than none. */
+static int kf_x509_dir_free(const char *dir)
+{
+	char path[PATH_MAX];
+	unsigned int i;
+
+	for (i = 0; i < sizeof(kf_x509_files) / sizeof(kf_x509_files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, kf_x509_files[i]);
+		if (!access(path, F_OK) || errno != ENOENT)
+			return kf_fail(EEXIST, "%s exists already: not replacing credentials",
+				       path);
+	}
+	return 0;
+}
+
 int kf_x509_gen_dir(const char *dir, const char *server_san)
 {
 	EVP_PKEY *ca_key = EVP_EC_gen("P-256");
@@ -147,6 +169,11 @@ int kf_x509_gen_dir(const char *dir, const char *server_san)
 	char name[64];
 	int ret;
 
+	ret = kf_x509_dir_free(dir);
+	if (ret) {
+		EVP_PKEY_free(ca_key);
+		return ret;
+	}
 	if (!ca_key)
 		return kf_fail(ENOMEM, "X.509: no CA key");
 	/* A name of its own: a verifier looks issuers up by name. */

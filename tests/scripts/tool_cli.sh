@@ -78,6 +78,7 @@ expect 2 "exclude each other" migrate local --psk "$keydir/k.psk" --x509 "$keydi
 expect 2 "bad --streams '9'" migrate local --streams 9
 expect 0 "a throwaway CA" migrate certgen "$keydir/x509"
 [ "$(stat -c %a "$keydir/x509/server-key.pem")" = 600 ] || { echo "FAIL: certgen made a key of mode $(stat -c %a "$keydir/x509/server-key.pem")"; failed=$((failed + 1)); }
+expect 1 "not replacing credentials" migrate certgen "$keydir/x509"
 chmod 640 "$keydir/x509/client-key.pem"
 expect 2 "chmod 600" migrate dest --connect 127.0.0.1:1 --x509 "$keydir/x509"
 expect 2 "X.509 private key" migrate source --listen 127.0.0.1:0 --x509 "$keydir/none"

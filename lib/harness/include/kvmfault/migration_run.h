@@ -94,6 +94,7 @@ int kf_mig_psk_pair(const char *identity, struct kf_mig_tls **server,
  * A throwaway CA and certificates for both ends in dir, laid out for
  * kf_mig_tls_x509_dir() (keys mode 0600): the source's certificate names
  * server_san (OpenSSL subjectAltName syntax; NULL: KF_X509_DEFAULT_SAN).
+ * -EEXIST when dir holds any of the files already: nothing is replaced.
  */
 #define KF_X509_DEFAULT_SAN "DNS:localhost,IP:127.0.0.1,IP:::1"
 int kf_x509_gen_dir(const char *dir, const char *server_san);
