@@ -5,7 +5,11 @@
 # VARIANT selects a build tree: (none) build/, asan build/asan/ (ASan and
 # UBSan), static build/static/ (static programs for the QEMU rig).
 
-VERSION := 0.1.0
+VERSION := 0.2.0
+# The shared library's ABI: bumped whenever a public struct or a call
+# changes incompatibly (1: kf_remote_config.push_streams and
+# kf_remote_stats.push_stream_pages, migration protocol 4).
+SOVERSION := 1
 CC ?= gcc
 PREFIX ?= /usr/local
 ARCH := x86
@@ -87,7 +91,7 @@ $(HARNESS_LIB): $(HARNESS_OBJS)
 	$(AR) rcs $@ $^
 
 $(SHARED_LIB): $(LIB_OBJS) $(BUILD)/kvmfault.map
-	$(CC) -shared -Wl,-soname,libkvmfault.so.0 -Wl,--version-script=$(BUILD)/kvmfault.map \
+	$(CC) -shared -Wl,-soname,libkvmfault.so.$(SOVERSION) -Wl,--version-script=$(BUILD)/kvmfault.map \
 		-Wl,--no-undefined -pthread -o $@ $(LIB_OBJS) $(KF_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(HARNESS_LIB) $(STATIC_LIB)
@@ -127,8 +131,8 @@ install: lib
 	install -m 644 include/kvmfault/$(ARCH)/*.h $(DESTDIR)$(PREFIX)/include/kvmfault/$(ARCH)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.$(VERSION)
-	ln -sf libkvmfault.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.0
-	ln -sf libkvmfault.so.0 $(DESTDIR)$(PREFIX)/lib/libkvmfault.so
+	ln -sf libkvmfault.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so.$(SOVERSION)
+	ln -sf libkvmfault.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libkvmfault.so
 	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 		kvmfault.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvmfault.pc

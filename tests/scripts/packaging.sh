@@ -54,15 +54,16 @@ for h in "$dest$prefix"/include/kvmfault/*.h "$dest$prefix"/include/kvmfault/*/*
 	fi
 done
 src=$here/examples/minimal-vmm.c
-# Shared: the program needs libkvmfault.so.0 from the DESTDIR.
+# Shared: the program needs the library by its soname from the DESTDIR.
 if ! $cc -std=gnu11 -Wall -Werror -O2 -fPIE -pie $cflags -o "$tmp/vmm-shared" "$src" $libs \
 	>"$tmp/cc.log" 2>&1; then
 	echo "FAIL: the example does not build against the shared library:"
 	tail -n 20 "$tmp/cc.log"
 	exit 1
 fi
-if ! readelf -d "$tmp/vmm-shared" | grep -q 'NEEDED.*libkvmfault\.so\.0'; then
-	echo "FAIL: the shared build does not link libkvmfault.so.0"
+soname=$(sed -n 's/^SOVERSION := //p' "$here/Makefile")
+if ! readelf -d "$tmp/vmm-shared" | grep NEEDED | grep -qF "[libkvmfault.so.$soname]"; then
+	echo "FAIL: the shared build does not link libkvmfault.so.$soname"
 	exit 1
 fi
 # Static: the same flags with libkvmfault.a (and its private libraries).
