@@ -27,6 +27,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <kvmfault/error.h>
 #include <kvmfault/migration.h>
@@ -39,6 +40,7 @@ struct kf_mig_tls {
 	SSL_CTX *ctx;
 	bool server;
 	bool x509;		/* certificates, not a pre-shared key */
+	char client_name[256];	/* X.509 source: the name clients must carry */
 	char identity[KF_MIG_PSK_MAX_IDENTITY + 1];
 	unsigned char key[KF_MIG_PSK_MAX_KEY];
 	size_t key_len;
@@ -287,6 +289,16 @@ int kf_mig_tls_psk_write(const char *path, const char *identity)
 
 /* ---------------------------------------------------------------- X.509 */
 
+/* Whether cert names name (a DNS name, or an IP address). */
+static bool kf_tls_names(X509 *cert, const char *name)
+{
+	unsigned char addr[16];
+
+	if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1)
+		return X509_check_ip_asc(cert, name, 0) == 1;
+	return X509_check_host(cert, name, 0, 0, NULL) == 1;
+}
+
 /* A private key: a regular file its owner alone may read. */
 static int kf_tls_check_key_file(const char *path)
 {
@@ -319,6 +331,14 @@ static int kf_tls_x509_load(struct kf_mig_tls *tls, const char *ca,
 			       key, cert, kf_tls_reason());
 	if (!peer_name)
 		return 0;
+	if (tls->server) {
+		/* OpenSSL checks names on the server's certificate only:
+		 * the client's is checked after the handshake. */
+		if ((size_t)snprintf(tls->client_name, sizeof(tls->client_name), "%s",
+				     peer_name) >= sizeof(tls->client_name))
+			return kf_fail(EINVAL, "X.509: client name too long");
+		return 0;
+	}
 	if (inet_pton(AF_INET, peer_name, addr) == 1 ||
 	    inet_pton(AF_INET6, peer_name, addr) == 1) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name) != 1)
@@ -488,6 +508,12 @@ int kf_tls_handshake(struct kf_mig_tls *tls, int fd, int timeout_ms,
 		    (SSL_get_verify_result(s->ssl) != X509_V_OK ||
 		     !SSL_get0_peer_certificate(s->ssl))) {
 			ret = kf_fail(EACCES, "TLS handshake without a verified certificate: refused");
+			goto fail;
+		}
+		if (r == 1 && tls->client_name[0] &&
+		    !kf_tls_names(SSL_get0_peer_certificate(s->ssl), tls->client_name)) {
+			ret = kf_fail(EACCES, "TLS handshake failed: the client's certificate does not name %s",
+				      tls->client_name);
 			goto fail;
 		}
 		if (r == 1 && !tls->x509 && !SSL_session_reused(s->ssl)) {

@@ -558,6 +558,56 @@ static void x509_credential_errors(const char *a, const char *b)
 	TEST_ASSERT(!tls, "credentials despite the errors");
 }
 
+static void *accept_briefly(void *arg)
+{
+	struct server *s = arg;
+
+	s->ret = kf_page_server_accept(s->srv, 3000);
+	return NULL;
+}
+
+/* A source that names the client it wants refuses the CA's others. */
+static void x509_client_name(const char *dir)
+{
+	struct kf_page_server_region reg = { .gpa = GPA_BASE, .size = KF_PAGE_SIZE,
+					     .hva = memory };
+	struct kf_page_server_config pc = { .regions = &reg, .nr_regions = 1,
+					    .on_refused = on_refused };
+	struct kf_remote_config rc = { .connect_timeout_ms = 5000 };
+	struct server *s = calloc(1, sizeof(*s));
+	struct kf_remote *r;
+	char addr[64];
+	pthread_t t;
+	int port, ret;
+
+	TEST_ASSERT(s, "calloc");
+	TEST_OK(kf_mig_tls_x509_dir(dir, true, "only-this-client.invalid", &pc.tls));
+	TEST_OK(kf_mig_tls_x509_dir(dir, false, "127.0.0.1", &rc.tls));
+	pc.opaque = s;
+	s->lfd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(s->lfd >= 0, "listen: %s", kf_error());
+	TEST_OK(kf_page_server_create(&pc, s->lfd, &s->srv));
+	TEST_ASSERT(!pthread_create(&t, NULL, accept_briefly, s), "thread");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	rc.addr = addr;
+	/* TLS 1.3: the client is done with its handshake before the source
+	 * checks its certificate; it learns of the refusal at its HELLO. */
+	ret = kf_remote_connect(&rc, &r);
+	TEST_ASSERT(ret < 0, "a client the source does not want got through");
+	printf("  a source that wants another client name; the client sees: %s\n", kf_error());
+	pthread_join(t, NULL);
+	TEST_ASSERT_EQ(s->ret, -ETIMEDOUT);
+	TEST_ASSERT_EQ(s->nr_refused, 1);
+	TEST_ASSERT(strstr(s->refused[0], "does not name only-this-client.invalid"), "%s",
+		    s->refused[0]);
+	printf("  the source: \"%s\"\n", s->refused[0]);
+	kf_page_server_destroy(s->srv);
+	close(s->lfd);
+	kf_mig_tls_free(pc.tls);
+	kf_mig_tls_free(rc.tls);
+	free(s);
+}
+
 static void test_x509(void)
 {
 	char dir[] = "/tmp/kf-x509-XXXXXX", a[128], b[128], c[128];
@@ -591,6 +641,7 @@ static void test_x509(void)
 	kf_mig_tls_free(tls_dest);
 	kf_mig_tls_free(wrong_name_dest);
 	kf_mig_tls_free(other_ca_dest);
+	x509_client_name(a);
 	x509_credential_errors(a, b);
 	tls_source = keep_source;
 	tls_dest = keep_dest;
