@@ -33,10 +33,11 @@ rig_check_splat() {
 # SECONDS.  With rig_swap_disk set (a variable of the caller, rig.sh), that
 # file (created anew, sparse, 0600: guest memory goes there; removed after
 # the boot) is the guest's virtio disk /dev/vda, which the initramfs turns
-# into swap.
-# Returns QEMU's status, 124 on timeout.
+# into swap.  With rig_idle_secs set (the caller's too), a console silent
+# for that long is a hung guest: QEMU is stopped then, not at SECONDS.
+# Returns QEMU's status, 124 on timeout or a hung guest.
 rig_boot() {
-	local kd=$1 smp=$2 initrd=$3 log=$4 secs=$5 disk=() rc
+	local kd=$1 smp=$2 initrd=$3 log=$4 secs=$5 disk=() rc qpid
 	shift 5
 	if [ -n "${rig_swap_disk:-}" ]; then
 		rm -f "$rig_swap_disk"
@@ -48,10 +49,39 @@ rig_boot() {
 		-nographic -no-reboot -nodefaults -serial stdio -display none \
 		"${disk[@]}" -kernel "$kd/bzImage" -initrd "$initrd" \
 		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic $*" \
-		</dev/null >"$log" 2>&1
-	rc=$?
+		</dev/null >"$log" 2>&1 &
+	qpid=$!
+	if [ -n "${rig_idle_secs:-}" ] && ! rig_watch_idle "$qpid" "$log" "$rig_idle_secs"; then
+		wait "$qpid"
+		rc=124
+	else
+		wait "$qpid"
+		rc=$?
+	fi
 	[ -z "${rig_swap_disk:-}" ] || rm -f "$rig_swap_disk"
 	return $rc
+}
+
+# rig_watch_idle PID LOG SECONDS: until PID ends, 0; 1 after stopping it
+# when LOG did not grow for SECONDS.
+rig_watch_idle() {
+	local pid=$1 log=$2 idle_max=$3 idle=0 size last=-1
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 5
+		size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+		if [ "$size" = "$last" ]; then
+			idle=$((idle + 5))
+		else
+			idle=0
+			last=$size
+		fi
+		if [ "$idle" -ge "$idle_max" ]; then
+			echo "rig: no console output for ${idle}s: the guest hangs; stopping it" >>"$log"
+			kill -TERM "$pid" 2>/dev/null
+			return 1
+		fi
+	done
+	return 0
 }
 
 # The command prefix that runs QEMU on the rig's host CPUs.

@@ -9,10 +9,14 @@
 #                      initramfs, boot once per vCPU count in $RIG_SMP, run
 #                      them with tests/run-tests.sh; the last line is
 #                      "rig: N passed, N failed, N skipped" (sums over all
-#                      boots; a boot that hung or died, and a serial log with
-#                      a kernel warning, BUG, lockdep, KASAN or UBSAN report,
-#                      each count as one more failure) and the exit status is
-#                      non-zero if anything failed.
+#                      boots; a serial log with a kernel warning, BUG,
+#                      lockdep, KASAN or UBSAN report counts as one more
+#                      failure) and the exit status is non-zero if anything
+#                      failed.  A guest that hangs or dies in a test (QEMU's
+#                      software CPU has rare faults of its own) is booted
+#                      again from that test, which counts as a rerun; a
+#                      test that takes the guest down twice fails, and the
+#                      next boot goes on after it.
 #
 # Serial logs stay in $KVMFAULT_CACHE/rig/ for reading.  RIG_TIMEOUT (a
 # boot) and TEST_TIMEOUT (a test) default to 900 s and 300 s times the
@@ -71,37 +75,67 @@ cmd_tests() {
 	echo "rig: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${TEST_TIMEOUT}s a test, ${RIG_TIMEOUT}s a boot"
 
 	local tp=0 tf=0 ts=0 tr=0 bad=0 smp log counts rc start secs
+	local first boots hung rerun_of idx
 	local rig_swap_disk=$rigdir/swap.img
+	# The console falls silent only when the guest hangs: its own watchdog
+	# reports a stuck test after TEST_TIMEOUT.
+	local rig_idle_secs=$((TEST_TIMEOUT + 120))
+	# The guest's order of the tests (its busybox sort, byte order).
+	local names
+	names=$(cd "$st/tests" && ls | LC_ALL=C sort)
 	# shellcheck disable=SC2064 # the path now: rigdir is local
 	trap "rm -f '$rig_swap_disk'" EXIT
 	for smp in $RIG_SMP; do
-		log=$rigdir/serial-smp$smp.log
-		start=$(date +%s)
-		boot "$smp" "$rigdir/initrd.gz" "$log" "kf.mode=tests kf.timeout=$TEST_TIMEOUT"
-		rc=$?
-		secs=$(( $(date +%s) - start ))
-		sed -n '/^KF-BEGIN/,/^KF-END/p' "$log" | grep -a -v '^KF-' | sed "s/^/[smp$smp] /"
-		counts=$(grep -a '^KF-COUNTS' "$log" | tail -n 1)
-		# A boot without results counts as one failure.
-		if [ $rc -eq 124 ]; then
-			echo "rig: smp$smp: FAIL: guest timed out after ${RIG_TIMEOUT}s, running $(grep -a '^KF-RUN ' "$log" | tail -n 1 | cut -d' ' -f2) (serial log $log)"
+		first=0 boots=0 rerun_of=
+		while :; do
+			log=$rigdir/serial-smp$smp.log
+			[ $boots -gt 0 ] && log=$rigdir/serial-smp$smp-boot$((boots + 1)).log
+			boots=$((boots + 1))
+			start=$(date +%s)
+			boot "$smp" "$rigdir/initrd.gz" "$log" \
+				"kf.mode=tests kf.timeout=$TEST_TIMEOUT kf.start=$first"
+			rc=$?
+			secs=$(( $(date +%s) - start ))
+			sed -n '/^KF-BEGIN/,/^KF-END/p' "$log" | grep -a -v '^KF-' | sed "s/^/[smp$smp] /"
+			# A kernel splat counts as one failure.
+			rig_check_splat "$log" || { bad=1; tf=$((tf + 1)); }
+			counts=$(grep -a '^KF-COUNTS' "$log" | tail -n 1)
+			if [ -n "$counts" ]; then
+				# "KF-COUNTS guest: 5 passed, 0 failed, 1 skipped"
+				set -- $(echo "$counts" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')
+				tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
+				tr=$((tr + $(sed -n 's/^guest: reruns \([0-9]*\).*/\1/p' "$log" | tail -n 1 | grep . || echo 0)))
+				echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
+				break
+			fi
+			# Hung or died in a test: what finished counts; boot again.
+			hung=$(grep -a '^KF-RUN ' "$log" | tail -n 1 | tr -d '\r' | cut -d' ' -f2)
+			if [ $rc -eq 124 ]; then
+				echo "rig: smp$smp: the guest hung (no console output for ${rig_idle_secs}s, or ${RIG_TIMEOUT}s in all), running ${hung:-no test yet} (serial log $log)"
+			else
+				echo "rig: smp$smp: the guest died (qemu exit $rc), running ${hung:-no test yet} (serial log $log)"
+			fi
 			tail -n 20 "$log" | sed 's/^/  | /'
-			bad=1
-			tf=$((tf + 1))
-		elif [ -z "$counts" ]; then
-			echo "rig: smp$smp: FAIL: guest died before reporting results (qemu exit $rc, serial log $log)"
-			tail -n 30 "$log" | sed 's/^/  | /'
-			bad=1
-			tf=$((tf + 1))
-		else
-			# "KF-COUNTS guest: 5 passed, 0 failed, 1 skipped"
-			set -- $(echo "$counts" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')
-			tp=$((tp + $1)); tf=$((tf + $2)); ts=$((ts + $3))
-			tr=$((tr + $(sed -n 's/^guest: reruns \([0-9]*\).*/\1/p' "$log" | tail -n 1 | grep . || echo 0)))
-			echo "rig: smp$smp: $1 passed, $2 failed, $3 skipped in ${secs}s (serial log $log)"
-		fi
-		# A kernel splat counts as one failure.
-		rig_check_splat "$log" || { bad=1; tf=$((tf + 1)); }
+			tp=$((tp + $(sed -n '/^KF-BEGIN/,$p' "$log" | grep -a -c '^PASS ')))
+			tf=$((tf + $(sed -n '/^KF-BEGIN/,$p' "$log" | grep -a -c '^FAIL ')))
+			ts=$((ts + $(sed -n '/^KF-BEGIN/,$p' "$log" | grep -a -c '^SKIP ')))
+			idx=$(echo "$names" | grep -n -x -F "$hung" | cut -d: -f1)
+			if [ -z "$hung" ] || [ -z "$idx" ] || [ $boots -ge 4 ]; then
+				echo "rig: smp$smp: FAIL: no test to resume from (${boots} boots)"
+				bad=1; tf=$((tf + 1))
+				break
+			fi
+			if [ "$hung" = "$rerun_of" ]; then
+				echo "FAIL $hung: the guest hung or died in it twice"
+				tf=$((tf + 1))
+				first=$idx rerun_of=
+			else
+				echo "rig: smp$smp: booting again from $hung (a rerun)"
+				tr=$((tr + 1))
+				first=$((idx - 1)) rerun_of=$hung
+			fi
+			[ "$first" -lt "$(echo "$names" | wc -l)" ] || break
+		done
 	done
 	echo "rig: serial logs: $(ls "$rigdir"/serial-smp*.log | tr '\n' ' ')"
 	echo "rig: reruns $tr"
