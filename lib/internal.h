@@ -70,13 +70,19 @@ bool kf_page_is_zero(const void *page);
 extern uint8_t kf_zero_pages[KF_ZERO_PAGES * 4096];
 #define kf_zero_page ((const uint8_t *)kf_zero_pages)
 
+struct kf_snapshot;
+
 /* Snapshot files (lib/snapshot.c): a private temporary file beside path
  * (fd, or -errno), and its commit: fsync, close, rename over path. */
 int kf_snap_create_tmp(const char *path, char **tmpp);
 int kf_snap_commit(int fd, const char *tmp, const char *path);
+/* pwrite() all of buf at off: 0, or -errno with a message naming path. */
+int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
+		   const char *path);
+/* The snapshot's page number of gpa, or -1 when no region holds it. */
+int64_t kf_snap_page_index(const struct kf_snapshot *snap, uint64_t gpa);
 
 /* A snapshot's working set (lib/snapshot_ws.c). */
-struct kf_snapshot;
 struct kf_snap_ws;
 int kf_snap_ws_new(struct kf_snap_ws **wsp);	/* at open */
 struct kf_snap_ws *kf_snapshot_ws(struct kf_snapshot *snap);

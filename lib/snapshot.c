@@ -58,8 +58,8 @@ static uint64_t kf_snap_meta_hash(const struct kf_snap_region *regions,
 
 /* ------------------------------------------------------------------ save */
 
-static int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
-			  const char *path)
+int kf_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
+		   const char *path)
 {
 	const char *p = buf;
 
@@ -517,25 +517,29 @@ int kf_snapshot_vcpu_state(const struct kf_snapshot *snap, unsigned int id,
 	return 0;
 }
 
-int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf)
+int64_t kf_snap_page_index(const struct kf_snapshot *snap, uint64_t gpa)
 {
-	const struct kf_snap_page *pg = NULL;
-	uint64_t idx = 0;
 	unsigned int i;
-	int ret;
 
 	for (i = 0; i < snap->hdr.nr_regions; i++) {
 		const struct kf_snap_region *r = &snap->regions[i];
 
-		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
-			idx = r->first_page + (gpa - r->gpa) / KF_PAGE_SIZE;
-			pg = &snap->index[idx];
-			break;
-		}
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return (int64_t)(r->first_page + (gpa - r->gpa) / KF_PAGE_SIZE);
 	}
-	if (!pg || !KF_IS_ALIGNED(gpa, KF_PAGE_SIZE))
+	return -1;
+}
+
+int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf)
+{
+	const struct kf_snap_page *pg;
+	int64_t idx = kf_snap_page_index(snap, gpa);
+	int ret;
+
+	if (idx < 0 || !KF_IS_ALIGNED(gpa, KF_PAGE_SIZE))
 		return kf_fail(ERANGE, "snapshot holds no page at 0x%llx",
 			       (unsigned long long)gpa);
+	pg = &snap->index[idx];
 	if (pg->kind == KF_SNAP_PAGE_ZERO) {
 		memset(buf, 0, KF_PAGE_SIZE);
 	} else {

@@ -49,21 +49,6 @@ int kf_snap_ws_new(struct kf_snap_ws **wsp)
 	return 0;
 }
 
-/* The snapshot's page number of gpa, or -1 when no region holds it. */
-static int64_t kf_snap_ws_index(struct kf_snapshot *snap, uint64_t gpa)
-{
-	const struct kf_snap_header *h = kf_snapshot_header(snap);
-	unsigned int i;
-
-	for (i = 0; i < h->nr_regions; i++) {
-		const struct kf_snap_region *r = kf_snapshot_region(snap, i);
-
-		if (gpa >= r->gpa && gpa - r->gpa < r->size)
-			return (int64_t)(r->first_page + (gpa - r->gpa) / KF_PAGE_SIZE);
-	}
-	return -1;
-}
-
 int kf_snapshot_ws_record(struct kf_snapshot *snap)
 {
 	const struct kf_snap_header *h = kf_snapshot_header(snap);
@@ -89,7 +74,7 @@ void kf_snap_ws_note(struct kf_snapshot *snap, uint64_t gpa, size_t len)
 		return;
 	pthread_mutex_lock(&ws->lock);
 	for (gpa &= ~(uint64_t)(KF_PAGE_SIZE - 1); gpa < end; gpa += KF_PAGE_SIZE) {
-		int64_t idx = kf_snap_ws_index(snap, gpa);
+		int64_t idx = kf_snap_page_index(snap, gpa);
 
 		if (idx < 0 || ws->seen[idx])
 			continue;
@@ -129,23 +114,6 @@ static uint64_t kf_snap_ws_hash(const struct kf_snap_ws_header *wh,
 			    kf_host_hash(&c, sizeof(c), 0));
 }
 
-static int kf_snap_ws_write(int fd, const char *tmp, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return kf_fail_errno(errno, "write %s", tmp);
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int kf_snapshot_ws_save(struct kf_snapshot *snap, const char *path)
 {
 	struct kf_snap_ws_header wh = {
@@ -178,9 +146,9 @@ int kf_snapshot_ws_save(struct kf_snapshot *snap, const char *path)
 		free(gpas);
 		return fd;
 	}
-	ret = kf_snap_ws_write(fd, tmp, &wh, sizeof(wh));
+	ret = kf_pwrite_full(fd, &wh, sizeof(wh), 0, tmp);
 	if (!ret && wh.nr_pages)
-		ret = kf_snap_ws_write(fd, tmp, gpas, wh.nr_pages * sizeof(*gpas));
+		ret = kf_pwrite_full(fd, gpas, wh.nr_pages * sizeof(*gpas), sizeof(wh), tmp);
 	if (ret)
 		close(fd);
 	else
@@ -218,7 +186,7 @@ static int kf_snap_ws_check(struct kf_snapshot *snap, const char *path,
 	uint64_t i;
 
 	for (i = 0; i < n; i++)
-		if (gpas[i] % KF_PAGE_SIZE || kf_snap_ws_index(snap, gpas[i]) < 0)
+		if (gpas[i] % KF_PAGE_SIZE || kf_snap_page_index(snap, gpas[i]) < 0)
 			return kf_fail(EBADMSG, "working set %s: entry %llu (0x%llx) is no page of the snapshot",
 				       path, (unsigned long long)i,
 				       (unsigned long long)gpas[i]);

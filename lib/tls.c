@@ -289,12 +289,18 @@ int kf_mig_tls_psk_write(const char *path, const char *identity)
 
 /* ---------------------------------------------------------------- X.509 */
 
-/* Whether cert names name (a DNS name, or an IP address). */
-static bool kf_tls_names(X509 *cert, const char *name)
+/* Whether a peer name is an IP address (else a DNS name). */
+static bool kf_tls_is_ip(const char *name)
 {
 	unsigned char addr[16];
 
-	if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1)
+	return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/* Whether cert names name (a DNS name, or an IP address). */
+static bool kf_tls_names(X509 *cert, const char *name)
+{
+	if (kf_tls_is_ip(name))
 		return X509_check_ip_asc(cert, name, 0) == 1;
 	return X509_check_host(cert, name, 0, 0, NULL) == 1;
 }
@@ -319,7 +325,6 @@ static int kf_tls_x509_load(struct kf_mig_tls *tls, const char *ca,
 			    const char *peer_name)
 {
 	X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(tls->ctx);
-	unsigned char addr[16];
 
 	if (SSL_CTX_load_verify_locations(tls->ctx, ca, NULL) != 1)
 		return kf_fail(EINVAL, "X.509: CA certificate %s: %s", ca, kf_tls_reason());
@@ -339,8 +344,7 @@ static int kf_tls_x509_load(struct kf_mig_tls *tls, const char *ca,
 			return kf_fail(EINVAL, "X.509: client name too long");
 		return 0;
 	}
-	if (inet_pton(AF_INET, peer_name, addr) == 1 ||
-	    inet_pton(AF_INET6, peer_name, addr) == 1) {
+	if (kf_tls_is_ip(peer_name)) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name) != 1)
 			return kf_fail(EINVAL, "X.509: peer address %s: %s", peer_name,
 				       kf_tls_reason());
