@@ -3,18 +3,21 @@
 #
 # Build the rig kernel of one base: linux-source-$KBASE + the series in
 # kernel/patches/$KBASE/, configured from tinyconfig + kernel/rig.config +
-# kernel/rig-$KBASE.config (if present) + optional extra fragments.
+# kernel/rig-$KBASE.config (if present) + optional extra fragments; for
+# KARCH=arm64, cross-compiled from tinyconfig + kernel/rig-arm64.config.
 #
 # Layout under $KVMFAULT_CACHE (outside the repository checkout):
 #   src-$KBASE/   pristine source as a git tree (tag "base"), reused forever;
 #               for each build it is reset to "base" and the series applied
 #               (git only rewrites the files that differ, so the object
 #               directory rebuilds incrementally)
-#   obj-$KBASE-$CONF/  kbuild object directory (O=), one per base and config
+#   obj-$KBASE[-arm64]-$CONF/  kbuild object directory (O=), one per base,
+#               architecture and config
 #               (CONF hashes the fragments): the patched kernel, the
 #               unpatched control and each step of check-series share it,
 #               so switching between them rebuilds only what differs
-#   kernel-$KBASE-$FLAVOR-$KEY/  finished build: bzImage, config, headers/
+#   kernel-$KBASE-$FLAVOR-$KEY/  finished build: bzImage (arm64: Image),
+#               config, headers/
 #               (headers_install); KEY is a hash of every input (tarball,
 #               patches, fragments, this script)
 #   current-$KBASE-$FLAVOR -> kernel-$KBASE-$FLAVOR-$KEY
@@ -24,15 +27,23 @@
 # usage: build.sh [--print-dir | --print-fragments | --print-obj | --apply-only]
 #   env: KVMFAULT_CACHE, KBASE (6.12 or 6.1; default 6.12), LINUX_TARBALL
 #        (default /usr/src/linux-source-$KBASE.tar.xz), KFLAVOR (name of
-#        the build flavour), KFRAGMENTS (extra fragment files), KSERIES
-#        (series file; /dev/null for an unpatched control kernel), JOBS
+#        the build flavour; default "rig", on arm64 "arm64"), KFRAGMENTS
+#        (extra fragment files), KSERIES (series file; /dev/null for an
+#        unpatched control kernel), KARCH (x86_64, the default, or arm64),
+#        JOBS
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
 BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
 TARBALL=${LINUX_TARBALL:-/usr/src/linux-source-$BASE.tar.xz}
-FLAVOR=${KFLAVOR:-rig}
+KARCH=${KARCH:-x86_64}
+case $KARCH in
+x86_64) FLAVOR=${KFLAVOR:-rig} image=arch/x86/boot/bzImage ;;
+arm64) FLAVOR=${KFLAVOR:-arm64} image=arch/arm64/boot/Image
+	export ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- ;;
+*) echo "kernel: error: KARCH is x86_64 or arm64, not '$KARCH'" >&2; exit 1 ;;
+esac
 JOBS=${JOBS:-$(nproc)}
 SERIES_DIR=$here/patches/$BASE
 
@@ -42,11 +53,17 @@ die() { echo "kernel: error: $*" >&2; exit 1; }
 [ -n "${KSERIES:-}" ] || [ -d "$SERIES_DIR" ] ||
 	die "no series for base '$BASE' (kernel/patches/$BASE/): KBASE is one of $(cd "$here/patches" && echo */ | tr -d /)"
 # The fragments: common, then the base's own, then the flavour's extras.
-FRAGMENTS="$here/rig.config"
-[ -r "$here/rig-$BASE.config" ] && FRAGMENTS="$FRAGMENTS $here/rig-$BASE.config"
+if [ "$KARCH" = arm64 ]; then
+	FRAGMENTS="$here/rig-arm64.config"
+	command -v aarch64-linux-gnu-gcc >/dev/null ||
+		die "aarch64-linux-gnu-gcc missing: make -C kernel deps (gcc-aarch64-linux-gnu)"
+else
+	FRAGMENTS="$here/rig.config"
+	[ -r "$here/rig-$BASE.config" ] && FRAGMENTS="$FRAGMENTS $here/rig-$BASE.config"
+fi
 FRAGMENTS="$FRAGMENTS ${KFRAGMENTS:-}"
 # shellcheck disable=SC2086
-obj=$CACHE/obj-$BASE-$(cat $FRAGMENTS | sha256sum | cut -c1-8)
+obj=$CACHE/obj-$BASE$([ "$KARCH" = x86_64 ] || echo "-$KARCH")-$(cat $FRAGMENTS | sha256sum | cut -c1-8)
 case "${1:-}" in
 --print-fragments) echo "$FRAGMENTS"; exit 0 ;;
 --print-obj) echo "$obj"; exit 0 ;;
@@ -69,6 +86,7 @@ done <"$SERIES_FILE"
 key=$( {
 	stat -c '%n %s %Y' "$TARBALL"
 	echo "base $BASE flavor $FLAVOR"
+	[ "$KARCH" = x86_64 ] || echo "arch $KARCH"
 	echo "series ${#patches[@]}"
 	for f in "${patches[@]}" $FRAGMENTS "$here/build.sh"; do
 		echo "== $(basename "$f")"; cat "$f"
@@ -87,7 +105,9 @@ exec 9>"$CACHE/.lock"
 flock 9
 
 
-if [ -f "$out/.done" ]; then
+# --apply-only always resets the source tree to this series (selftests.sh
+# builds the selftests of exactly the kernel it tests from it).
+if [ -f "$out/.done" ] && [ "${1:-}" != --apply-only ]; then
 	log "reusing cached build $out (inputs unchanged)"
 	ln -sfn "$(basename "$out")" "$CACHE/current-$BASE-$FLAVOR"
 	echo "$out"
@@ -168,18 +188,19 @@ for f in $FRAGMENTS; do
 done
 [ $missing -eq 0 ] || die "the config fragment does not apply cleanly (see above)"
 
-log "building bzImage (-j$JOBS) in $obj"
+log "building ${image##*/} for $KARCH (-j$JOBS) in $obj"
 start=$(date +%s)
-if ! make -s -j"$JOBS" O="$obj" bzImage >"$CACHE/build-$BASE.log" 2>&1; then
-	tail -n 40 "$CACHE/build-$BASE.log" >&2
-	die "kernel build failed (full log: $CACHE/build-$BASE.log)"
+blog=$CACHE/build-$BASE$([ "$KARCH" = x86_64 ] || echo "-$KARCH").log
+if ! make -s -j"$JOBS" O="$obj" "${image##*/}" >"$blog" 2>&1; then
+	tail -n 40 "$blog" >&2
+	die "kernel build failed (full log: $blog)"
 fi
-grep -E 'warning:' "$CACHE/build-$BASE.log" >&2 || true
+grep -E 'warning:' "$blog" >&2 || true
 log "built in $(( $(date +%s) - start ))s"
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
-cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
+cp "$obj/$image" "$obj/.config" "$out.tmp/"
 make -s O="$obj" INSTALL_HDR_PATH="$out.tmp/headers" headers_install >/dev/null
 git -C "$src" rev-parse HEAD >/dev/null
 printf '%s\n' "${patches[@]##*/}" >"$out.tmp/series"
@@ -187,5 +208,5 @@ touch "$out.tmp/.done"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 ln -sfn "$(basename "$out")" "$CACHE/current-$BASE-$FLAVOR"
-log "kernel ready: $out/bzImage"
+log "kernel ready: $out/${image##*/}"
 echo "$out"

@@ -8,8 +8,52 @@
 #      KVMFAULT_TIME_SCALE if set, the time scale as is (else measured)
 #      BUSYBOX             static busybox for the initramfs
 
+#      KARCH               x86_64 (the default) or arm64: which rig
+#      BUSYBOX             static busybox for the initramfs (on arm64, an
+#                          arm64 one; scripts/deps.sh --rig fetches it)
+
 rig_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+KARCH=${KARCH:-x86_64}
+if [ "$KARCH" = arm64 ]; then
+	BUSYBOX=${BUSYBOX:-${KVMFAULT_CACHE:-/var/tmp/kvmfault}/busybox-arm64/busybox}
+	RIG_QEMU=qemu-system-aarch64
+else
+	BUSYBOX=${BUSYBOX:-/bin/busybox}
+	RIG_QEMU=qemu-system-x86_64
+fi
+
+# rig_requirements: what a boot needs that is missing, as an error message;
+# nothing when all is there.
+rig_requirements() {
+	if ! command -v "$RIG_QEMU" >/dev/null; then
+		echo "$RIG_QEMU missing: scripts/deps.sh --rig"
+	elif [ ! -x "$BUSYBOX" ]; then
+		echo "$BUSYBOX missing: scripts/deps.sh --rig (busybox-static${KARCH/x86_64/})"
+	elif file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked'; then
+		echo "$BUSYBOX is dynamically linked: install busybox-static"
+	fi
+}
+
+# rig_qemu_cmd KDIR SMP INITRD APPEND [QEMU ARGS...]: the QEMU command line
+# of one rig boot, in the array rig_cmd.  x86: AMD SVM with nested paging
+# (KVM runs inside); arm64: the virt board at EL2 with a GICv3 and MTE.  Both on the
+# software CPU, the serial console on stdio.
+rig_qemu_cmd() {
+	local kd=$1 smp=$2 initrd=$3 append=$4
+	shift 4
+	if [ "$KARCH" = arm64 ]; then
+		# pauth-impdef: QEMU's own pointer authentication algorithm,
+		# much faster in software than the architected QARMA.
+		rig_cmd=(qemu-system-aarch64 -accel tcg
+			-M virt,virtualization=on,mte=on,gic-version=3 -cpu max,pauth-impdef=on
+			-kernel "$kd/Image" -append "console=ttyAMA0 rdinit=/init panic=-1 oops=panic $append")
+	else
+		rig_cmd=(qemu-system-x86_64 -accel tcg -cpu max
+			-kernel "$kd/bzImage" -append "console=ttyS0 rdinit=/init panic=-1 oops=panic $append")
+	fi
+	rig_cmd+=(-m "${RIG_MEM:-2G}" -smp "$smp" -nographic -no-reboot -nodefaults
+		-serial stdio -display none -initrd "$initrd" "$@")
+}
 
 # Kernel messages that fail a run: printk lines (they carry a [time] prefix
 # with PRINTK_TIME) announcing a warning, BUG (KASAN reports are "BUG:
@@ -28,8 +72,8 @@ rig_check_splat() {
 	return 0
 }
 
-# rig_boot KDIR SMP INITRD LOG SECONDS APPEND...: one boot of KDIR/bzImage
-# under QEMU's software CPU, the serial console in LOG, killed after
+# rig_boot KDIR SMP INITRD LOG SECONDS APPEND...: one boot of the kernel of
+# KDIR under QEMU's software CPU (rig_qemu_cmd), the serial console in LOG, killed after
 # SECONDS.  With rig_swap_disk set (a variable of the caller, rig.sh), that
 # file (created anew, sparse, 0600: guest memory goes there; removed after
 # the boot) is the guest's virtio disk /dev/vda, which the initramfs turns
@@ -44,11 +88,8 @@ rig_boot() {
 		(umask 077 && truncate -s 256M "$rig_swap_disk") || return 1
 		disk=(-drive "file=$rig_swap_disk,format=raw,if=virtio")
 	fi
-	timeout --foreground -k 10 "$secs" $(rig_qemu_prefix) qemu-system-x86_64 \
-		-accel tcg -cpu max -m "${RIG_MEM:-2G}" -smp "$smp" \
-		-nographic -no-reboot -nodefaults -serial stdio -display none \
-		"${disk[@]}" -kernel "$kd/bzImage" -initrd "$initrd" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic $*" \
+	rig_qemu_cmd "$kd" "$smp" "$initrd" "$*" "${disk[@]}"
+	timeout --foreground -k 10 "$secs" $(rig_qemu_prefix) "${rig_cmd[@]}" \
 		</dev/null >"$log" 2>&1 &
 	qpid=$!
 	if [ -n "${rig_idle_secs:-}" ] && ! rig_watch_idle "$qpid" "$log" "$rig_idle_secs"; then

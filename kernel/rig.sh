@@ -3,7 +3,8 @@
 #
 # QEMU rig: boot the patched kernel (kernel/build.sh) under
 # qemu-system-x86_64 -accel tcg -cpu max (AMD SVM with nested paging, so KVM
-# runs inside) and run tests there.
+# runs inside) and run tests there; with KARCH=arm64, the arm64 kernel under
+# qemu-system-aarch64 -M virt,virtualization=on (rig-common.sh).
 #
 #   rig.sh tests DIR   pack the static executables of DIR into a busybox
 #                      initramfs, boot once per vCPU count in $RIG_SMP, run
@@ -32,13 +33,11 @@ RIG_MEM=${RIG_MEM:-2G}
 
 die() { echo "rig: error: $*" >&2; exit 2; }
 
-# RIG_KERNEL_DIR: boot that bzImage instead (check-series.sh uses it).
+# RIG_KERNEL_DIR: boot that kernel instead (check-series.sh uses it).
 kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)} || exit 2
 [ -f "$kdir/.done" ] || die "no kernel built for the current inputs: run 'make -C kernel' first"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: make -C kernel deps"
-[ -x "$BUSYBOX" ] || die "$BUSYBOX missing: make -C kernel deps (busybox-static)"
-file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' &&
-	die "$BUSYBOX is dynamically linked: install busybox-static"
+why=$(rig_requirements)
+[ -z "$why" ] || die "$why"
 
 # boot SMP INITRD LOG APPEND...: one boot of the rig kernel.
 boot() {
@@ -66,7 +65,7 @@ cmd_tests() {
 	done
 	[ $n -gt 0 ] || die "no executables in $dir"
 	make_initrd "$st" "$rigdir/initrd.gz"
-	echo "rig: kernel $kdir/bzImage, $n test programs from $dir"
+	echo "rig: $KARCH kernel $kdir, $n test programs from $dir"
 	# Timeouts grow with how slow the machine is now (calibrated).
 	local scale
 	scale=$(rig_time_scale)
@@ -76,7 +75,9 @@ cmd_tests() {
 
 	local tp=0 tf=0 ts=0 tr=0 bad=0 smp log counts rc start secs
 	local first boots hung rerun_of idx
-	local rig_swap_disk=$rigdir/swap.img
+	# The x86 rig only: the arm64 kernel has no virtio disk.
+	local rig_swap_disk=
+	[ "$KARCH" = arm64 ] || rig_swap_disk=$rigdir/swap.img
 	# The console falls silent only when the guest hangs: its own watchdog
 	# reports a stuck test after TEST_TIMEOUT.
 	local rig_idle_secs=$((TEST_TIMEOUT + 120))
@@ -84,7 +85,7 @@ cmd_tests() {
 	local names
 	names=$(cd "$st/tests" && ls | LC_ALL=C sort)
 	# shellcheck disable=SC2064 # the path now: rigdir is local
-	trap "rm -f '$rig_swap_disk'" EXIT
+	[ -z "$rig_swap_disk" ] || trap "rm -f '$rig_swap_disk'" EXIT
 	for smp in $RIG_SMP; do
 		first=0 boots=0 rerun_of=
 		while :; do

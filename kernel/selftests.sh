@@ -22,13 +22,20 @@
 # timing-sensitive under the software CPU, with the evidence.
 #
 # usage: selftests.sh             compare the patched kernel with the baseline
-#        selftests.sh --baseline  run every x86 selftest on the unpatched
-#                                 kernel and write the baseline of KBASE
+#        selftests.sh --baseline  run every selftest of the architecture on
+#                                 the unpatched kernel and write the
+#                                 baseline of KBASE (and KARCH)
 #
-# env: KVMFAULT_CACHE, KBASE (6.12 or 6.1), ST_TIMEOUT (per test, 120 s times the time scale),
+# With KARCH=arm64 the arm64 selftests, cross-compiled, run on the arm64 rig
+# kernel, against selftests-baseline-KBASE-arm64.txt.
+#
+# env: KVMFAULT_CACHE, KBASE (6.12 or 6.1), KARCH (x86_64 or arm64),
+#      ST_TIMEOUT (per test, 120 s times the time scale; arm64: 300 s),
 #      ST_STALL (seconds without serial output before the guest counts as
 #      dead, 300 times the time scale), ST_SMP (2), ST_RERUNS (3),
-#      ST_ONLY (space separated test names, for a partial run),
+#      ST_ONLY (space separated test names, for a partial run), ST_ALL=1
+#      (arm64: every test, without the time budget's arguments and
+#      exclusions; for a baseline and a comparison alike),
 #      KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE (rig-common.sh)
 set -uo pipefail
 
@@ -37,12 +44,34 @@ CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
 ST_SMP=${ST_SMP:-2}
 ST_RERUNS=${ST_RERUNS:-3}
 BASE=${KBASE:?KBASE: the kernel base, 6.12 or 6.1}
-baseline=$here/selftests-baseline-$BASE.txt
+KARCH=${KARCH:-x86_64}
+case $KARCH in
+x86_64) arch_suffix= mkarch=x86_64 control_flavor=base cross=() ;;
+arm64) arch_suffix=-arm64 mkarch=aarch64 control_flavor=arm64-base
+	cross=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-) ;;
+*) echo "selftests: error: KARCH is x86_64 or arm64, not '$KARCH'" >&2; exit 2 ;;
+esac
+baseline=$here/selftests-baseline-$BASE$arch_suffix.txt
+# Tests the arm64 rig runs with arguments, or not at all, to fit its time
+# budget under QEMU's software CPU (both kernels alike; the baseline says so).
+declare -A st_args=() st_excluded=()
+if [ "$KARCH" = arm64 ] && [ "${ST_ALL:-0}" != 1 ]; then
+	# Every guest mode the CPU supports (seven with -cpu max) takes
+	# longer than the timeout: run the default one, 4K pages, 40-bit IPA.
+	st_args[aarch64/page_fault_test]="-m 6"
+	st_excluded=(
+		[dirty_log_test]="longer than its timeout (300 s) under the software CPU"
+		[kvm_page_table_test]="longer than its timeout (300 s) under the software CPU"
+		[dirty_log_perf_test]="a benchmark, 165 s under the software CPU"
+		[memslot_perf_test]="a benchmark, 203 s under the software CPU"
+		[rseq_test]="tests rseq, not memory; 106 s under the software CPU"
+	)
+fi
 mode=compare
 if [ "${1:-}" = --baseline ]; then
 	mode=baseline
 	# The unpatched kernel of the same config.
-	export KFLAVOR=base KSERIES=/dev/null
+	export KFLAVOR=$control_flavor KSERIES=/dev/null
 fi
 # shellcheck source=rig-common.sh
 . "$here/rig-common.sh"
@@ -55,20 +84,24 @@ if [ "$mode" = baseline ]; then
 	kdir=$("$here/build.sh" | tail -n 1) || die "cannot build the unpatched $BASE kernel"
 else
 	kdir=${RIG_KERNEL_DIR:-$("$here/build.sh" --print-dir)}
-	[ -r "$baseline" ] || die "no baseline for $BASE ($baseline): make -C kernel selftests-baseline KBASE=$BASE"
+	[ -r "$baseline" ] || die "no baseline for $BASE $KARCH ($baseline): make -C kernel selftests-baseline KBASE=$BASE KARCH=$KARCH"
 fi
 [ -f "$kdir/.done" ] || die "no kernel built for the current inputs: make -C kernel"
 src=$CACHE/src-$BASE
 [ -d "$src/tools/testing/selftests/kvm" ] || die "$src missing: make -C kernel"
 
-work=$CACHE/selftests-$BASE-${KFLAVOR:-rig}
+work=$CACHE/selftests-$BASE-${KFLAVOR:-rig}$arch_suffix
 out=$work/build
 mkdir -p "$work" "$out"
 
-# --- build (the selftests are not touched by the series) -----------------
+# --- build, from the source of the kernel under test ------------------------
+# The series adds and changes selftests: put the source tree in the state of
+# this kernel (the series, or none for the baseline), whatever built last.
+"$here/build.sh" --apply-only >/dev/null 2>&1 ||
+	die "cannot put $src in the state of the kernel under test"
 echo "selftests: building tools/testing/selftests/kvm (static) against $kdir/headers"
 start=$(date +%s)
-make -k -j"$(nproc)" -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" \
+make -k -j"$(nproc)" -C "$src/tools/testing/selftests/kvm" OUTPUT="$out" "${cross[@]}" \
 	INSTALL_HDR_PATH="$kdir/headers" KHDR_INCLUDES="-isystem $kdir/headers/include" \
 	EXTRA_CFLAGS=-static >"$work/build.log" 2>&1
 # 6.1's steal_time.c includes <asm/kvm.h> without <linux/stddef.h>, which
@@ -82,10 +115,10 @@ if [ "$BASE" = 6.1 ]; then
 fi
 echo "selftests: build took $(( $(date +%s) - start ))s (log $work/build.log)"
 
-# --- the list: the baseline's order, or the Makefile's x86 tests -----------
-# x86_tests: TEST_GEN_PROGS_x86_64 and TEST_PROGS_x86_64, in order.
-x86_tests() {
-	sed -n -E 's/^TEST_(GEN_)?PROGS_x86_64[[:space:]]*\+?=[[:space:]]*([^[:space:]]+).*/\2/p' \
+# --- the list: the baseline's order, or the Makefile's tests -------------
+# arch_tests: TEST_GEN_PROGS_<arch> and TEST_PROGS_<arch>, in order.
+arch_tests() {
+	sed -n -E "s/^TEST_(GEN_)?PROGS_$mkarch[[:space:]]*\\+?=[[:space:]]*([^[:space:]]+).*/\\2/p" \
 		"$src/tools/testing/selftests/kvm/Makefile"
 }
 tests=()
@@ -94,14 +127,16 @@ while read -r name _; do
 	if [ -n "${ST_ONLY:-}" ] && ! echo " $ST_ONLY " | grep -q " $name "; then
 		continue
 	fi
+	[ -n "${st_excluded[$name]:-}" ] && continue
 	tests+=("$name")
-done < <(if [ "$mode" = baseline ]; then x86_tests; else cat "$baseline"; fi)
+done < <(if [ "$mode" = baseline ]; then arch_tests; else cat "$baseline"; fi)
 # Tests the series adds (in the Makefile, not in the baseline) run too:
 # they have no unpatched result, so they must simply pass.
 added=()
 if [ "$mode" = compare ]; then
-	for t in $(x86_tests); do
+	for t in $(arch_tests); do
 		[ -n "$(result_of "$baseline" "$t")" ] && continue
+		[ -n "${st_excluded[$t]:-}" ] && continue
 		if [ -n "${ST_ONLY:-}" ] && ! echo " $ST_ONLY " | grep -q " $t "; then
 			continue
 		fi
@@ -112,7 +147,7 @@ fi
 
 st=$work/initramfs
 rm -rf "$st"
-mkdir -p "$st/selftests/x86_64" "$st/bin"
+mkdir -p "$st/selftests/$mkarch" "$st/bin"
 : >"$st/selftests/list"
 notbuilt=()
 for t in "${tests[@]}"; do
@@ -124,7 +159,7 @@ for t in "${tests[@]}"; do
 		notbuilt+=("$t")
 		continue
 	fi
-	echo "$t" >>"$st/selftests/list"
+	echo "$t ${st_args[$t]:-}" >>"$st/selftests/list"
 done
 # x86_64/nx_huge_pages_test.sh is a bash script; busybox has no "bash"
 # applet, its sh runs it.
@@ -135,15 +170,22 @@ chmod +x "$st/bin/bash" "$st/bin/sudo"
 make_initrd "$st" "$work/initrd.gz"
 nlist=$(wc -l <"$st/selftests/list")
 echo "selftests: ${#tests[@]} tests in the baseline, $nlist built, ${#notbuilt[@]} did not build: ${notbuilt[*]:-none}"
+for t in "${!st_excluded[@]}"; do
+	echo "selftests: not run: $t: ${st_excluded[$t]} (ST_ALL=1 runs it)"
+done
+for t in "${!st_args[@]}"; do
+	echo "selftests: $t runs with '${st_args[$t]}' (ST_ALL=1: without)"
+done
 
 # --- run, resuming after a dead guest ----------------------------------------
 scale=$(rig_time_scale)
-ST_TIMEOUT=${ST_TIMEOUT:-$(scaled 120 "$scale")}
+# arm64 runs a whole software CPU per vCPU at EL2 and EL1: slower tests.
+ST_TIMEOUT=${ST_TIMEOUT:-$(scaled "$([ "$KARCH" = arm64 ] && echo 300 || echo 120)" "$scale")}
 ST_STALL=${ST_STALL:-$(scaled 300 "$scale")}
 echo "selftests: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${ST_TIMEOUT}s a test, ${ST_STALL}s of silence is a dead guest"
 
 # run_list KDIR INITRD LIST RESULTS LOGPREFIX: run the tests of LIST (the
-# /selftests/list packed in INITRD) on KDIR/bzImage, append to RESULTS.
+# /selftests/list packed in INITRD) on the kernel of KDIR, append to RESULTS.
 run_list() {
 local kdir=$1 initrd=$2 list=$3 results=$4 prefix=$5
 local nlist start_idx boot run_start log qpid last stalled shown n size
@@ -157,12 +199,10 @@ run_start=$(date +%s)
 while [ "$start_idx" -lt "$nlist" ]; do
 	boot=$((boot + 1))
 	log=$work/serial-$prefix$boot.log
+	RIG_MEM=2G rig_qemu_cmd "$kdir" "$ST_SMP" "$initrd" \
+		"kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT"
 	timeout --foreground -k 10 $(( nlist * (ST_TIMEOUT + 30) + 120 )) \
-		$(rig_qemu_prefix) qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp "$ST_SMP" \
-		-nographic -no-reboot -nodefaults -serial stdio -display none \
-		-kernel "$kdir/bzImage" -initrd "$initrd" \
-		-append "console=ttyS0 rdinit=/init panic=-1 oops=panic kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT" \
-		</dev/null >"$log" 2>&1 &
+		$(rig_qemu_prefix) "${rig_cmd[@]}" </dev/null >"$log" 2>&1 &
 	qpid=$!
 	last=0
 	stalled=0
@@ -216,7 +256,7 @@ while [ "$start_idx" -lt "$nlist" ]; do
 		if [ -n "$began" ] && [ "$began" -gt "$done_idx" ]; then
 			hung_idx=$began
 		fi
-		hung=$(sed -n "${hung_idx}p" "$list")
+		hung=$(sed -n "${hung_idx}p" "$list" | awk '{print $1}')
 		lastk=$(grep -a -E '^\[ *[0-9.]+\]' "$log" | tail -n 1 | cut -c1-100)
 		printf '%-46s %-8s %4s %6s  %s\n' "$hung" hang -1 - "guest died; last kernel line: $lastk" >>"$results"
 		echo "selftests: $hung: guest died or hung (serial log $log); resuming after it"
@@ -237,11 +277,17 @@ if [ "$mode" = baseline ]; then
 	counts=$(awk '{print $2}' "$results" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
 	{
 		echo "# Per-test results of the KVM selftests of $(basename "$(readlink -f "$src")") on the"
-		echo "# UNPATCHED rig kernel (KSERIES=/dev/null, rig config), QEMU TCG -cpu max"
+		echo "# UNPATCHED $KARCH rig kernel (KSERIES=/dev/null, rig config), QEMU TCG -cpu max"
 		echo "# -smp $ST_SMP -m 2G, ${ST_TIMEOUT}s per test, written by"
-		echo "# 'kernel/selftests.sh --baseline' (KBASE=$BASE) on $(date -u +%Y-%m-%d)."
+		echo "# 'kernel/selftests.sh --baseline' (KBASE=$BASE KARCH=$KARCH) on $(date -u +%Y-%m-%d)."
 		echo "# kernel/selftests.sh reruns a test that passes here and does not pass on"
 		echo "# the patched kernel (see verdict.sh)."
+		for t in "${!st_excluded[@]}"; do
+			echo "# not run: $t: ${st_excluded[$t]}"
+		done
+		for t in "${!st_args[@]}"; do
+			echo "# arguments: $t ${st_args[$t]}"
+		done
 		printf '%-46s %-8s %4s %6s  %s\n' TEST RESULT RC SECS NOTE
 		cat "$results"
 		echo "# counts: total $(wc -l <"$results"); ${counts%, }; not built ${#notbuilt[@]}: ${notbuilt[*]:-none}"
@@ -286,7 +332,7 @@ verdict_rerun() {
 	shift 3
 	: >"$st/selftests/list"
 	for t in "$@"; do
-		[ -e "$st/selftests/$t" ] && echo "$t" >>"$st/selftests/list"
+		[ -e "$st/selftests/$t" ] && echo "$t ${st_args[$t]:-}" >>"$st/selftests/list"
 	done
 	make_initrd "$st" "$work/initrd-rerun.gz"
 	run_list "$kdir" "$work/initrd-rerun.gz" "$st/selftests/list" "$ours_out" "rerun$round-"
@@ -296,7 +342,7 @@ verdict_rerun() {
 reruns=0
 if [ "$regressions" -gt 0 ] && [ "${ST_CONTROL:-1}" != 0 ] && [ -z "${KSERIES:-}" ]; then
 	echo "selftests: $regressions candidate(s); rerunning them here and on the unpatched rig kernel (control), up to $ST_RERUNS rounds"
-	ckdir=$(KFLAVOR=base KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
+	ckdir=$(KFLAVOR=$control_flavor KSERIES=/dev/null "$here/build.sh" | tail -n 1) ||
 		die "cannot build the control kernel"
 	verdict_run "$results" "$timing_known" "${candidates[@]}"
 	regressions=$verdict_regressions

@@ -17,6 +17,10 @@
 #           patched kernel and on the unpatched control of the same base: a
 #           Linux guest boots and verifies its memory, and QEMU's own
 #           post-copy migration between two QEMUs keeps it intact
+#   rig-arm64  the primary base's series on arm64: the kernel cross-built and
+#           booted under qemu-system-aarch64 (virt board at EL2, KVM inside);
+#           the arm64 KVM selftests, the series' own among them, compared
+#           with the unpatched arm64 kernel as in selftests
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
 # rig, series and qemu, and the primary base (the newest) also selftests and
@@ -40,8 +44,8 @@ cd "$(dirname "$0")/.." || exit 1
 bases=${KVMFAULT_BASES:-$(for d in kernel/patches/*/series; do
 	[ -r "$d" ] && basename "$(dirname "$d")"; done | sort -rV | tr '\n' ' ')}
 primary=${bases%% *}
-default_phases="host asan fuzz rig series selftests-$primary debug-$primary qemu"
-[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests debug qemu"
+default_phases="host asan fuzz rig series selftests-$primary debug-$primary qemu rig-arm64"
+[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests debug qemu rig-arm64"
 phases=""
 for p in ${KVMFAULT_PHASES:-$default_phases}; do
 	case $p in
@@ -126,12 +130,13 @@ series_phase() {
 	fi
 }
 
-# The selftests of base $1: passed, regressions as failed, everything else
+# The selftests of base $1 (on architecture $2, default x86_64) as phase
+# $3 (default selftests-$1): passed, regressions as failed, everything else
 # skipped.
 selftests_phase() {
-	label=selftests-$1
+	label=${3:-selftests-$1}
 	out=$(mktemp /tmp/kf-selftests.XXXXXX)
-	make -s -C kernel selftests KBASE="$1" >"$out" 2>&1
+	make -s -C kernel selftests KBASE="$1" KARCH="${2:-x86_64}" >"$out" 2>&1
 	rc=$?
 	cat "$out"
 	line=$(grep -a "^selftests: total" "$out" | tail -n 1)
@@ -164,24 +169,37 @@ rig_missing() {
 	fi
 }
 
+# Why the arm64 rig cannot run here; nothing when it can.
+arm64_missing() {
+	if ! command -v qemu-system-aarch64 >/dev/null; then
+		echo "qemu-system-aarch64 is not installed (run as root so that make check installs qemu-system-arm)"
+	elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+		echo "aarch64-linux-gnu-gcc is not installed (run as root so that make check installs gcc-aarch64-linux-gnu)"
+	elif [ ! -x "${KVMFAULT_CACHE:-/var/tmp/kvmfault}/busybox-arm64/busybox" ]; then
+		echo "no arm64 busybox (run as root so that scripts/deps.sh --rig fetches busybox-static:arm64)"
+	elif [ ! -r "kernel/selftests-baseline-$primary-arm64.txt" ]; then
+		echo "no baseline of the unpatched arm64 kernel (make -C kernel selftests-baseline KBASE=$primary KARCH=arm64)"
+	fi
+}
+
 skip_phase() {
 	echo "SKIP $1: $2"
 	echo "$1: 0 passed, 0 failed, 1 skipped" >>"$log"
 }
 
 deps_flag=""
-case " $phases " in *" rig-"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
+case " $phases " in *" rig"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
 
 for phase in $phases; do
 	case $phase in
-	host|asan|fuzz) ;;
+	host|asan|fuzz|rig-arm64) ;;
 	rig-*|series-*|selftests-*|debug-*|qemu-*)
 		[ -r "kernel/patches/${phase#*-}/series" ] || {
 			echo "unknown kernel base in '$phase' (bases: $bases)" >&2
 			exit 2
 		} ;;
-	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests debug qemu, rig-BASE ...)" >&2
+	*) echo "unknown phase '$phase' (phases: host asan fuzz rig series selftests debug qemu rig-arm64, rig-BASE ...)" >&2
 	   exit 2 ;;
 	esac
 done
@@ -220,6 +238,14 @@ do_phase() {
 		else
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
+	rig-arm64)
+		note "rig-arm64: the patched $primary kernel on arm64 under QEMU, its selftests against the unpatched kernel's"
+		why=$(arm64_missing)
+		if [ -n "$why" ]; then
+			skip_phase "$phase" "$why"
+			return
+		fi
+		run_phase "$phase" selftests_phase "$primary" arm64 rig-arm64 ;;
 	rig-*|series-*|selftests-*|debug-*|qemu-*)
 		base=${phase#*-}
 		case $phase in
