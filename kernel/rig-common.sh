@@ -6,8 +6,6 @@
 # env: KVMFAULT_QEMU_CPUS  host CPU list (taskset -c) for QEMU, e.g. "0" to
 #                          give the rig guests fewer host CPUs (stress mode)
 #      KVMFAULT_TIME_SCALE if set, the time scale as is (else measured)
-#      BUSYBOX             static busybox for the initramfs
-
 #      KARCH               x86_64 (the default) or arm64: which rig
 #      BUSYBOX             static busybox for the initramfs (on arm64, an
 #                          arm64 one; scripts/deps.sh --rig fetches it)
@@ -36,8 +34,8 @@ rig_requirements() {
 
 # rig_qemu_cmd KDIR SMP INITRD APPEND [QEMU ARGS...]: the QEMU command line
 # of one rig boot, in the array rig_cmd.  x86: AMD SVM with nested paging
-# (KVM runs inside); arm64: the virt board at EL2 with a GICv3 and MTE.  Both on the
-# software CPU, the serial console on stdio.
+# (KVM runs inside); arm64: the virt board at EL2 with a GICv3 and MTE.
+# Both on the software CPU, the serial console on stdio.
 rig_qemu_cmd() {
 	local kd=$1 smp=$2 initrd=$3 append=$4
 	shift 4
@@ -73,8 +71,8 @@ rig_check_splat() {
 }
 
 # rig_boot KDIR SMP INITRD LOG SECONDS APPEND...: one boot of the kernel of
-# KDIR under QEMU's software CPU (rig_qemu_cmd), the serial console in LOG, killed after
-# SECONDS.  With rig_swap_disk set (a variable of the caller, rig.sh), that
+# KDIR under QEMU's software CPU (rig_qemu_cmd), the serial console in LOG,
+# killed after SECONDS.  With rig_swap_disk set (a variable of the caller, rig.sh), that
 # file (created anew, sparse, 0600: guest memory goes there; removed after
 # the boot) is the guest's virtio disk /dev/vda, which the initramfs turns
 # into swap.  With rig_idle_secs set (the caller's too), a console silent
