@@ -42,14 +42,14 @@ rig_qemu_cmd() {
 	if [ "$KARCH" = arm64 ]; then
 		# pauth-impdef: QEMU's own pointer authentication algorithm,
 		# much faster in software than the architected QARMA.
-		rig_cmd=(qemu-system-aarch64 -accel tcg
-			-M virt,virtualization=on,mte=on,gic-version=3 -cpu max,pauth-impdef=on
-			-kernel "$kd/Image" -append "console=ttyAMA0 rdinit=/init panic=-1 oops=panic $append")
+		rig_cmd=("$RIG_QEMU" -M virt,virtualization=on,mte=on,gic-version=3
+			-cpu max,pauth-impdef=on -kernel "$kd/Image"
+			-append "console=ttyAMA0 rdinit=/init panic=-1 oops=panic $append")
 	else
-		rig_cmd=(qemu-system-x86_64 -accel tcg -cpu max
-			-kernel "$kd/bzImage" -append "console=ttyS0 rdinit=/init panic=-1 oops=panic $append")
+		rig_cmd=("$RIG_QEMU" -cpu max -kernel "$kd/bzImage"
+			-append "console=ttyS0 rdinit=/init panic=-1 oops=panic $append")
 	fi
-	rig_cmd+=(-m "${RIG_MEM:-2G}" -smp "$smp" -nographic -no-reboot -nodefaults
+	rig_cmd+=(-accel tcg -m "${RIG_MEM:-2G}" -smp "$smp" -nographic -no-reboot -nodefaults
 		-serial stdio -display none -initrd "$initrd" "$@")
 }
 
