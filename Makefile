@@ -10,11 +10,19 @@ VERSION := 0.2.0
 # changes incompatibly (1: kf_remote_config.push_streams and
 # kf_remote_stats.push_stream_pages, migration protocol 4).
 SOVERSION := 1
+# CROSS_COMPILE=aarch64-linux-gnu- builds for arm64 (under build/arm64/).
+CROSS_COMPILE ?=
+ifneq ($(CROSS_COMPILE),)
+CC := $(CROSS_COMPILE)gcc
+AR := $(CROSS_COMPILE)ar
+endif
 CC ?= gcc
 PREFIX ?= /usr/local
-ARCH := x86
+# The target architecture: the directory of its code in lib/ and
+# include/kvmfault/, from what the compiler builds for.
+ARCH := $(if $(filter aarch64%,$(shell $(CC) -dumpmachine)),arm64,x86)
 
-BUILD := build$(if $(VARIANT),/$(VARIANT))
+BUILD := build$(if $(filter arm64,$(ARCH)),/arm64)$(if $(VARIANT),/$(VARIANT))
 
 CFLAGS ?= -O2 -g
 KF_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
@@ -43,16 +51,19 @@ HARNESS_LIB := $(BUILD)/libkvmfault-harness.a
 HARNESS_INC := -Ilib/harness/include
 # What make install puts in include/kvmfault/: the public headers.
 PUBLIC_HEADERS := $(wildcard include/kvmfault/*.h)
+# Tests for every architecture, and tests/$(ARCH)/ for this one only.
 TEST_SRCS := $(wildcard tests/*.c)
-TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+ARCH_TEST_SRCS := $(wildcard tests/$(ARCH)/*.c)
+ARCH_TESTS := $(ARCH_TEST_SRCS:tests/$(ARCH)/%.c=$(BUILD)/tests/%)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(ARCH_TESTS)
 # One tool, kvmfault, with a subcommand in each tools/builtin-*.c.
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOLS := $(BUILD)/bin/kvmfault
 # Examples of VMMs that embed the core: position independent programs.
 # The static variant links them static-pie beside the tests, so that the
-# rig runs them on the patched kernels too.
-EXAMPLE_SRCS := $(wildcard examples/*.c)
+# rig runs them on the patched kernels too.  They set up x86 vCPUs.
+EXAMPLE_SRCS := $(if $(filter x86,$(ARCH)),$(wildcard examples/*.c))
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/$(if $(filter static,$(VARIANT)),tests,examples)/%)
 STATIC_LIB := $(BUILD)/libkvmfault.a
 SHARED_LIB := $(BUILD)/libkvmfault.so
@@ -93,6 +104,12 @@ $(HARNESS_LIB): $(HARNESS_OBJS)
 $(SHARED_LIB): $(LIB_OBJS) $(BUILD)/kvmfault.map
 	$(CC) -shared -Wl,-soname,libkvmfault.so.$(SOVERSION) -Wl,--version-script=$(BUILD)/kvmfault.map \
 		-Wl,--no-undefined -pthread -o $@ $(LIB_OBJS) $(KF_LIBS)
+
+# A static pattern rule: a test that moved to tests/$(ARCH)/ may have a
+# stale object rule (build/**/*.d) under its old name.
+$(ARCH_TESTS): $(BUILD)/tests/%: $(BUILD)/obj/tests/$(ARCH)/%.o $(HARNESS_LIB) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(KF_LDFLAGS) -o $@ $< $(HARNESS_LIB) $(STATIC_LIB) $(KF_LIBS) -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(HARNESS_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)

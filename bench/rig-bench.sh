@@ -6,10 +6,18 @@
 # so the static bench travels inside a small self-extracting script that
 # passes the options.  Needs: make VARIANT=static tools; a rig kernel
 # (make -C kernel, or RIG_KERNEL_DIR=...).  RIG_SMP picks the guest CPUs.
+# KARCH=arm64 runs the arm64 build (make CROSS_COMPILE=aarch64-linux-gnu-
+# VARIANT=static tools) in the arm64 rig.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
-bin=$here/../build/static/bin/kvmfault
-[ -x "$bin" ] || { echo "build it first: make VARIANT=static tools" >&2; exit 2; }
+if [ "${KARCH:-}" = arm64 ]; then
+	bin=$here/../build/arm64/static/bin/kvmfault
+	build="make CROSS_COMPILE=aarch64-linux-gnu- VARIANT=static tools"
+else
+	bin=$here/../build/static/bin/kvmfault
+	build="make VARIANT=static tools"
+fi
+[ -x "$bin" ] || { echo "build it first: $build" >&2; exit 2; }
 dir=$(mktemp -d /tmp/kf-rig-bench.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 args="${*:--v 1,2,4 -b 4M -m exit,uffd-missing,uffd-minor -r 3}"

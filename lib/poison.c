@@ -73,8 +73,12 @@ int kf_vm_set_poison_policy(struct kf_vm *vm, enum kf_poison_policy policy)
 		return kf_fail(EINVAL, "unknown poison policy %d", policy);
 	if (vm->nr_vcpus)
 		return kf_fail(EBUSY, "set the poison policy before adding vCPUs");
-	if (policy == KF_POISON_INJECT_MCE && kf_check_cap(vm->kvm_fd, KVM_CAP_MCE) <= 0)
-		return kf_fail(EOPNOTSUPP, "this KVM cannot inject machine checks (KVM_CAP_MCE)");
+	if (policy == KF_POISON_INJECT_MCE) {
+		int ret = kf_arch_check_inject_mce(vm);
+
+		if (ret)
+			return ret;
+	}
 	if (policy != KF_POISON_DEFAULT)
 		pthread_once(&kf_sigbus_once, kf_sigbus_install);
 	vm->poison_policy = policy;

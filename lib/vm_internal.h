@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Library-internal interfaces of the VM layer: the program image and the
- * arch hooks (lib/x86/).  They take the VM layer's objects as handles;
+ * arch hooks (lib/x86/, lib/arm64/).  They take the VM layer's objects as handles;
  * what is inside them is in vm_objects.h, for the library's files only.
  */
 #ifndef KVMFAULT_VM_INTERNAL_H
@@ -57,7 +57,7 @@ void kf_poison_leave_run(void);
 int kf_poison_after_run(struct kf_vcpu *vcpu);
 int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 
-/* Arch hooks (lib/x86/). */
+/* Arch hooks (lib/x86/, lib/arm64/). */
 int kf_arch_vm_init(struct kf_vm *vm);
 void kf_arch_vm_free(struct kf_vm *vm);
 uint64_t kf_arch_max_gpa(struct kf_vm *vm);
@@ -66,6 +66,8 @@ int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
 int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 		      uint64_t arg);
 void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
+/* Whether this KVM can report poison to the guest: 0, or -EOPNOTSUPP. */
+int kf_arch_check_inject_mce(struct kf_vm *vm);
 /* Report an action-required machine check at gpa to the vCPU. */
 int kf_arch_inject_mce(struct kf_vcpu *vcpu, uint64_t gpa);
 /* The ucall this exit carries, or NULL when it is no ucall. */

@@ -19,8 +19,10 @@
 #           post-copy migration between two QEMUs keeps it intact
 #   rig-arm64  the primary base's series on arm64: the kernel cross-built and
 #           booted under qemu-system-aarch64 (virt board at EL2, KVM inside);
-#           the arm64 KVM selftests, the series' own among them, compared
-#           with the unpatched arm64 kernel as in selftests
+#           kvmfault's tests cross-built for arm64 and run inside (summary
+#           rig-arm64), then the arm64 KVM selftests, the series' own among
+#           them, compared with the unpatched arm64 kernel as in selftests
+#           (summary selftests-arm64)
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
 # rig, series and qemu, and the primary base (the newest) also selftests and
@@ -169,6 +171,19 @@ rig_missing() {
 	fi
 }
 
+# kvmfault's tests, cross-built for arm64, in the arm64 rig (one boot).
+rig_arm64_phase() {
+	make -s -j"$jobs" CROSS_COMPILE=aarch64-linux-gnu- VARIANT=static tests tools >/dev/null 2>&1 || {
+		echo "rig-arm64: the arm64 build failed:"
+		make -s CROSS_COMPILE=aarch64-linux-gnu- VARIANT=static tests tools 2>&1 |
+			grep -v "statically linked applications" | tail -n 20
+		echo "rig-arm64: 0 passed, 1 failed, 0 skipped"
+		return
+	}
+	make -s -C kernel rig KBASE="$primary" KARCH=arm64 RIG_SMP=2 \
+		TESTS_DIR="$(pwd)/build/arm64/static/tests" 2>&1 | relabel rig rig-arm64
+}
+
 # Why the arm64 rig cannot run here; nothing when it can.
 arm64_missing() {
 	if ! command -v qemu-system-aarch64 >/dev/null; then
@@ -180,6 +195,14 @@ arm64_missing() {
 	elif [ ! -r "kernel/selftests-baseline-$primary-arm64.txt" ]; then
 		echo "no baseline of the unpatched arm64 kernel (make -C kernel selftests-baseline KBASE=$primary KARCH=arm64)"
 	fi
+}
+
+# Why kvmfault's own tests cannot be built for arm64; nothing when they can.
+arm64_libs_missing() {
+	for p in libssl-dev:arm64 libxxhash-dev:arm64; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+			echo "$p is not installed (run as root so that scripts/deps.sh --rig installs it)"
+	done | head -n 1
 }
 
 skip_phase() {
@@ -239,13 +262,20 @@ do_phase() {
 			run_phase fuzz fuzz/run.sh "${KVMFAULT_FUZZ_SECONDS:-30}"
 		fi ;;
 	rig-arm64)
-		note "rig-arm64: the patched $primary kernel on arm64 under QEMU, its selftests against the unpatched kernel's"
+		note "rig-arm64: the patched $primary kernel on arm64 under QEMU: kvmfault's tests, then the KVM selftests against the unpatched kernel's"
 		why=$(arm64_missing)
 		if [ -n "$why" ]; then
-			skip_phase "$phase" "$why"
+			skip_phase rig-arm64 "$why"
+			skip_phase selftests-arm64 "$why"
 			return
 		fi
-		run_phase "$phase" selftests_phase "$primary" arm64 rig-arm64 ;;
+		why=$(arm64_libs_missing)
+		if [ -n "$why" ]; then
+			skip_phase rig-arm64 "$why"
+		else
+			run_phase rig-arm64 rig_arm64_phase
+		fi
+		run_phase selftests-arm64 selftests_phase "$primary" arm64 selftests-arm64 ;;
 	rig-*|series-*|selftests-*|debug-*|qemu-*)
 		base=${phase#*-}
 		case $phase in

@@ -3,8 +3,9 @@
 # Install the Debian packages kvmfault needs, and say what is missing.
 #   deps.sh         build and host tests
 #   deps.sh --rig   also the QEMU rigs (kernel source, QEMU, busybox; for
-#                   arm64 the cross compiler, QEMU's arm64 system and an
-#                   arm64 static busybox, fetched as a Debian package)
+#                   arm64 the cross compiler, QEMU's arm64 system, the
+#                   arm64 libraries the static tests link, and an arm64
+#                   static busybox, fetched as a Debian package)
 #   deps.sh --all   also the fuzzers and plots
 #   (the rig list has what qemu/build.sh needs to build QEMU from source)
 set -u
@@ -42,6 +43,34 @@ if [ -n "$missing" ]; then
 	}
 fi
 
+# Debian's arm64 packages, as a foreign architecture.
+arm64_arch() {
+	dpkg --print-foreign-architectures | grep -qx arm64 || {
+		dpkg --add-architecture arm64 && apt-get update -q >/dev/null
+	}
+}
+
+# The libraries the arm64 static tests link (make CROSS_COMPILE=...).
+arm64_libs() {
+	libs="libssl-dev:arm64 libxxhash-dev:arm64"
+	missing=""
+	for p in $libs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "kvmfault: missing arm64 packages:$missing; as root, scripts/deps.sh --rig installs them" >&2
+		return 1
+	fi
+	echo "kvmfault: installing:$missing"
+	arm64_arch && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends $missing >/dev/null || {
+		echo "kvmfault: apt-get install$missing failed" >&2
+		return 1
+	}
+}
+
 # The arm64 rig's initramfs needs busybox built for arm64: Debian's
 # busybox-static of that architecture, unpacked into the cache (it is not
 # installed: it would replace this machine's own busybox).
@@ -55,9 +84,7 @@ arm64_busybox() {
 	fi
 	echo "kvmfault: fetching busybox-static:arm64 into $dest"
 	tmp=$(mktemp -d /tmp/kf-busybox.XXXXXX) && chmod 755 "$tmp" || return 1
-	dpkg --print-foreign-architectures | grep -qx arm64 || {
-		dpkg --add-architecture arm64 && apt-get update -q >/dev/null
-	}
+	arm64_arch || return 1
 	if (cd "$tmp" && apt-get download -q busybox-static:arm64 >/dev/null) &&
 		dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$tmp/root" &&
 		mkdir -p "$(dirname "$dest")" &&
@@ -70,7 +97,9 @@ arm64_busybox() {
 	return 1
 }
 case "${1:-}" in
---rig|--all) arm64_busybox || echo "kvmfault: the arm64 rig will SKIP" >&2 ;;
+--rig|--all)
+	arm64_busybox || echo "kvmfault: the arm64 rig will SKIP" >&2
+	arm64_libs || echo "kvmfault: the arm64 rig will SKIP kvmfault's own tests" >&2 ;;
 esac
 
 if [ ! -e /dev/kvm ]; then

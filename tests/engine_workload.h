@@ -32,13 +32,6 @@ struct wl_walk {
 static uint64_t wl_expect[WL_MAX_PAGES];
 static struct wl_walk wl_walks[KF_MAX_VCPUS];
 
-/* A write that keeps the value: the first touch is a write access. */
-static inline __attribute__((KF_GUEST_ATTRS, always_inline))
-void wl_touch_write(volatile uint64_t *p)
-{
-	__asm__ volatile("lock addq $0, %0" : "+m"(*p) : : "memory");
-}
-
 static KF_GUEST void wl_guest(uint64_t arg)
 {
 	const struct wl_walk *w = &wl_walks[arg];
@@ -48,7 +41,7 @@ static KF_GUEST void wl_guest(uint64_t arg)
 		uint64_t gpa = w->gpa + idx * KF_PAGE_SIZE;
 
 		if (w->write)
-			wl_touch_write((volatile uint64_t *)gpa);
+			kt_guest_write_keep((volatile uint64_t *)gpa);
 		GUEST_ASSERT_EQ(kf_hash((const void *)gpa, KF_PAGE_SIZE),
 				wl_expect[w->base_idx + idx]);
 		idx = (idx + w->step) % w->pages;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Guest C code runs at CPL3 in long mode and reports to the host: SYNC
+ * Guest C code runs at the library's guest privilege (CPL3 in long mode on
+ * x86, EL1 on arm64) and reports to the host: SYNC
  * stages with values, a loop computed in the guest, and DONE when the guest
  * function returns.
  */
@@ -11,10 +12,9 @@ static uint64_t guest_counter = 7;
 
 static KF_GUEST void guest_main(uint64_t arg)
 {
-	uint64_t cs, sum = 0, i;
+	uint64_t sum = 0, i;
 
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	GUEST_SYNC_ARGS(1, arg, cs & 3, kf_guest_vcpu_id());
+	GUEST_SYNC_ARGS(1, arg, kt_guest_privilege(), kf_guest_vcpu_id());
 	for (i = 1; i <= 1000000; i++)
 		sum += i;
 	GUEST_SYNC_ARGS(2, sum, guest_counter, 0);
@@ -30,7 +30,7 @@ static int host_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 	switch (uc->args[0]) {
 	case 1:
 		TEST_ASSERT_EQ(uc->args[1], 0xabcdef);	/* the argument */
-		TEST_ASSERT_EQ(uc->args[2], 3);		/* CPL */
+		TEST_ASSERT_EQ(uc->args[2], KT_GUEST_PRIVILEGE);
 		TEST_ASSERT_EQ(uc->args[3], 0);		/* vCPU id */
 		break;
 	case 2:

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * A guest exception reaches the host decoded: vector, RIP, error code and,
- * for a page fault, the address; on several vCPUs at once each reports its
- * own (every vCPU has its own exception stack).
+ * A guest exception reaches the host decoded (x86: vector, RIP, error code
+ * and, for a page fault, the address; arm64: exception class, PC, ESR and
+ * FAR); on several vCPUs at once each reports its own (every vCPU has its
+ * own exception stack).
  */
 #include <string.h>
 
@@ -10,6 +11,11 @@
 #include <kvmfault/test.h>
 
 #define BAD_ADDR 0x10ULL	/* page 0 is never mapped */
+#if defined(__x86_64__)
+#define FAULT_ADDRESS "address"
+#else
+#define FAULT_ADDRESS "FAR"
+#endif
 
 static KF_GUEST void guest_null_read(uint64_t arg)
 {
@@ -20,7 +26,7 @@ static KF_GUEST void guest_null_read(uint64_t arg)
 static KF_GUEST void guest_ud(uint64_t arg)
 {
 	(void)arg;
-	__asm__ volatile("ud2");
+	kt_guest_undefined();
 }
 
 static void expect_exception(void (*fn)(uint64_t), unsigned int nr_vcpus,
@@ -47,8 +53,8 @@ static void expect_exception(void (*fn)(uint64_t), unsigned int nr_vcpus,
 			TEST_ASSERT(strstr(msg, *n), "'%s' missing from: %s", *n, msg);
 		if (fn == guest_null_read) {
 			/* each vCPU faulted on its own address */
-			snprintf(addr, sizeof(addr), "address 0x%llx",
-				 BAD_ADDR + i * 8);
+			snprintf(addr, sizeof(addr), "%s 0x%llx",
+				 FAULT_ADDRESS, BAD_ADDR + i * 8);
 			TEST_ASSERT(strstr(msg, addr), "'%s' missing from: %s",
 				    addr, msg);
 		}
@@ -60,6 +66,7 @@ static void expect_exception(void (*fn)(uint64_t), unsigned int nr_vcpus,
 int main(void)
 {
 	kf_test_require_kvm();
+#if defined(__x86_64__)
 	/* user-mode read of a not-present page: error code U=1, P=0, W=0 */
 	expect_exception(guest_null_read, 1, (const char *const[]){
 		"guest exception #PF (vector 14)", "error code 0x4", NULL });
@@ -67,5 +74,17 @@ int main(void)
 		"#PF", NULL });
 	expect_exception(guest_ud, 1, (const char *const[]){
 		"guest exception #UD (vector 6)", NULL });
+#else
+	/* an EL1 read of an unmapped page: a data abort from the current EL
+	 * (EC 0x25, synchronous vector +0x200), a level 3 translation fault
+	 * (ESR: EC, IL, DFSC 0x07) */
+	expect_exception(guest_null_read, 1, (const char *const[]){
+		"guest exception data abort (EC 0x25, vector +0x200)",
+		"ESR 0x96000007", NULL });
+	expect_exception(guest_null_read, 4, (const char *const[]){
+		"data abort", NULL });
+	expect_exception(guest_ud, 1, (const char *const[]){
+		"guest exception unknown reason (EC 0x00, vector +0x200)", NULL });
+#endif
 	TEST_PASS("guest exceptions decoded, one exception stack a vCPU");
 }

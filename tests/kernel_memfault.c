@@ -153,13 +153,7 @@ static void test_one(enum how how, enum access acc)
 
 	kt_fill_page(c.contents, gpa_page);
 	if (acc == EXEC) {
-		/* mov $imm64, %rax; ret */
-		uint64_t imm = kt_pattern(gpa_page, 99);
-
-		c.contents[IN_PAGE] = 0x48;
-		c.contents[IN_PAGE + 1] = 0xb8;
-		memcpy(&c.contents[IN_PAGE + 2], &imm, 8);
-		c.contents[IN_PAGE + 10] = 0xc3;
+		kt_return_imm(&c.contents[IN_PAGE], kt_pattern(gpa_page, 99));
 	}
 	make_missing(&c, ms);
 
@@ -249,7 +243,7 @@ static KF_GUEST void guest_spin(uint64_t arg)
 {
 	(void)arg;
 	for (;;)
-		__asm__ volatile("pause");
+		kt_guest_relax();
 }
 
 static void on_signal(int sig)

@@ -19,7 +19,7 @@ static KF_GUEST void guest_fill(uint64_t base)
 		p[i] = base + i;
 	GUEST_SYNC(1);
 	/* The host removed the slot: this access has no memory behind it. */
-	p[0] = 1;
+	kt_guest_mmio_write(p, 1);
 }
 
 static int mmio_exits;

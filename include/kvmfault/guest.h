@@ -2,9 +2,10 @@
 /*
  * The guest side: helpers for guest C code running in a kvmfault VM.
  *
- * Guest code runs at CPL3 with no libc: call only KF_GUEST functions.  Mark
- * every guest function KF_GUEST so that sanitizers and the stack protector
- * (which would touch host-only memory) leave it alone.
+ * Guest code runs at CPL3 (x86) or EL1 (arm64) with no libc: call only
+ * KF_GUEST functions.  Mark every guest function KF_GUEST so that
+ * sanitizers and the stack protector (which would touch host-only memory)
+ * leave it alone.
  */
 #ifndef KVMFAULT_GUEST_H
 #define KVMFAULT_GUEST_H
@@ -18,9 +19,11 @@
 #include <kvmfault/ucall.h>
 
 /* The architecture's part: kf_arch_guest_self(), kf_arch_guest_ucall(),
- * kf_arch_guest_cycles(), KF_ARCH_UCALL_PORT. */
+ * kf_arch_guest_cycles(), kf_arch_guest_hypercall(), kf_arch_host_cycles(). */
 #if defined(__x86_64__)
 #include <kvmfault/x86/guest.h>
+#elif defined(__aarch64__)
+#include <kvmfault/arm64/guest.h>
 #else
 #error "kvmfault: no guest runtime for this architecture (see include/kvmfault/x86/guest.h)"
 #endif

@@ -17,7 +17,10 @@
  *                         required uncorrected error for that address,
  *                         KVM_X86_SET_MCE) and re-enters: the guest's #MC
  *                         handler decides.  The vCPUs get machine-check
- *                         banks (KVM_X86_SETUP_MCE) and CR4.MCE.
+ *                         banks (KVM_X86_SETUP_MCE) and CR4.MCE.  On arm64
+ *                         the guest gets a synchronous external abort at
+ *                         the faulting address instead
+ *                         (KVM_CAP_ARM_INJECT_EXT_DABT).
  *
  * The SIGBUS handler is process-wide (installed once, by the first VM that
  * sets a policy); it takes only the SIGBUS that KVM raises inside KVM_RUN of
@@ -40,7 +43,8 @@ enum kf_poison_policy {
 
 /*
  * Set the VM's policy before its first vCPU (-EBUSY after);
- * KF_POISON_INJECT_MCE needs KVM_CAP_MCE (-EOPNOTSUPP).
+ * KF_POISON_INJECT_MCE needs KVM_CAP_MCE, on arm64
+ * KVM_CAP_ARM_INJECT_EXT_DABT (-EOPNOTSUPP).
  */
 int kf_vm_set_poison_policy(struct kf_vm *vm, enum kf_poison_policy policy);
 

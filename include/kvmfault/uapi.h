@@ -154,6 +154,12 @@ struct kvm_memory_attributes {
  * guest_memfd slot as shared, so that a guest can trigger implicit
  * conversions.
  */
+/* x86's KVM_HC_MAP_GPA_RANGE attribute (asm/kvm_para.h), for code that
+ * decodes the hypercall on every architecture. */
+#ifndef KVM_MAP_GPA_RANGE_ENCRYPTED
+#define KVM_MAP_GPA_RANGE_ENCRYPTED (1 << 4)
+#endif
+
 #ifndef KVM_CAP_X86_SW_PROTECTED_SHARED_BIT
 #define KVM_CAP_X86_SW_PROTECTED_SHARED_BIT 514
 #endif

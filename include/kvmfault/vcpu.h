@@ -59,8 +59,9 @@ struct kf_vcpu_counters {
 };
 
 /*
- * Create vCPU id; it starts at guest_fn(arg) at CPL3 in long mode.  When
- * guest_fn returns, the run finishes as if it had called GUEST_DONE().
+ * Create vCPU id; it starts at guest_fn(arg), at CPL3 in long mode on x86,
+ * at EL1 with the MMU on on arm64.  When guest_fn returns, the run
+ * finishes as if it had called GUEST_DONE().
  */
 int kf_vcpu_add(struct kf_vm *vm, unsigned int id, void (*guest_fn)(uint64_t),
 		uint64_t arg, struct kf_vcpu **vcpup);

@@ -525,6 +525,13 @@ static int kf_x86_setup_mce(struct kf_vcpu *vcpu)
 	return 0;
 }
 
+int kf_arch_check_inject_mce(struct kf_vm *vm)
+{
+	if (kf_check_cap(vm->kvm_fd, KVM_CAP_MCE) <= 0)
+		return kf_fail(EOPNOTSUPP, "this KVM cannot inject machine checks (KVM_CAP_MCE)");
+	return 0;
+}
+
 /*
  * An uncorrected, action-required data-load error (SRAR) at a physical
  * address, as a machine would report a poisoned page the CPU consumed.

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include <kvmfault/error.h>
+#include <kvmfault/test_guest.h>
 #include <kvmfault/vcpu.h>
 
 #define KF_TEST_SKIP 4

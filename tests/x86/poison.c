@@ -21,7 +21,7 @@
 #include <kvmfault/poison.h>
 #include <kvmfault/x86/processor.h>
 
-#include "kernel_common.h"
+#include "../kernel_common.h"
 
 #define PAGES 4
 #define POISONED 2	/* the page that gets poisoned */

@@ -13,7 +13,7 @@
  */
 #include <sys/mman.h>
 
-#include "kernel_common.h"
+#include "../kernel_common.h"
 
 #define REGION_SIZE (2ULL << 20)
 #define PAGE_OFF 0x3000ULL
