@@ -150,6 +150,8 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	ret = kf_vm_check_no_private(vm, "snapshot");
 	if (ret)
 		return ret;
+	if (kf_vm_mte(vm))
+		return kf_fail(EOPNOTSUPP, "snapshot refused: the VM uses MTE, and snapshots do not hold allocation tags yet");
 	memset(regions, 0, sizeof(regions));
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = kf_vm_slot(vm, i);

@@ -191,6 +191,7 @@ static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 {
 	uint64_t max = kf_arch_max_gpa(vm);
 	unsigned int i;
+	int ret;
 
 	if (!r->size || !KF_IS_ALIGNED(r->gpa, KF_PAGE_SIZE) ||
 	    !KF_IS_ALIGNED(r->size, KF_PAGE_SIZE))
@@ -202,6 +203,8 @@ static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 			       (unsigned long long)r->gpa,
 			       (unsigned long long)r->size,
 			       (unsigned long long)max);
+	if ((ret = kf_arch_check_region(vm, r->gpa, r->size)))
+		return ret;
 	if (r->flags & ~KF_KNOWN_SLOT_FLAGS)
 		return kf_fail(EINVAL, "unknown memslot flags 0x%x", r->flags);
 	if (r->backing == KF_BACKING_USER &&
@@ -598,6 +601,22 @@ int kf_vm_fd(const struct kf_vm *vm)
 bool kf_vm_fault_access(const struct kf_vm *vm)
 {
 	return vm->fault_access;
+}
+
+int kf_vm_enable_mte(struct kf_vm *vm)
+{
+	if (!vm)
+		return kf_fail(EINVAL, "no VM");
+	if (vm->nr_vcpus)
+		return kf_fail(EBUSY, "enable MTE before adding vCPUs");
+	if (vm->mte)
+		return 0;
+	return kf_arch_enable_mte(vm);
+}
+
+bool kf_vm_mte(const struct kf_vm *vm)
+{
+	return vm->mte;
 }
 
 unsigned int kf_vm_max_vcpus(const struct kf_vm *vm)

@@ -66,6 +66,10 @@ int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
 int kf_arch_vcpu_init(struct kf_vcpu *vcpu, void (*guest_fn)(uint64_t),
 		      uint64_t arg);
 void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
+/* Whether [gpa, +size) may be guest memory here: 0, or -EINVAL. */
+int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
+/* Enable MTE for the VM (vm->mte), or -EOPNOTSUPP. */
+int kf_arch_enable_mte(struct kf_vm *vm);
 /* Whether this KVM can report poison to the guest: 0, or -EOPNOTSUPP. */
 int kf_arch_check_inject_mce(struct kf_vm *vm);
 /* Report an action-required machine check at gpa to the vCPU. */

@@ -46,11 +46,12 @@ struct kf_vm {
 	unsigned int max_vcpus;
 	unsigned long type;	/* KVM_CREATE_VM's type: KF_VM_TYPE_* */
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
+	bool mte;		/* KVM_CAP_ARM_MTE enabled */
 	struct kf_conversions *conversions;	/* private_mem.c, when enabled */
 	uint64_t shared_bit;	/* kf_vm_set_shared_bit(): 1 << bit, or 0 */
 	int poison_policy;	/* enum kf_poison_policy */
 	struct kf_engine *engine;	/* its fault engine (vm_engine.c) */
-	void *arch;		/* struct kf_x86_vm */
+	void *arch;		/* struct kf_x86_vm, struct kf_arm64_vm */
 };
 
 /* The used slot containing gpa, or NULL. */

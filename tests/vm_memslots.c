@@ -86,6 +86,17 @@ static void test_bad_input(struct kf_vm *vm)
 	bad.flags = 0;
 	bad.gpa = 1ULL << 52;
 	expect_error(kf_vm_add_region(vm, &bad, NULL), EINVAL, "physical limit");
+#if defined(__x86_64__)
+	expect_error(kf_vm_enable_mte(vm), EOPNOTSUPP, "arm64");
+#else
+	/* After a region: KVM would refuse its memory only at run time. */
+	expect_error(kf_vm_enable_mte(vm), EBUSY, "before adding regions");
+	/* The ucall block has no memory: a ucall is an MMIO exit there. */
+	bad.gpa = KF_ARCH_UCALL_GPA - KF_PAGE_SIZE;
+	bad.size = 2 * KF_PAGE_SIZE;
+	expect_error(kf_vm_add_region(vm, &bad, NULL), EINVAL, "ucall block");
+	bad.size = MB;
+#endif
 	bad.gpa = base + 4 * MB;
 	bad.backing = KF_BACKING_USER;
 	bad.hva = NULL;

@@ -133,6 +133,19 @@ int kf_vm_fd(const struct kf_vm *vm);
  */
 bool kf_vm_fault_access(const struct kf_vm *vm);
 
+/*
+ * Give the guest the Memory Tagging Extension (arm64, KVM_CAP_ARM_MTE;
+ * -EOPNOTSUPP elsewhere): before the first vCPU (-EBUSY after).  Guest
+ * memory is then mapped as Normal Tagged memory and guest code at EL1 may
+ * load and store allocation tags (LDG, STG); every region must be
+ * anonymous or memfd memory (KVM refuses others).  Snapshots and migration
+ * refuse such a VM: they do not carry allocation tags yet.
+ */
+int kf_vm_enable_mte(struct kf_vm *vm);
+
+/* Whether kf_vm_enable_mte() gave the VM MTE. */
+bool kf_vm_mte(const struct kf_vm *vm);
+
 /* How many vCPUs the VM takes: vCPU ids 0 to kf_vm_max_vcpus() - 1. */
 unsigned int kf_vm_max_vcpus(const struct kf_vm *vm);
 

@@ -42,6 +42,7 @@ struct kf_arm64_vm {
 
 _Static_assert(offsetof(struct kf_guest_vcpu, ucall) == 32, "vector offsets");
 _Static_assert(offsetof(struct kf_ucall, cmd) == 0, "vector offsets");
+_Static_assert(offsetof(struct kf_ucall, args) == 8, "vector offsets");
 _Static_assert(KF_UCALL_EXCEPTION == 5 && KF_UCALL_DONE == 2, "vector stubs");
 _Static_assert(KF_ARCH_UCALL_GPA == 0x3fe00000ULL, "vector stubs");
 
@@ -221,8 +222,13 @@ int kf_arch_map_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
 	uint64_t end = KF_ALIGN_UP(gpa + size, KF_ARM64_BLOCK);
 	int ret = 0;
 
+	/* With MTE, regions are tagged memory; the system slot is not. */
 	for (; b < end && !ret; b += KF_ARM64_BLOCK)
-		ret = kf_arm64_map_block(vm, b, KF_ARM64_ATTR_NORMAL);
+		ret = kf_arm64_map_block(vm, b, vm->mte ? KF_ARM64_ATTR_TAGGED :
+						   KF_ARM64_ATTR_NORMAL);
+	/* Entries only go from invalid to valid (no break-before-make); make
+	 * them visible before the caller tells a running guest. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	kf_arm64(vm)->pt_digest = kf_arm64_pt_digest(vm);
 	return ret;
 }
@@ -251,7 +257,7 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	int ret;
 
 	if (getpagesize() != (int)KF_PAGE_SIZE)
-		return kf_fail(EOPNOTSUPP, "host pages are %d bytes; kvmfault's VM layer on arm64 needs 4 KiB pages",
+		return kf_fail(EOPNOTSUPP, "host pages are %d bytes; kvmfault supports 4 KiB pages only",
 			       getpagesize());
 	ret = kf_image_extent(&start, &end);
 	if (ret)
@@ -351,7 +357,8 @@ static int kf_arm64_setup_el1(struct kf_vcpu *vcpu, uint64_t area_gpa)
 		{ KF_ARM64_CPACR_EL1, KF_ARM64_CPACR_FPEN, "CPACR_EL1" },
 		{ KF_ARM64_TPIDR_EL1, area_gpa, "TPIDR_EL1" },
 		{ KF_ARM64_SCTLR_EL1, KF_ARM64_SCTLR_RES1 | KF_ARM64_SCTLR_M |
-			KF_ARM64_SCTLR_C | KF_ARM64_SCTLR_I, "SCTLR_EL1" },
+			KF_ARM64_SCTLR_C | KF_ARM64_SCTLR_I |
+			(vcpu->vm->mte ? KF_ARM64_SCTLR_ATA : 0), "SCTLR_EL1" },
 	};
 	unsigned int i;
 	int ret = 0;
@@ -362,10 +369,35 @@ static int kf_arm64_setup_el1(struct kf_vcpu *vcpu, uint64_t area_gpa)
 }
 
 /*
- * A synchronous external abort on the access that hit poisoned memory,
- * as a machine reports one the CPU consumed: KVM injects it at the
- * faulting address of the last abort (KVM_CAP_ARM_INJECT_EXT_DABT).
+ * KVM checks that a memslot's memory allows MTE when the slot is made,
+ * and only once MTE is on: regions added before would fail at run time.
  */
+int kf_arch_enable_mte(struct kf_vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_ARM_MTE };
+	unsigned int i;
+
+	for (i = 1; i < KF_MAX_SLOTS; i++)
+		if (vm->slots[i].used)
+			return kf_fail(EBUSY, "enable MTE before adding regions (slot %u exists)", i);
+	if (kf_check_cap(vm->fd, KVM_CAP_ARM_MTE) <= 0)
+		return kf_fail(EOPNOTSUPP, "this KVM offers no MTE (KVM_CAP_ARM_MTE): no MTE in the host CPU or kernel");
+	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
+		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_ARM_MTE)");
+	vm->mte = true;
+	return 0;
+}
+
+int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
+{
+	(void)vm;
+	if (gpa < KF_ARCH_UCALL_GPA + KF_ARM64_BLOCK && gpa + size > KF_ARCH_UCALL_GPA)
+		return kf_fail(EINVAL, "region [0x%llx, +0x%llx) overlaps the ucall block [0x%llx, +0x%llx)",
+			       (unsigned long long)gpa, (unsigned long long)size,
+			       KF_ARCH_UCALL_GPA, KF_ARM64_BLOCK);
+	return 0;
+}
+
 int kf_arch_check_inject_mce(struct kf_vm *vm)
 {
 	if (kf_check_cap(vm->fd, KVM_CAP_ARM_INJECT_EXT_DABT) <= 0)
@@ -373,6 +405,14 @@ int kf_arch_check_inject_mce(struct kf_vm *vm)
 	return 0;
 }
 
+/*
+ * A synchronous external abort on the access that hit poisoned memory,
+ * as a machine reports one the CPU consumed.  KVM injects a data abort at
+ * the faulting address of the vCPU's last stage-2 abort, which is the
+ * poisoned access on both paths that get here (SIGBUS inside KVM_RUN, an
+ * EHWPOISON exit): gpa only names it in messages.  A poisoned instruction
+ * fetch or table walk is reported as a data abort too.
+ */
 int kf_arch_inject_mce(struct kf_vcpu *vcpu, uint64_t gpa)
 {
 	struct kvm_vcpu_events ev;

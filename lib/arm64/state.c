@@ -9,7 +9,11 @@
  *   padded to 8
  *
  * Restore parses and checks the whole blob before the first ioctl, then
- * writes the registers in the order they were saved.
+ * writes the registers in the order they were saved.  The VM layer sets
+ * the VM's counter offset to 0 (guest and host read one counter), upon
+ * which KVM ignores writes of the counters (KVM_REG_ARM_TIMER_CNT): a
+ * restored guest reads the destination host's counter, and its timer
+ * compare values stay absolute.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +90,15 @@ int kf_vcpu_state_save(struct kf_vcpu *vcpu, void **blobp, size_t *lenp)
 	*blobp = NULL;
 	*lenp = 0;
 	/*
-	 * Finish an exit the vCPU may still owe (an MMIO store whose PC moves
-	 * on re-entry): KVM_RUN with immediate_exit completes it and returns.
+	 * Finish an MMIO store the vCPU may still owe (its PC moves on
+	 * re-entry): KVM_RUN with immediate_exit completes it and returns.
+	 * Only then: a first KVM_RUN would freeze the VM's ID registers.
 	 */
-	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	ioctl(vcpu->fd, KVM_RUN, NULL);
-	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	if (vcpu->run->exit_reason == KVM_EXIT_MMIO) {
+		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		ioctl(vcpu->fd, KVM_RUN, NULL);
+		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	}
 
 	ret = kf_state_reg_list(vcpu, &list);
 	if (ret)

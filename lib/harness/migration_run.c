@@ -104,6 +104,8 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	ret = kf_vm_check_no_private(vm, "migration");
 	if (ret)
 		return ret;
+	if (kf_vm_mte(vm))
+		return kf_fail(EOPNOTSUPP, "migration refused: the VM uses MTE, and the stream does not carry allocation tags yet");
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = kf_vm_slot(vm, i);
 

@@ -525,6 +525,20 @@ static int kf_x86_setup_mce(struct kf_vcpu *vcpu)
 	return 0;
 }
 
+int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)
+{
+	(void)vm;
+	(void)gpa;
+	(void)size;
+	return 0;
+}
+
+int kf_arch_enable_mte(struct kf_vm *vm)
+{
+	(void)vm;
+	return kf_fail(EOPNOTSUPP, "MTE is an arm64 feature");
+}
+
 int kf_arch_check_inject_mce(struct kf_vm *vm)
 {
 	if (kf_check_cap(vm->kvm_fd, KVM_CAP_MCE) <= 0)

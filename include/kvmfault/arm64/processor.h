@@ -26,11 +26,13 @@
 /* MAIR_EL1 attribute indexes and their encodings. */
 #define KF_ARM64_ATTR_NORMAL	0	/* 0xff: Normal, inner/outer WB */
 #define KF_ARM64_ATTR_DEVICE	1	/* 0x04: Device-nGnRE */
-#define KF_ARM64_MAIR		0x04ffULL
+#define KF_ARM64_ATTR_TAGGED	2	/* 0xf0: Normal Tagged (MTE) */
+#define KF_ARM64_MAIR		0xf004ffULL
 
 #define KF_ARM64_SCTLR_M	(1ULL << 0)
 #define KF_ARM64_SCTLR_C	(1ULL << 2)
 #define KF_ARM64_SCTLR_I	(1ULL << 12)
+#define KF_ARM64_SCTLR_ATA	(1ULL << 43)	/* EL1 allocation tag access */
 #define KF_ARM64_SCTLR_RES1	0x30d00800ULL	/* bits 29, 28, 23, 22, 20, 11 */
 
 #define KF_ARM64_TCR_T0SZ(va_bits) (64ULL - (va_bits))

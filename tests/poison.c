@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
  * Hardware-poisoned guest memory (<kvmfault/poison.h>), poisoned for real
- * with MADV_HWPOISON (CONFIG_MEMORY_FAILURE, the rig's 6.12 kernel):
+ * with MADV_HWPOISON (CONFIG_MEMORY_FAILURE, the rig kernels of 6.12, x86
+ * and arm64):
  *
  * - no policy: the guest's access kills the process with SIGBUS, as before
  *   (checked in a child);
  * - KF_POISON_STOP: the vCPU stops with -EHWPOISON and a message naming
  *   the guest physical page; a healthy page next to it reads fine;
- * - KF_POISON_INJECT_MCE: the guest takes #MC, and the vCPU's bank holds an
- *   uncorrected, valid error at that guest physical address.
+ * - KF_POISON_INJECT_MCE: on x86 the guest takes #MC, and the vCPU's bank
+ *   holds an uncorrected, valid error at that guest physical address; on
+ *   arm64 the guest takes a synchronous external abort on its access
+ *   (ESR: a data abort, FSC 0x10) with FAR the address it accessed.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,9 +22,11 @@
 #include <unistd.h>
 
 #include <kvmfault/poison.h>
+#if defined(__x86_64__)
 #include <kvmfault/x86/processor.h>
+#endif
 
-#include "../kernel_common.h"
+#include "kernel_common.h"
 
 #define PAGES 4
 #define POISONED 2	/* the page that gets poisoned */
@@ -152,6 +157,7 @@ static void test_stop(void)
 	kf_vm_destroy(vm);
 }
 
+#if defined(__x86_64__)
 static uint64_t get_msr(struct kf_vcpu *vcpu, uint32_t index)
 {
 	struct {
@@ -198,6 +204,44 @@ static void test_inject_mce(void)
 	       KF_X86_MCE_BANK, (unsigned long long)status);
 	kf_vm_destroy(vm);
 }
+#else
+static void test_inject_mce(void)
+{
+	struct kf_vcpu_ops ops = { .sync = count_sync };
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	char want[96];
+	uint64_t gpa;
+	int kvm_fd = kf_kvm_open();
+	long dabt;
+	int ret;
+
+	TEST_ASSERT(kvm_fd >= 0, "/dev/kvm: %s", kf_error());
+	dabt = kf_check_cap(kvm_fd, KVM_CAP_ARM_INJECT_EXT_DABT);
+	close(kvm_fd);
+	if (dabt <= 0) {
+		printf("inject: not run, no KVM_CAP_ARM_INJECT_EXT_DABT\n");
+		return;
+	}
+	vm = poisoned_vm(KF_POISON_INJECT_MCE, &gpa, &vcpu);
+	ret = kf_vcpu_run(vcpu, &ops);
+	/*
+	 * The guest's vector table reports the abort: a data abort at the
+	 * current EL (EC 0x25, IL) with FSC 0x10, synchronous external abort,
+	 * at the address the guest read (identity-mapped).
+	 */
+	snprintf(want, sizeof(want), "ESR 0x96000010, FAR 0x%llx",
+		 (unsigned long long)(gpa + POISONED * KF_PAGE_SIZE));
+	TEST_ASSERT(ret < 0 && strstr(kf_vcpu_errmsg(vcpu), "data abort (EC 0x25") &&
+		    strstr(kf_vcpu_errmsg(vcpu), want),
+		    "the guest took an external abort (%s): %d, %s", want, ret,
+		    kf_vcpu_errmsg(vcpu));
+	/* the SYNC after the healthy page, then the exception report */
+	TEST_ASSERT_EQ(kf_test_counters(vcpu).nr_ucalls, 2);
+	printf("inject: %s\n", kf_vcpu_errmsg(vcpu));
+	kf_vm_destroy(vm);
+}
+#endif
 
 int main(void)
 {
@@ -208,5 +252,5 @@ int main(void)
 			    "a policy, the VMM's own access");
 	test_stop();
 	test_inject_mce();
-	TEST_PASS("poisoned guest page: SIGBUS without a policy, stop, machine check");
+	TEST_PASS("poisoned guest page: SIGBUS without a policy, stop, injected error");
 }
