@@ -24,22 +24,11 @@
 #include <kvmfault/limits.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "../vcpu_state.h"
 #include "../vm_objects.h"
 #include "arm64.h"
-
-#define KF_STATE_ARCH_ARM64 2
 #define KF_STATE_MAX_REGS 4096
 #define KF_STATE_MAX_REG_SIZE 256	/* KVM_REG_SIZE_U2048 */
-
-struct kf_state_hdr {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t arch;
-	uint32_t vcpu_id;
-	uint32_t nr_regs;
-	uint32_t total_len;
-	uint32_t reserved;
-};
 
 static size_t kf_reg_size(uint64_t id)
 {
@@ -75,12 +64,7 @@ static int kf_state_reg_list(struct kf_vcpu *vcpu, struct kvm_reg_list **listp)
 
 int kf_vcpu_state_save(struct kf_vcpu *vcpu, void **blobp, size_t *lenp)
 {
-	struct kf_state_hdr hdr = {
-		.magic = KF_VCPU_STATE_MAGIC,
-		.version = KF_VCPU_STATE_VERSION,
-		.arch = KF_STATE_ARCH_ARM64,
-		.vcpu_id = vcpu->id,
-	};
+	struct kf_state_hdr hdr = kf_state_hdr_init(KF_STATE_ARCH_ARM64, vcpu->id);
 	struct kvm_reg_list *list = NULL;
 	size_t len = sizeof(hdr), off;
 	uint64_t i;
@@ -131,7 +115,7 @@ int kf_vcpu_state_save(struct kf_vcpu *vcpu, void **blobp, size_t *lenp)
 		memcpy(blob + off + sizeof(id), value, kf_reg_size(id));
 		off += kf_reg_entry_len(id);
 	}
-	hdr.nr_regs = (uint32_t)list->n;
+	hdr.nr_items = (uint32_t)list->n;
 	hdr.total_len = (uint32_t)len;
 	memcpy(blob, &hdr, sizeof(hdr));
 	*blobp = blob;
@@ -154,25 +138,15 @@ static int kf_state_parse(const void *blob, size_t len, struct kf_state_view *v)
 	size_t off = sizeof(hdr);
 	uint32_t i;
 
+	int ret;
+
 	memset(v, 0, sizeof(*v));
-	if (!blob || len < sizeof(hdr))
-		return kf_fail(EINVAL, "vCPU state: %zu bytes is too short", len);
-	memcpy(&hdr, p, sizeof(hdr));
-	if (hdr.magic != KF_VCPU_STATE_MAGIC)
-		return kf_fail(EINVAL, "vCPU state: bad magic 0x%08x", hdr.magic);
-	if (hdr.version != KF_VCPU_STATE_VERSION)
-		return kf_fail(EPROTO, "vCPU state: version %u, this program reads version %u",
-			       hdr.version, KF_VCPU_STATE_VERSION);
-	if (hdr.arch != KF_STATE_ARCH_ARM64)
-		return kf_fail(EPROTO, "vCPU state: architecture %u is not arm64", hdr.arch);
-	if (hdr.total_len != len || len > KF_VCPU_STATE_MAX)
-		return kf_fail(EINVAL, "vCPU state: length %zu, header says %u",
-			       len, hdr.total_len);
-	if (hdr.vcpu_id >= KF_MAX_VCPUS)
-		return kf_fail(EINVAL, "vCPU state: vCPU id %u out of range", hdr.vcpu_id);
-	if (hdr.nr_regs > KF_STATE_MAX_REGS)
-		return kf_fail(EINVAL, "vCPU state: %u registers", hdr.nr_regs);
-	for (i = 0; i < hdr.nr_regs; i++) {
+	ret = kf_state_hdr_check(blob, len, KF_STATE_ARCH_ARM64, &hdr);
+	if (ret)
+		return ret;
+	if (hdr.nr_items > KF_STATE_MAX_REGS)
+		return kf_fail(EINVAL, "vCPU state: %u registers", hdr.nr_items);
+	for (i = 0; i < hdr.nr_items; i++) {
 		uint64_t id;
 
 		if (len - off < sizeof(id))
@@ -190,7 +164,7 @@ static int kf_state_parse(const void *blob, size_t len, struct kf_state_view *v)
 	if (off != len)
 		return kf_fail(EINVAL, "vCPU state: %zu trailing bytes", len - off);
 	v->regs = p + sizeof(hdr);
-	v->nr_regs = hdr.nr_regs;
+	v->nr_regs = hdr.nr_items;
 	v->vcpu_id = hdr.vcpu_id;
 	return 0;
 }

@@ -16,9 +16,8 @@
 #include <kvmfault/error.h>
 #include <kvmfault/vcpu_state.h>
 
+#include "../vcpu_state.h"
 #include "../vm_objects.h"
-
-#define KF_STATE_ARCH_X86_64 1
 
 enum kf_state_sec_type {
 	KF_SEC_REGS = 1,
@@ -29,16 +28,6 @@ enum kf_state_sec_type {
 	KF_SEC_MSRS,
 	KF_SEC_EVENTS,
 	KF_SEC_MAX,
-};
-
-struct kf_state_hdr {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t arch;
-	uint32_t vcpu_id;
-	uint32_t nr_sections;
-	uint32_t total_len;
-	uint32_t reserved;
 };
 
 struct kf_state_sec {
@@ -116,12 +105,7 @@ static int kf_state_get_msrs(struct kf_vcpu *vcpu, struct kf_state_buf *b)
 int kf_vcpu_state_save(struct kf_vcpu *vcpu, void **blobp, size_t *lenp)
 {
 	struct kf_state_buf b = { 0 };
-	struct kf_state_hdr hdr = {
-		.magic = KF_VCPU_STATE_MAGIC,
-		.version = KF_VCPU_STATE_VERSION,
-		.arch = KF_STATE_ARCH_X86_64,
-		.vcpu_id = vcpu->id,
-	};
+	struct kf_state_hdr hdr = kf_state_hdr_init(KF_STATE_ARCH_X86_64, vcpu->id);
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_fpu fpu;
@@ -201,7 +185,7 @@ int kf_vcpu_state_save(struct kf_vcpu *vcpu, void **blobp, size_t *lenp)
 	    (ret = kf_state_put(&b, KF_SEC_EVENTS, &ev, sizeof(ev))))
 		goto fail;
 
-	hdr.nr_sections = b.nr;
+	hdr.nr_items = b.nr;
 	hdr.total_len = (uint32_t)b.len;
 	memcpy(b.p, &hdr, sizeof(hdr));
 	*blobp = b.p;
@@ -225,25 +209,13 @@ static int kf_state_parse(const void *blob, size_t len, struct kf_state_view *v)
 	size_t off = sizeof(hdr);
 	uint32_t i;
 
+	int ret;
+
 	memset(v, 0, sizeof(*v));
-	if (!blob || len < sizeof(hdr))
-		return kf_fail(EINVAL, "vCPU state: %zu bytes is too short", len);
-	memcpy(&hdr, p, sizeof(hdr));
-	if (hdr.magic != KF_VCPU_STATE_MAGIC)
-		return kf_fail(EINVAL, "vCPU state: bad magic 0x%08x", hdr.magic);
-	if (hdr.version != KF_VCPU_STATE_VERSION)
-		return kf_fail(EPROTO, "vCPU state: version %u, this program reads version %u",
-			       hdr.version, KF_VCPU_STATE_VERSION);
-	if (hdr.arch != KF_STATE_ARCH_X86_64)
-		return kf_fail(EPROTO, "vCPU state: architecture %u is not x86-64",
-			       hdr.arch);
-	if (hdr.total_len != len || len > KF_VCPU_STATE_MAX)
-		return kf_fail(EINVAL, "vCPU state: length %zu, header says %u",
-			       len, hdr.total_len);
-	if (hdr.vcpu_id >= KF_MAX_VCPUS)
-		return kf_fail(EINVAL, "vCPU state: vCPU id %u out of range",
-			       hdr.vcpu_id);
-	for (i = 0; i < hdr.nr_sections; i++) {
+	ret = kf_state_hdr_check(blob, len, KF_STATE_ARCH_X86_64, &hdr);
+	if (ret)
+		return ret;
+	for (i = 0; i < hdr.nr_items; i++) {
 		struct kf_state_sec sec;
 
 		if (len - off < sizeof(sec))
