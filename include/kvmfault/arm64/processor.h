@@ -4,6 +4,8 @@
  * guest memory is identity-mapped with 2 MiB blocks of Normal write-back
  * memory (4 KiB granule, 48-bit VA), page 0 left unmapped so that a guest
  * NULL dereference faults, and the ucall block mapped as Device memory.
+ * In a VM with MTE (kf_vm_enable_mte()) the regions are Normal Tagged
+ * memory and EL1 may access allocation tags (SCTLR_EL1.ATA).
  * Exceptions land in a vector table that reports them as
  * KF_UCALL_EXCEPTION with the vector's offset, ESR_EL1, ELR_EL1 and
  * FAR_EL1.  (Architecture facts from the Arm ARM, DDI 0487.)
