@@ -137,7 +137,6 @@ static int kf_state_parse(const void *blob, size_t len, struct kf_state_view *v)
 	struct kf_state_hdr hdr;
 	size_t off = sizeof(hdr);
 	uint32_t i;
-
 	int ret;
 
 	memset(v, 0, sizeof(*v));
