@@ -804,11 +804,9 @@ int kf_engine_new(const struct kf_engine_host *host,
 	*ep = NULL;
 	if (!host)
 		return kf_fail(EINVAL, "fault engine: no host operations");
-	/* Pages are KF_PAGE_SIZE everywhere: in userfaultfd ioctls, snapshot
-	 * files and the migration stream. */
-	if (getpagesize() != (int)KF_PAGE_SIZE)
-		return kf_fail(EOPNOTSUPP, "fault engine: host pages are %d bytes; kvmfault supports %llu-byte pages only",
-			       getpagesize(), KF_PAGE_SIZE);
+	ret = kf_host_page_size_check("fault engine");
+	if (ret)
+		return ret;
 	if (!cfg)
 		cfg = &defaults;
 	if (cfg->nr_uffds > KF_MAX_UFFDS)

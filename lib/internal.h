@@ -62,6 +62,13 @@ int kf_tls_write(struct kf_tls_session *s, const void *buf, size_t len,
 int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
 		    unsigned int i);
 
+/*
+ * Pages are KF_PAGE_SIZE everywhere (userfaultfd ioctls, guest page
+ * tables, snapshot files, the migration stream): 0 when the host's are
+ * too, else -EOPNOTSUPP with a message naming who.
+ */
+int kf_host_page_size_check(const char *who);
+
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);
 

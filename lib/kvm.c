@@ -8,6 +8,9 @@
 
 #include <kvmfault/error.h>
 #include <kvmfault/kvm.h>
+#include <kvmfault/limits.h>
+
+#include "internal.h"
 
 int kf_kvm_open(void)
 {
@@ -63,4 +66,12 @@ const char *kf_kvm_unavailable_reason(void)
 {
 	pthread_once(&kf_sys_once, kf_sys_open);
 	return kf_sys_fd >= 0 ? NULL : kf_sys_reason;
+}
+
+int kf_host_page_size_check(const char *who)
+{
+	if (getpagesize() != (int)KF_PAGE_SIZE)
+		return kf_fail(EOPNOTSUPP, "%s: host pages are %d bytes; kvmfault supports %llu-byte pages only",
+			       who, getpagesize(), KF_PAGE_SIZE);
+	return 0;
 }

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <kvmfault/arm64/guest.h>
 #include <kvmfault/arm64/processor.h>
@@ -28,13 +27,11 @@
 #define KF_ARM64_VECTORS_SIZE 0x800
 
 struct kf_arm64_vm {
-	uint64_t sys_gpa;
-	uint64_t vectors_gpa;
+	uint64_t vectors_gpa;	/* the system area's start */
 	uint64_t tramp_gpa;
 	uint64_t pt_gpa;	/* pool start; the level-0 table is its first page */
 	unsigned int pt_used;
 	uint64_t vcpu_gpa;
-	uint64_t sys_end;
 	struct kvm_vcpu_init init;	/* the preferred target */
 	uint64_t sys_digest;	/* vectors and code as written */
 	uint64_t pt_digest;	/* page tables as written */
@@ -256,10 +253,9 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	uint64_t start, end;
 	int ret;
 
-	if (getpagesize() != (int)KF_PAGE_SIZE)
-		return kf_fail(EOPNOTSUPP, "host pages are %d bytes; kvmfault supports 4 KiB pages only",
-			       getpagesize());
-	ret = kf_image_extent(&start, &end);
+	ret = kf_host_page_size_check("VM");
+	if (!ret)
+		ret = kf_image_extent(&start, &end);
 	if (ret)
 		return ret;
 	a = calloc(1, sizeof(*a));
@@ -272,18 +268,16 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	if (ret)
 		return ret;
 
-	a->sys_gpa = KF_ALIGN_UP(end, KF_ARM64_BLOCK);
-	a->vectors_gpa = a->sys_gpa;
+	a->vectors_gpa = KF_ALIGN_UP(end, KF_ARM64_BLOCK);
 	a->tramp_gpa = a->vectors_gpa + KF_PAGE_SIZE;
 	a->pt_gpa = a->tramp_gpa + KF_PAGE_SIZE;
 	a->vcpu_gpa = a->pt_gpa + KF_ARM64_PT_POOL_PAGES * KF_PAGE_SIZE;
-	a->sys_end = KF_ALIGN_UP(a->vcpu_gpa + vm->max_vcpus * KF_ARM64_VCPU_AREA,
-				 KF_ARM64_BLOCK);
-	if (a->sys_end > KF_ARCH_UCALL_GPA)
+	sys.size = KF_ALIGN_UP(a->vcpu_gpa + vm->max_vcpus * KF_ARM64_VCPU_AREA,
+			       KF_ARM64_BLOCK);
+	if (sys.size > KF_ARCH_UCALL_GPA)
 		return kf_fail(ENOSPC, "the program image (up to 0x%llx) leaves no room for the system slot below the ucall block at 0x%llx",
 			       (unsigned long long)end, KF_ARCH_UCALL_GPA);
 
-	sys.size = a->sys_end;
 	a->pt_used = 1;		/* the level-0 table; fresh anonymous memory is zero */
 	ret = kf_vm_add_region(vm, &sys, NULL);
 	if (!ret)
@@ -316,8 +310,11 @@ uint64_t kf_arch_max_gpa(struct kf_vm *vm)
 
 uint64_t kf_arch_free_gpa(struct kf_vm *vm)
 {
-	/* Test memory starts at 1 GiB, clear of the ucall block below it. */
-	return KF_MAX(1ULL << 30, KF_ALIGN_UP(kf_arm64(vm)->sys_end, 1ULL << 30));
+	/* Test memory starts at 1 GiB, just above the ucall block, which
+	 * kf_arch_vm_init() keeps above the system slot. */
+	(void)vm;
+	_Static_assert(KF_ARCH_UCALL_GPA + KF_ARM64_BLOCK == 1ULL << 30, "free gpa");
+	return 1ULL << 30;
 }
 
 static int kf_arm64_set_reg(struct kf_vcpu *vcpu, uint64_t id, uint64_t val,

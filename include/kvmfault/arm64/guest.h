@@ -59,10 +59,7 @@ KF_GUEST_INLINE int64_t kf_arch_guest_hypercall(uint64_t nr, uint64_t a0,
  * offset to 0 where KVM allows it (KVM_CAP_COUNTER_OFFSET). */
 static inline uint64_t kf_arch_host_cycles(void)
 {
-	uint64_t v;
-
-	__asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v) : : "memory");
-	return v;
+	return kf_arch_guest_cycles();
 }
 
 #endif
