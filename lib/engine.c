@@ -61,6 +61,7 @@ struct kf_engine_region {
 	struct kf_pagesrc *src;
 	bool pushing;		/* src->ops->start_push() succeeded */
 	bool zero;		/* the source is all zeros */
+	bool tags;		/* the source carries MTE tags (alias is PROT_MTE) */
 	uint8_t *state;		/* KF_PG_* per page, padded to whole words */
 	unsigned int waiters;	/* threads in kf_pg_wait() */
 	bool complete;		/* switched off: unregistered, flag cleared */
@@ -117,6 +118,7 @@ struct kf_engine {
 };
 
 static __thread uint8_t kf_bounce[KF_PAGE_SIZE] __attribute__((aligned(64)));
+static __thread uint8_t kf_tag_bounce[KF_MTE_TAGS_PER_PAGE];
 
 /* A bigger bounce buffer for pages above KF_PAGE_SIZE (hugetlb), one a
  * thread, made on first use and freed when the thread exits. */
@@ -366,10 +368,11 @@ static void kf_pg_wait(struct kf_engine_region *r, uint64_t idx)
 
 /*
  * Put the page's bytes in place and map it, for a page this thread claimed.
- * data: the bytes (a push), or NULL to read the source.
+ * data: the bytes (a push), or NULL to read the source; tags: a push's
+ * allocation tags (tagged regions, which read both from the source).
  */
 static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
-		      const void *data, bool *zero)
+		      const void *data, const void *tags, bool *zero)
 {
 	uint64_t ps = r->psize, off = idx * ps, gpa = r->gpa + off;
 	char *dst = r->hva + off;
@@ -385,8 +388,20 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 			*zero = true;
 			if (fallocate(r->memfd, 0, r->memfd_off + off, ps))
 				memset(r->alias + off, 0, ps);
+		} else if (r->tags) {
+			ret = r->src->ops->read_tagged(r->src, gpa, r->alias + off,
+						       kf_tag_bounce, ps);
+			if (ret)
+				return ret;
+			tags = kf_tag_bounce;
 		} else {
 			ret = kf_pagesrc_read(r->src, gpa, r->alias + off, ps);
+			if (ret)
+				return ret;
+		}
+		/* Tagged before it is mapped: no vCPU sees it untagged. */
+		if (r->tags) {
+			ret = kf_mte_store_tags(r->alias + off, tags, ps);
 			if (ret)
 				return ret;
 		}
@@ -502,7 +517,7 @@ static int kf_resolve(struct kf_engine_region *r, uint64_t idx, bool write,
 		uint8_t s = kf_pg_load(r, idx);
 
 		if (s == KF_PG_MISSING && kf_pg_claim(r, idx)) {
-			ret = kf_install(r, idx, write, NULL, &zero);
+			ret = kf_install(r, idx, write, NULL, NULL, &zero);
 			if (ret) {
 				__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
 				ret = kf_fail_page(r, idx, -ret);
@@ -702,7 +717,8 @@ static void *kf_engine_handler(void *arg)
  * which finds the page it was; a failed page is FAILED on return.
  */
 static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
-			  uint64_t n, const char *data, uint64_t *done)
+			  uint64_t n, const char *data, const uint8_t *tags,
+			  uint64_t *done)
 {
 	uint64_t len = n * KF_PAGE_SIZE, off = idx * KF_PAGE_SIZE, i;
 	int ret;
@@ -712,7 +728,9 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 	if (n > 1) {
 		if (r->alias) {
 			memcpy(r->alias + off, data, len);
-			ret = kf_uffd_continue(uffd, r->hva + off, len);
+			ret = r->tags ? kf_mte_store_tags(r->alias + off, tags, len) : 0;
+			if (!ret)
+				ret = kf_uffd_continue(uffd, r->hva + off, len);
 		} else {
 			ret = kf_uffd_copy(uffd, r->hva + off, data, len);
 		}
@@ -724,7 +742,8 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 			kf_error_forget();
 	}
 	for (i = 0; i < n; i++) {
-		ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE, &zero);
+		ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE,
+				 tags ? tags + i * KF_MTE_TAGS_PER_PAGE : NULL, &zero);
 		if (ret) {
 			ret = kf_fail_page(r, idx + i, -ret);
 			return ret ? ret : kf_page_failed(r, idx + i);
@@ -736,10 +755,11 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 
 /* Pushed pages: each run the engine claims goes in with one ioctl. */
 static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
-			  size_t len)
+			  const void *tags, size_t len)
 {
 	struct kf_engine *e = opaque;
 	uint64_t end = gpa + len;
+	const uint8_t *t = tags;
 	int ret;
 
 	if (gpa % KF_PAGE_SIZE || len % KF_PAGE_SIZE)
@@ -753,6 +773,9 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		if (!r)
 			return kf_fail(ERANGE, "pushed page 0x%llx is in no engine region",
 				       (unsigned long long)gpa);
+		if (r->tags && !t)
+			return kf_fail(EINVAL, "pushed page 0x%llx comes without the allocation tags its region needs",
+				       (unsigned long long)gpa);
 		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
 		/* A page of a huge-page region comes in parts: its faults
 		 * read it from the source whole. */
@@ -761,6 +784,8 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 				__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
 			gpa += KF_PAGE_SIZE;
 			data = (const char *)data + KF_PAGE_SIZE;
+			if (t)
+				t += KF_MTE_TAGS_PER_PAGE;
 			continue;
 		}
 		uffd = kf_region_uffd(r, idx);
@@ -768,7 +793,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			    kf_region_uffd(r, idx + n) == uffd && kf_pg_claim(r, idx + n);
 		     n++)
 			;
-		ret = kf_install_run(r, uffd, idx, n, data, &done);
+		ret = kf_install_run(r, uffd, idx, n, data, r->tags ? t : NULL, &done);
 		for (i = 0; i < done; i++) {
 			kf_pg_publish(r, idx + i, KF_PG_INSTALLED);
 			kf_count_install(r, &e->slots[KF_SLOT_PUSH]);
@@ -786,6 +811,8 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		}
 		gpa += n * KF_PAGE_SIZE;
 		data = (const char *)data + n * KF_PAGE_SIZE;
+		if (t)
+			t += n * KF_MTE_TAGS_PER_PAGE;
 	}
 	return 0;
 }
@@ -884,6 +911,23 @@ static int kf_engine_set_flags(struct kf_engine_region *r, uint32_t flags)
 	return 0;
 }
 
+/*
+ * A source with allocation tags: an anonymous page gets its tags only
+ * after it is mapped, where a vCPU may see it untagged, so such regions
+ * are memfd's whose page cache the engine tags first.
+ */
+static int kf_engine_check_tagged(struct kf_engine_region *r, bool memfd)
+{
+	if (!memfd || r->backend == KF_BACKEND_UFFD_MISSING)
+		return kf_fail(EOPNOTSUPP, "fault engine: slot %u's source carries allocation tags, which need a memfd region and the exit or uffd-minor backend (backend %s, %s memory)",
+			       r->slot, kf_backend_name(r->backend),
+			       memfd ? "memfd" : "anonymous");
+	if (r->psize != KF_PAGE_SIZE || r->zero || !r->src->ops->read_tagged)
+		return kf_fail(EINVAL, "fault engine: slot %u: a tagged source needs %llu-byte pages, data and read_tagged()",
+			       r->slot, KF_PAGE_SIZE);
+	return 0;
+}
+
 static enum kf_backend kf_pick_backend(bool memfd)
 {
 	if (kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
@@ -959,9 +1003,12 @@ int kf_engine_add_memory(struct kf_engine *e,
 	r->memfd_off = d->memfd_offset;
 	r->src = src;
 	r->zero = src->flags & KF_PAGESRC_ZERO;
+	r->tags = src->flags & KF_PAGESRC_TAGS;
 	r->backend = e->cfg.backend == KF_BACKEND_AUTO ?
 		     kf_pick_backend(memfd) : e->cfg.backend;
 	ret = kf_backend_available(r->backend, memfd);
+	if (!ret && r->tags)
+		ret = kf_engine_check_tagged(r, memfd);
 	if (!ret && r->backend == KF_BACKEND_EXIT && !e->host.set_slot_flags)
 		ret = kf_fail(EOPNOTSUPP, "fault engine: backend exit needs the host's set_slot_flags operation");
 	if (ret)
@@ -979,12 +1026,13 @@ int kf_engine_add_memory(struct kf_engine *e,
 		return kf_fail(ENOMEM, "fault engine: page states of slot %u", slot);
 	r->alias = NULL;
 	if (memfd && r->backend != KF_BACKEND_UFFD_MISSING) {
-		void *p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			       r->memfd, r->memfd_off);
+		int prot = PROT_READ | PROT_WRITE | (r->tags ? KF_PROT_MTE : 0);
+		void *p = mmap(NULL, r->size, prot, MAP_SHARED, r->memfd,
+			       r->memfd_off);
 
 		if (p == MAP_FAILED) {
-			ret = kf_fail_errno(errno, "fault engine: second mapping of slot %u's memfd",
-					    slot);
+			ret = kf_fail_errno(errno, "fault engine: second mapping of slot %u's memfd%s",
+					    slot, r->tags ? " with allocation tags (PROT_MTE)" : "");
 			goto fail;
 		}
 		r->alias = p;

@@ -69,6 +69,15 @@ int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
  */
 int kf_host_page_size_check(const char *who);
 
+/*
+ * arm64 MTE (lib/mte.c).  PROT_MTE maps memory with allocation tags;
+ * kf_mte_store_tags() sets the tags of [addr, addr + len), mapped so, from
+ * tags (one a granule, in its low 4 bits): 0, or -EOPNOTSUPP off arm64.
+ */
+#define KF_PROT_MTE 0x20
+#define KF_MTE_TAGS_PER_PAGE (KF_PAGE_SIZE / KF_MTE_GRANULE)
+int kf_mte_store_tags(void *addr, const uint8_t *tags, size_t len);
+
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);
 

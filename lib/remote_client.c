@@ -266,7 +266,7 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 		for (end = k + 1; end < n && (to_sink & (1ULL << end)); end++)
 			;
 		ret = sink(opaque, gpa + (uint64_t)k * KF_PAGE_SIZE,
-			   data + (uint64_t)k * KF_PAGE_SIZE,
+			   data + (uint64_t)k * KF_PAGE_SIZE, NULL,
 			   (size_t)(end - k) * KF_PAGE_SIZE);
 		k = end;
 	}
@@ -708,7 +708,8 @@ static void *kf_rc_flush_thread(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		if (!sink)
 			continue;
-		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page, NULL,
+			   KF_PAGE_SIZE);
 		kf_rc_sink_done(g);
 		if (ret)
 			break;	/* the engine reports its own failure */

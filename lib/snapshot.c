@@ -17,6 +17,7 @@
 #include <kvmfault/vcpu_state.h>
 
 #include "internal.h"
+#include "vm_internal.h"
 
 #define KF_SNAP_HEADER_SIZE 4096
 #define KF_SNAP_MAX_VCPU_LEN ((uint64_t)KF_MAX_VCPUS * (KF_VCPU_STATE_MAX + 8))
@@ -32,6 +33,7 @@ struct kf_snapshot {
 	const void *vcpu_blob[KF_MAX_VCPUS];
 	size_t vcpu_len[KF_MAX_VCPUS];
 	struct kf_snap_page *index;
+	uint8_t *tags;		/* KF_SNAP_F_MTE_TAGS: the tags section */
 	struct kf_snap_ws *ws;	/* working set: recorded or loaded */
 };
 
@@ -43,17 +45,77 @@ static uint64_t kf_snap_header_hash(const struct kf_snap_header *h)
 	return kf_host_hash(&c, sizeof(c), 0);
 }
 
-/* Regions, vCPU states and page index, each hash the next one's seed. */
+/* Regions, vCPU states, page index and tags (when there are), each hash
+ * the next one's seed. */
 static uint64_t kf_snap_meta_hash(const struct kf_snap_region *regions,
 				  uint64_t nr_regions, const void *vcpus,
 				  uint64_t vcpu_len, const struct kf_snap_page *index,
-				  uint64_t nr_pages)
+				  uint64_t nr_pages, const uint8_t *tags,
+				  uint64_t tags_len)
 {
 	uint64_t h;
 
 	h = kf_host_hash(regions, nr_regions * sizeof(*regions), 0);
 	h = kf_host_hash(vcpus, vcpu_len, h);
-	return kf_host_hash(index, nr_pages * sizeof(*index), h);
+	h = kf_host_hash(index, nr_pages * sizeof(*index), h);
+	return tags_len ? kf_host_hash(tags, tags_len, h) : h;
+}
+
+/* The tags section's offset and length, from the header. */
+static uint64_t kf_snap_tags_off(const struct kf_snap_header *h)
+{
+	return KF_ALIGN_UP(h->index_off + h->total_pages * sizeof(struct kf_snap_page), 8);
+}
+
+static uint64_t kf_snap_tags_len(const struct kf_snap_header *h)
+{
+	return h->flags & KF_SNAP_F_MTE_TAGS ? h->total_pages * KF_SNAP_TAG_BYTES : 0;
+}
+
+/* Two granules' tags a byte in the file, one a byte in KVM's layout. */
+static void kf_snap_pack_tags(uint8_t *packed, const uint8_t *tags, uint64_t nr)
+{
+	uint64_t i;
+
+	for (i = 0; i < nr / 2; i++)
+		packed[i] = (tags[2 * i] & 0xf) | (tags[2 * i + 1] & 0xf) << 4;
+}
+
+static void kf_snap_unpack_tags(uint8_t *tags, const uint8_t *packed, uint64_t nr)
+{
+	uint64_t i;
+
+	for (i = 0; i < nr / 2; i++) {
+		tags[2 * i] = packed[i] & 0xf;
+		tags[2 * i + 1] = packed[i] >> 4;
+	}
+}
+
+#define KF_SNAP_TAG_CHUNK 256	/* pages whose tags are read from KVM at once */
+
+/* Every region's tags, packed into tags (total_pages x KF_SNAP_TAG_BYTES). */
+static int kf_snap_save_tags(struct kf_vm *vm, const struct kf_snap_region *regions,
+			     unsigned int nr, uint8_t *tags)
+{
+	static const uint64_t chunk = KF_SNAP_TAG_CHUNK * KF_PAGE_SIZE;
+	uint8_t *buf = malloc(KF_SNAP_TAG_CHUNK * KF_MTE_TAGS_PER_PAGE);
+	unsigned int i;
+	int ret = buf ? 0 : kf_fail(ENOMEM, "out of memory for allocation tags");
+
+	for (i = 0; !ret && i < nr; i++) {
+		uint64_t off, len;
+
+		for (off = 0; !ret && off < regions[i].size; off += len) {
+			len = regions[i].size - off < chunk ? regions[i].size - off : chunk;
+			ret = kf_arch_copy_tags(vm, regions[i].gpa + off, len, buf, false);
+			if (!ret)
+				kf_snap_pack_tags(tags + (regions[i].first_page +
+							  off / KF_PAGE_SIZE) * KF_SNAP_TAG_BYTES,
+						  buf, len / KF_MTE_GRANULE);
+		}
+	}
+	free(buf);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ save */
@@ -141,7 +203,8 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	struct kf_snap_region regions[KF_SNAP_MAX_REGIONS];
 	struct kf_snap_page *index = NULL;
 	char *vsec = NULL, *tmp = NULL, *tmppath = NULL;
-	uint64_t meta, p, off;
+	uint8_t *tags = NULL;
+	uint64_t meta, p, off, tags_len;
 	unsigned int i, nr = 0;
 	int fd = -1, ret;
 
@@ -150,8 +213,6 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	ret = kf_vm_check_no_private(vm, "snapshot");
 	if (ret)
 		return ret;
-	if (kf_vm_mte(vm))
-		return kf_fail(EOPNOTSUPP, "snapshot refused: the VM uses MTE, and snapshots do not hold allocation tags yet");
 	memset(regions, 0, sizeof(regions));
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = kf_vm_slot(vm, i);
@@ -207,13 +268,14 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	h.page_size = KF_PAGE_SIZE;
 	h.nr_vcpus = nr_vcpus;
 	h.nr_regions = nr;
+	h.flags = kf_vm_mte(vm) ? KF_SNAP_F_MTE_TAGS : 0;
 	h.image_id = kf_mig_image_id();
 	h.created_realtime_ns = kf_mig_realtime_ns();
 	h.region_off = KF_SNAP_HEADER_SIZE;
 	h.vcpu_off = h.region_off + nr * sizeof(regions[0]);
 	h.index_off = KF_ALIGN_UP(h.vcpu_off + h.vcpu_len, 8);
-	h.data_off = KF_ALIGN_UP(h.index_off + h.total_pages * sizeof(*index),
-				 KF_PAGE_SIZE);
+	tags_len = kf_snap_tags_len(&h);
+	h.data_off = KF_ALIGN_UP(kf_snap_tags_off(&h) + tags_len, KF_PAGE_SIZE);
 	h.file_size = h.data_off + h.total_pages * KF_PAGE_SIZE;
 	if (app_data)
 		memcpy(h.app_data, app_data, sizeof(h.app_data));
@@ -222,6 +284,13 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	if (!index) {
 		ret = kf_fail(ENOMEM, "out of memory for the page index");
 		goto out;
+	}
+	if (tags_len) {
+		tags = malloc(tags_len);
+		ret = tags ? kf_snap_save_tags(vm, regions, nr, tags) :
+			     kf_fail(ENOMEM, "out of memory for allocation tags");
+		if (ret)
+			goto out;
 	}
 	fd = kf_snap_create_tmp(path, &tmppath);
 	if (fd < 0) {
@@ -253,7 +322,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	}
 
 	meta = kf_snap_meta_hash(regions, nr, vsec, h.vcpu_len, index,
-				 h.total_pages);
+				 h.total_pages, tags, tags_len);
 	h.meta_hash = meta;
 	h.header_hash = kf_snap_header_hash(&h);
 
@@ -269,7 +338,8 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 				  h.region_off, path)) ||
 	    (ret = kf_pwrite_full(fd, vsec, h.vcpu_len, h.vcpu_off, path)) ||
 	    (ret = kf_pwrite_full(fd, index, h.total_pages * sizeof(*index),
-				  h.index_off, path)))
+				  h.index_off, path)) ||
+	    (ret = kf_pwrite_full(fd, tags, tags_len, kf_snap_tags_off(&h), path)))
 		goto out;
 	ret = kf_snap_commit(fd, tmppath, path);
 	fd = -1;
@@ -285,6 +355,7 @@ out:
 	free(tmppath);
 	free(tmp);
 	free(index);
+	free(tags);
 	free(vsec);
 	return ret;
 }
@@ -344,6 +415,9 @@ static int kf_snap_check(struct kf_snapshot *s)
 		return kf_fail(EBADMSG, "snapshot header is corrupted (checksum mismatch)");
 	if (h->header_size != KF_SNAP_HEADER_SIZE || h->page_size != KF_PAGE_SIZE)
 		return kf_fail(EINVAL, "snapshot: unsupported header or page size");
+	if (h->flags & ~KF_SNAP_F_MTE_TAGS)
+		return kf_fail(EINVAL, "snapshot: unknown header flags 0x%x",
+			       h->flags & ~KF_SNAP_F_MTE_TAGS);
 	if (!h->nr_vcpus || h->nr_vcpus > KF_MAX_VCPUS ||
 	    !h->nr_regions || h->nr_regions > KF_SNAP_MAX_REGIONS)
 		return kf_fail(EINVAL, "snapshot: %u vCPUs, %u regions is out of range",
@@ -358,27 +432,31 @@ static int kf_snap_check(struct kf_snapshot *s)
 	    h->vcpu_len > KF_SNAP_MAX_VCPU_LEN ||
 	    h->index_off != KF_ALIGN_UP(h->vcpu_off + h->vcpu_len, 8) ||
 	    h->total_pages > s->size / KF_PAGE_SIZE ||
-	    h->data_off != KF_ALIGN_UP(h->index_off + h->total_pages *
-				       sizeof(struct kf_snap_page), KF_PAGE_SIZE) ||
+	    h->data_off != KF_ALIGN_UP(kf_snap_tags_off(h) + kf_snap_tags_len(h),
+				       KF_PAGE_SIZE) ||
 	    h->data_off + h->total_pages * KF_PAGE_SIZE != h->file_size)
 		return kf_fail(EINVAL, "snapshot: section offsets are inconsistent");
 
 	s->regions = calloc(h->nr_regions, sizeof(*s->regions));
 	s->vcpus = malloc(h->vcpu_len ? h->vcpu_len : 1);
 	s->index = calloc(h->total_pages ? h->total_pages : 1, sizeof(*s->index));
-	if (!s->regions || !s->vcpus || !s->index)
+	s->tags = malloc(kf_snap_tags_len(h) ? kf_snap_tags_len(h) : 1);
+	if (!s->regions || !s->vcpus || !s->index || !s->tags)
 		return kf_fail(ENOMEM, "out of memory for snapshot metadata");
 	if ((ret = kf_snap_read(s, s->regions, h->nr_regions * sizeof(*s->regions),
 				h->region_off, "the region table")) ||
 	    (ret = kf_snap_read(s, s->vcpus, h->vcpu_len, h->vcpu_off,
 				"the vCPU states")) ||
 	    (ret = kf_snap_read(s, s->index, h->total_pages * sizeof(*s->index),
-				h->index_off, "the page index")))
+				h->index_off, "the page index")) ||
+	    (ret = kf_snap_read(s, s->tags, kf_snap_tags_len(h), kf_snap_tags_off(h),
+				"the allocation tags")))
 		return ret;
 	meta = kf_snap_meta_hash(s->regions, h->nr_regions, s->vcpus,
-				 h->vcpu_len, s->index, h->total_pages);
+				 h->vcpu_len, s->index, h->total_pages, s->tags,
+				 kf_snap_tags_len(h));
 	if (meta != h->meta_hash)
-		return kf_fail(EBADMSG, "snapshot metadata (regions, vCPU state or page index) is corrupted (checksum mismatch)");
+		return kf_fail(EBADMSG, "snapshot metadata (regions, vCPU state, page index or allocation tags) is corrupted (checksum mismatch)");
 
 	for (i = 0, end = 0; i < h->nr_regions; i++) {
 		const struct kf_snap_region *r = &s->regions[i];
@@ -489,6 +567,7 @@ void kf_snapshot_close(struct kf_snapshot *snap)
 	free(snap->regions);
 	free(snap->vcpus);
 	free(snap->index);
+	free(snap->tags);
 	kf_snap_ws_free(snap->ws);
 	free(snap);
 }
@@ -561,6 +640,29 @@ int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf)
 	return 0;
 }
 
+int kf_snapshot_read_tags(struct kf_snapshot *snap, uint64_t gpa, void *tags,
+			  size_t len)
+{
+	uint64_t off;
+
+	if (!(snap->hdr.flags & KF_SNAP_F_MTE_TAGS))
+		return kf_fail(ENODATA, "snapshot holds no allocation tags (the VM had no MTE)");
+	if (!KF_IS_ALIGNED(gpa, KF_PAGE_SIZE) || !KF_IS_ALIGNED(len, KF_PAGE_SIZE))
+		return kf_fail(EINVAL, "snapshot tags: [0x%llx, +0x%zx) is not whole pages",
+			       (unsigned long long)gpa, len);
+	for (off = 0; off < len; off += KF_PAGE_SIZE) {
+		int64_t idx = kf_snap_page_index(snap, gpa + off);
+
+		if (idx < 0)
+			return kf_fail(ERANGE, "snapshot holds no page at 0x%llx",
+				       (unsigned long long)(gpa + off));
+		kf_snap_unpack_tags((uint8_t *)tags + off / KF_MTE_GRANULE,
+				    snap->tags + idx * KF_SNAP_TAG_BYTES,
+				    KF_MTE_TAGS_PER_PAGE);
+	}
+	return 0;
+}
+
 int kf_snapshot_load_region(struct kf_snapshot *snap, unsigned int i, void *hva)
 {
 	const struct kf_snap_region *r = kf_snapshot_region(snap, i);
@@ -608,6 +710,18 @@ static int kf_snapsrc_demand_read(struct kf_pagesrc *src, uint64_t gpa,
 	return ret;
 }
 
+static int kf_snapsrc_read_tagged(struct kf_pagesrc *src, uint64_t gpa,
+				  void *buf, void *tags, size_t len)
+{
+	int ret = kf_snapsrc_read(src, gpa, buf, len);
+
+	if (!ret)
+		ret = kf_snapshot_read_tags(src->priv, gpa, tags, len);
+	if (!ret)
+		kf_snap_ws_note(src->priv, gpa, len);
+	return ret;
+}
+
 static void kf_snapsrc_destroy(struct kf_pagesrc *src)
 {
 	free(src);
@@ -615,6 +729,7 @@ static void kf_snapsrc_destroy(struct kf_pagesrc *src)
 
 static const struct kf_pagesrc_ops kf_snapsrc_ops = {
 	.read = kf_snapsrc_demand_read,
+	.read_tagged = kf_snapsrc_read_tagged,
 	.destroy = kf_snapsrc_destroy,
 };
 
@@ -633,15 +748,21 @@ struct kf_snap_prefetch {
 
 #define KF_SNAP_PREFETCH_RUN 64
 
-/* Read and install [p, p + n) of the region (inside it); mark them done. */
+/* Read and install [p, p + n) of the region (inside it); mark them done.
+ * buf: a run's data, and its tags after them. */
 static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
 				uint8_t *done, uint64_t p, uint64_t n)
 {
-	uint64_t gpa = pf->src.base + p * KF_PAGE_SIZE;
-	int ret = kf_snapsrc_read(&pf->src, gpa, buf, n * KF_PAGE_SIZE);
+	uint64_t gpa = pf->src.base + p * KF_PAGE_SIZE, len = n * KF_PAGE_SIZE;
+	char *tags = NULL;
+	int ret = kf_snapsrc_read(&pf->src, gpa, buf, len);
 
+	if (!ret && pf->src.flags & KF_PAGESRC_TAGS) {
+		tags = buf + KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE;
+		ret = kf_snapshot_read_tags(pf->snap, gpa, tags, len);
+	}
 	if (!ret)
-		ret = pf->sink(pf->opaque, gpa, buf, n * KF_PAGE_SIZE);
+		ret = pf->sink(pf->opaque, gpa, buf, tags, len);
 	if (!ret)
 		memset(done + p, 1, n);
 	return ret;
@@ -682,7 +803,8 @@ static void *kf_snap_prefetch_thread(void *arg)
 {
 	struct kf_snap_prefetch *pf = arg;
 	uint64_t p = 0, npages = pf->src.size / KF_PAGE_SIZE;
-	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE);
+	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN *
+				  (KF_PAGE_SIZE + KF_MTE_TAGS_PER_PAGE));
 	uint8_t *done = calloc(npages, 1);
 	int ret = buf && done ? 0 : -ENOMEM;
 
@@ -744,6 +866,7 @@ static void kf_snap_prefetch_destroy(struct kf_pagesrc *src)
 
 static const struct kf_pagesrc_ops kf_snap_prefetch_ops = {
 	.read = kf_snapsrc_demand_read,
+	.read_tagged = kf_snapsrc_read_tagged,
 	.start_push = kf_snap_prefetch_start,
 	.stop_push = kf_snap_prefetch_stop,
 	.destroy = kf_snap_prefetch_destroy,
@@ -772,6 +895,8 @@ static int kf_snapsrc_new(struct kf_snapshot *snap, unsigned int i, bool prefetc
 	pf->src.base = r->gpa;
 	pf->src.size = r->size;
 	pf->src.priv = snap;
+	if (snap->hdr.flags & KF_SNAP_F_MTE_TAGS)
+		pf->src.flags |= KF_PAGESRC_TAGS;
 	*srcp = &pf->src;
 	return 0;
 }

@@ -19,11 +19,35 @@ static KF_GUEST void kf_restore_placeholder(uint64_t arg)
 	(void)arg;
 }
 
+#define KF_RESTORE_TAG_CHUNK (256 * KF_PAGE_SIZE)
+
+/* Region i's allocation tags, from the snapshot into the guest (copied). */
+static int kf_restore_tags(struct kf_snapshot *snap, unsigned int i, struct kf_vm *vm)
+{
+	const struct kf_snap_region *sr = kf_snapshot_region(snap, i);
+	uint8_t *tags = malloc(KF_RESTORE_TAG_CHUNK / KF_MTE_GRANULE);
+	uint64_t off, len;
+	int ret = tags ? 0 : kf_fail(ENOMEM, "out of memory for allocation tags");
+
+	for (off = 0; !ret && off < sr->size; off += len) {
+		len = sr->size - off < KF_RESTORE_TAG_CHUNK ? sr->size - off :
+							       KF_RESTORE_TAG_CHUNK;
+		ret = kf_snapshot_read_tags(snap, sr->gpa + off, tags, len);
+		if (!ret)
+			ret = kf_arch_copy_tags(vm, sr->gpa + off, len, tags, true);
+	}
+	free(tags);
+	return ret;
+}
+
 int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore *rs)
 {
 	const struct kf_snap_header *h = kf_snapshot_header(snap);
 	struct kf_engine_config ec = { .backend = (enum kf_backend)rs->backend };
-	bool minor = rs->backend == KF_BACKEND_UFFD_MINOR;
+	bool mte = h->flags & KF_SNAP_F_MTE_TAGS;
+	/* The engine tags a page in the page cache before the guest maps it:
+	 * a tagged lazy region is a memfd's. */
+	bool memfd = rs->backend == KF_BACKEND_UFFD_MINOR || (rs->lazy && mte);
 	unsigned int i;
 	int ret;
 
@@ -39,6 +63,11 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 	ret = kf_vm_create(&rs->vm);
 	if (ret)
 		return ret;
+	if (mte) {
+		ret = kf_vm_enable_mte(rs->vm);
+		if (ret)
+			goto fail;
+	}
 	if (rs->lazy) {
 		ret = kf_engine_create(rs->vm, &ec, &rs->engine);
 		if (ret)
@@ -49,7 +78,7 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 		const struct kf_memslot *ms = kf_vm_find_slot(rs->vm, sr->gpa);
 		struct kf_region reg = {
 			.gpa = sr->gpa, .size = sr->size, .flags = sr->slot_flags,
-			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,
+			.backing = memfd ? KF_BACKING_MEMFD : KF_BACKING_ANON,
 			.guest_memfd = -1,
 		};
 
@@ -70,6 +99,8 @@ int kf_snapshot_restore_vm(struct kf_snapshot *snap, struct kf_snapshot_restore 
 				ret = kf_engine_add_region(rs->engine, ms->slot, rs->srcs[i]);
 		} else {
 			ret = kf_snapshot_load_region(snap, i, ms->hva);
+			if (!ret && mte)
+				ret = kf_restore_tags(snap, i, rs->vm);
 			rs->eager_pages += sr->size / KF_PAGE_SIZE;
 		}
 		if (ret)

@@ -70,6 +70,13 @@ void kf_arch_vcpu_free(struct kf_vcpu *vcpu);
 int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
 /* Enable MTE for the VM (vm->mte), or -EOPNOTSUPP. */
 int kf_arch_enable_mte(struct kf_vm *vm);
+/*
+ * The MTE allocation tags of guest memory [gpa, +len) (whole pages), one
+ * byte a 16-byte granule: read into tags, or written from them (to_guest).
+ * 0, or -errno with a message (-EOPNOTSUPP where there is no MTE).
+ */
+int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
+		      uint8_t *tags, bool to_guest);
 /* Whether this KVM can report poison to the guest: 0, or -EOPNOTSUPP. */
 int kf_arch_check_inject_mce(struct kf_vm *vm);
 /* Report an action-required machine check at gpa to the vCPU. */

@@ -44,7 +44,7 @@ static void *pusher_thread(void *arg)
 		uint64_t off = (i - 4) * KF_PAGE_SIZE;
 
 		p->result = p->sink(p->opaque, p->src.base + off, p->img + off,
-				    4 * KF_PAGE_SIZE);
+				    NULL, 4 * KF_PAGE_SIZE);
 		usleep(100);	/* about the pace of the vCPUs' faults */
 	}
 	return NULL;

@@ -214,13 +214,15 @@ struct pushes {
 	uint64_t bytes;
 };
 
-static int record_push(void *opaque, uint64_t gpa, const void *data, size_t len)
+static int record_push(void *opaque, uint64_t gpa, const void *data,
+		       const void *tags, size_t len)
 {
 	static char page[KF_PAGE_SIZE];
 	struct pushes *p = opaque;
 	size_t off;
 
 	TEST_ASSERT(p->n < KF_ARRAY_SIZE(p->gpa), "too many pushes");
+	TEST_ASSERT(!tags, "a snapshot without allocation tags pushes none");
 	for (off = 0; off < len; off += KF_PAGE_SIZE) {
 		TEST_OK(kf_snapshot_read_page(p->snap, gpa + off, page));
 		TEST_ASSERT(!memcmp(page, (const char *)data + off, KF_PAGE_SIZE),

@@ -24,13 +24,23 @@ KF_API_BEGIN
 
 struct kf_pagesrc;
 
-/* Called by a source for pages it pushes unasked; returns 0 or -errno. */
+/*
+ * Called by a source for pages it pushes unasked; returns 0 or -errno.
+ * tags: the pages' allocation tags (KF_PAGESRC_TAGS sources), else NULL.
+ */
 typedef int (*kf_pagesrc_sink_fn)(void *opaque, uint64_t gpa,
-				  const void *data, size_t len);
+				  const void *data, const void *tags,
+				  size_t len);
 
 struct kf_pagesrc_ops {
 	/* Read len bytes (whole pages) at gpa into buf, blocking. */
 	int (*read)(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t len);
+	/*
+	 * KF_PAGESRC_TAGS sources: read() and the pages' allocation tags at
+	 * once, len / KF_MTE_GRANULE bytes into tags.
+	 */
+	int (*read_tagged)(struct kf_pagesrc *src, uint64_t gpa, void *buf,
+			   void *tags, size_t len);
 	/* Optional: ask for pages early, without waiting (a prefetch hint). */
 	int (*prefetch)(struct kf_pagesrc *src, uint64_t gpa, size_t len);
 	/* Optional: start pushing pages to sink in the background. */
@@ -60,6 +70,15 @@ struct kf_pagesrc {
  * reading (UFFDIO_ZEROPAGE).  Flags are hints; read() must still work.
  */
 #define KF_PAGESRC_ZERO (1u << 0)
+/*
+ * The pages carry arm64 MTE allocation tags, which the engine installs with
+ * the data (read_tagged(), and every push passes them): one byte per
+ * KF_MTE_GRANULE bytes of data, the tag in its low 4 bits, as
+ * KVM_ARM_MTE_COPY_TAGS has them.  The engine serves such a source only on
+ * a memfd region, whose page cache it tags before the guest can map a page.
+ */
+#define KF_PAGESRC_TAGS (1u << 1)
+#define KF_MTE_GRANULE 16
 
 static inline int kf_pagesrc_read(struct kf_pagesrc *src, uint64_t gpa,
 				  void *buf, size_t len)

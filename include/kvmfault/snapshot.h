@@ -11,11 +11,16 @@
  *   vcpu_off      per vCPU: struct kf_snap_vcpu, then the state blob
  *                 (include/kvmfault/vcpu_state.h), padded to 8
  *   index_off     total_pages x struct kf_snap_page: checksum and kind
+ *   tags_off      with KF_SNAP_F_MTE_TAGS only: total_pages x
+ *                 KF_SNAP_TAG_BYTES, page i's MTE allocation tags, two
+ *                 16-byte granules a byte (the lower granule in the low
+ *                 nibble); at index_off + the index, aligned up to 8
  *   data_off      page i of the index at data_off + i * 4096 (zero pages
- *                 are holes and are never read)
+ *                 are holes and are never read); the end of the sections
+ *                 before, aligned up to 4096
  *
  * Opening checks the header, its checksum, the file size (a truncated file
- * is refused) and the metadata checksum.  Every page is checked against its
+ * is refused) and the metadata checksum, which covers the tags too.  Every page is checked against its
  * own checksum when it is read: a corrupted page is reported (EBADMSG,
  * naming the page) and never handed out.
  */
@@ -40,6 +45,10 @@ KF_API_BEGIN
 #define KF_SNAP_MAX_REGIONS 64
 #define KF_SNAP_PAGE_DATA 0
 #define KF_SNAP_PAGE_ZERO 1
+/* Header flags.  The VM had MTE: the file holds every page's tags, and a
+ * restore gives the VM MTE and each page its tags before the guest sees it. */
+#define KF_SNAP_F_MTE_TAGS (1u << 0)
+#define KF_SNAP_TAG_BYTES 128
 
 struct kf_snap_header {
 	char magic[8];
@@ -110,8 +119,16 @@ int kf_snapshot_vcpu_state(const struct kf_snapshot *snap, unsigned int id,
 
 /* Read and verify the page at gpa into buf (4096 bytes). */
 int kf_snapshot_read_page(struct kf_snapshot *snap, uint64_t gpa, void *buf);
+/*
+ * The allocation tags of the len bytes of whole pages at gpa, one byte a
+ * 16-byte granule (KVM_ARM_MTE_COPY_TAGS' layout: len / 16 bytes into
+ * tags).  -ENODATA for a snapshot without KF_SNAP_F_MTE_TAGS.
+ */
+int kf_snapshot_read_tags(struct kf_snapshot *snap, uint64_t gpa, void *tags,
+			  size_t len);
 
-/* A page source over region i (borrows snap: close it after the source). */
+/* A page source over region i (borrows snap: close it after the source);
+ * with KF_PAGESRC_TAGS when the snapshot holds tags. */
 int kf_snapshot_pagesrc(struct kf_snapshot *snap, unsigned int i,
 			struct kf_pagesrc **srcp);
 /*

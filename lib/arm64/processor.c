@@ -11,6 +11,7 @@
 #include <kvmfault/error.h>
 #include <kvmfault/hash.h>
 #include <kvmfault/kvm.h>
+#include <kvmfault/pagesrc.h>
 #include <kvmfault/poison.h>
 #include <kvmfault/ucall.h>
 
@@ -382,6 +383,35 @@ int kf_arch_enable_mte(struct kf_vm *vm)
 	if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap))
 		return kf_fail_errno(errno, "KVM_ENABLE_CAP(KVM_CAP_ARM_MTE)");
 	vm->mte = true;
+	return 0;
+}
+
+int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
+		      uint8_t *tags, bool to_guest)
+{
+	uint64_t done = 0;
+
+	if (!vm->mte)
+		return kf_fail(EINVAL, "allocation tags: the VM has no MTE");
+	/* KVM may copy less than asked (a page it cannot map stops it). */
+	while (done < len) {
+		struct kvm_arm_copy_mte_tags copy = {
+			.guest_ipa = gpa + done,
+			.length = len - done,
+			.addr = tags + done / KF_MTE_GRANULE,
+			.flags = to_guest ? 0 : KVM_ARM_TAGS_FROM_GUEST,
+		};
+		long n = ioctl(vm->fd, KVM_ARM_MTE_COPY_TAGS, &copy);
+
+		if (n < 0)
+			return kf_fail_errno(errno, "KVM_ARM_MTE_COPY_TAGS %s guest at 0x%llx",
+					     to_guest ? "to the" : "from the",
+					     (unsigned long long)(gpa + done));
+		if (n == 0 || n % KF_PAGE_SIZE)
+			return kf_fail(EIO, "KVM_ARM_MTE_COPY_TAGS at 0x%llx copied %ld bytes",
+				       (unsigned long long)(gpa + done), n);
+		done += n;
+	}
 	return 0;
 }
 

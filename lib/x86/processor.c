@@ -539,6 +539,17 @@ int kf_arch_enable_mte(struct kf_vm *vm)
 	return kf_fail(EOPNOTSUPP, "MTE is an arm64 feature");
 }
 
+int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
+		      uint8_t *tags, bool to_guest)
+{
+	(void)vm;
+	(void)gpa;
+	(void)len;
+	(void)tags;
+	(void)to_guest;
+	return kf_fail(EOPNOTSUPP, "allocation tags are an arm64 MTE feature");
+}
+
 int kf_arch_check_inject_mce(struct kf_vm *vm)
 {
 	if (kf_check_cap(vm->kvm_fd, KVM_CAP_MCE) <= 0)
