@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static uint8_t page[KF_PAGE_SIZE];
+	static uint8_t page[KF_PAGE_SIZE], tags[KF_PAGE_SIZE / 16];
 	struct kf_mig_msg msg;
 	size_t used;
 
@@ -24,8 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (msg.hdr.type == KF_MIG_PAGES) {
 			kf_mig_pages_verify(&msg);
-			for (uint32_t i = 0; i < msg.u.pages.h.count; i++)
+			for (uint32_t i = 0; i < msg.u.pages.h.count; i++) {
 				kf_mig_page_get(&msg, i, page);
+				kf_mig_page_tags(&msg, i, tags);
+			}
 		}
 		if (msg.hdr.type == KF_MIG_VCPU)
 			kf_vcpu_state_check(msg.u.vcpu.blob, msg.u.vcpu.len, NULL);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Seed corpus for the fuzzers: a valid migration stream (HELLO, SETUP,
- * PAGES with data and zero pages, DISCARD, REQ, RECEIVED, SWITCHOVER,
+ * PAGES with data and zero pages, untagged and tagged, DISCARD, REQ, RECEIVED, SWITCHOVER,
  * ERROR) and a small valid snapshot built in memory (no KVM needed).
  */
 #include <stdio.h>
@@ -47,6 +47,7 @@ static void stream(const char *dir)
 			{ { .region = 0, .nbits = 2 }, 1 };
 		struct kf_mig_switchover sw = { .total_pages = 2 };
 		static char pages[8192];
+		static uint8_t tags[2 * 256];
 
 		struct kf_mig_hello push = { .version = KF_MIG_VERSION,
 					     .channel = KF_MIG_CH_PUSH, .session = 7,
@@ -56,7 +57,12 @@ static void stream(const char *dir)
 		put(f, KF_MIG_HELLO, &push, sizeof(push));
 		put(f, KF_MIG_SETUP, &s, sizeof(s));
 		memset(pages, 0x5a, 4096);
+		memset(tags, 0x3, sizeof(tags));
 		kf_mig_send_pages(c, 1ULL << 30, pages, 2, KF_MIG_CAUSE_PRECOPY);
+		n = read(sv[1], buf, sizeof(buf));
+		if (n > 0)
+			fwrite(buf, n, 1, f);
+		kf_mig_send_tagged_pages(c, 1ULL << 30, pages, tags, 2, KF_MIG_CAUSE_PUSH);
 		n = read(sv[1], buf, sizeof(buf));
 		if (n > 0)
 			fwrite(buf, n, 1, f);

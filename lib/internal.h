@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <kvmfault/limits.h>
+#include <kvmfault/pagesrc.h>
+
 /*
  * A failure the caller handled (a page mapped already, a range unregistered
  * meanwhile): bring back the message from before it, so that a call that
@@ -33,7 +36,7 @@ struct kf_mig_tls;
 #define KF_MIG_HELLO_TIMEOUT_MS 10000
 /* What each protocol version changed, for the message on a mismatch. */
 #define KF_MIG_VERSION_HISTORY \
-	"2 changed the page checksums to XXH3, 3 added SYNC, 4 push streams"
+	"2 changed the page checksums to XXH3, 3 added SYNC, 4 push streams, 5 allocation tags"
 
 /* A migration connection on fd: TLS with tls (the handshake within
  * timeout_ms), or plain TCP when tls is NULL.  fd stays the caller's on
@@ -77,6 +80,13 @@ int kf_host_page_size_check(const char *who);
 #define KF_PROT_MTE 0x20
 #define KF_MTE_TAGS_PER_PAGE (KF_PAGE_SIZE / KF_MTE_GRANULE)
 int kf_mte_store_tags(void *addr, const uint8_t *tags, size_t len);
+/*
+ * Files and the stream hold tags packed, two granules a byte (the lower
+ * granule in the low nibble): nr granules' tags from one a byte.
+ */
+#define KF_MTE_PACKED_PER_PAGE (KF_MTE_TAGS_PER_PAGE / 2)
+void kf_mte_pack_tags(uint8_t *packed, const uint8_t *tags, size_t nr);
+void kf_mte_unpack_tags(uint8_t *tags, const uint8_t *packed, size_t nr);
 
 /* Whether a guest page holds only zero bytes. */
 bool kf_page_is_zero(const void *page);

@@ -127,7 +127,7 @@ int kf_mig_check_hdr(const struct kf_mig_hdr *hdr)
 	if (hdr->type == 0 || hdr->type >= KF_MIG_TYPE_MAX)
 		return kf_fail(EPROTO, "migration stream: unknown message type %u",
 			       hdr->type);
-	if (hdr->flags)
+	if (hdr->flags & ~(hdr->type == KF_MIG_PAGES ? KF_MIG_PAGES_TAGS : 0))
 		return kf_fail(EPROTO, "migration stream: %s with unknown flags 0x%x",
 			       kf_mig_type_name(hdr->type), hdr->flags);
 	if (hdr->len > KF_MIG_MAX_PAYLOAD)
@@ -146,7 +146,7 @@ static int kf_mig_bad(const struct kf_mig_hdr *hdr, const char *why)
 static int kf_mig_parse_pages(const struct kf_mig_hdr *hdr, const char *p,
 			      struct kf_mig_msg *msg)
 {
-	uint64_t ndata = 0, need;
+	uint64_t ndata = 0, need, tags_len;
 	uint32_t i;
 
 	if (hdr->len < sizeof(msg->u.pages.h))
@@ -172,9 +172,13 @@ static int kf_mig_parse_pages(const struct kf_mig_hdr *hdr, const char *p,
 			return kf_mig_bad(hdr, "unknown page kind");
 		ndata += e.kind == KF_MIG_PAGE_DATA;
 	}
-	if (hdr->len != need + ndata * KF_PAGE_SIZE)
+	tags_len = hdr->flags & KF_MIG_PAGES_TAGS ?
+		   (uint64_t)msg->u.pages.h.count * KF_MIG_TAG_BYTES : 0;
+	if (hdr->len != need + ndata * KF_PAGE_SIZE + tags_len)
 		return kf_mig_bad(hdr, "length does not match its pages");
 	msg->u.pages.data = (const uint8_t *)p + need;
+	if (tags_len)
+		msg->u.pages.tags = msg->u.pages.data + ndata * KF_PAGE_SIZE;
 	return 0;
 }
 
@@ -356,15 +360,24 @@ int kf_mig_parse_frame(const void *buf, size_t len, size_t *used,
 	return 0;
 }
 
-static int kf_mig_check_page(uint64_t gpa, const void *page, uint64_t hash)
+/* tags: the page's packed tags, or NULL. */
+static int kf_mig_check_page(uint64_t gpa, const void *page, const uint8_t *tags,
+			     uint64_t hash)
 {
-	uint64_t got = kf_mig_page_hash(gpa, page);
+	uint64_t got = tags ? kf_mig_tagged_page_hash(gpa, page, tags) :
+			      kf_mig_page_hash(gpa, page);
 
 	if (got != hash)
 		return kf_fail(EBADMSG, "migration stream: page 0x%llx fails its checksum (0x%016llx, expected 0x%016llx): not installed",
 			       (unsigned long long)gpa, (unsigned long long)got,
 			       (unsigned long long)hash);
 	return 0;
+}
+
+/* Page i's packed tags in a PAGES message, or NULL. */
+static const uint8_t *kf_mig_msg_tags(const struct kf_mig_msg *msg, uint32_t i)
+{
+	return msg->u.pages.tags ? msg->u.pages.tags + (size_t)i * KF_MIG_TAG_BYTES : NULL;
 }
 
 int kf_mig_pages_verify(const struct kf_mig_msg *msg)
@@ -384,7 +397,7 @@ int kf_mig_pages_verify(const struct kf_mig_msg *msg)
 			page = data;
 			data += KF_PAGE_SIZE;
 		}
-		ret = kf_mig_check_page(gpa, page, e.hash);
+		ret = kf_mig_check_page(gpa, page, kf_mig_msg_tags(msg, i), e.hash);
 		if (ret)
 			return ret;
 	}
@@ -411,7 +424,18 @@ int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out)
 		memset(out, 0, KF_PAGE_SIZE);
 	else
 		memcpy(out, data, KF_PAGE_SIZE);
-	return kf_mig_check_page(gpa, out, e.hash);
+	return kf_mig_check_page(gpa, out, kf_mig_msg_tags(msg, i), e.hash);
+}
+
+int kf_mig_page_tags(const struct kf_mig_msg *msg, uint32_t i, uint8_t *tags)
+{
+	if (i >= msg->u.pages.h.count)
+		return kf_fail(EINVAL, "page %u of a batch of %u", i, msg->u.pages.h.count);
+	if (!msg->u.pages.tags)
+		return kf_fail(ENODATA, "migration stream: the pages at 0x%llx carry no allocation tags",
+			       (unsigned long long)msg->u.pages.h.gpa);
+	kf_mte_unpack_tags(tags, kf_mig_msg_tags(msg, i), KF_MTE_TAGS_PER_PAGE);
+	return 0;
 }
 
 /* ------------------------------------------------------------ connections */
@@ -717,6 +741,13 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text)
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		      uint64_t count, enum kf_mig_page_cause cause)
 {
+	return kf_mig_send_tagged_pages(conn, gpa, src, NULL, count, cause);
+}
+
+int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
+			     const void *src, const uint8_t *tags, uint64_t count,
+			     enum kf_mig_page_cause cause)
+{
 	/*
 	 * A live guest may write a page while it is sent: the message is
 	 * built whole in the connection's buffer (header, entries, the DATA
@@ -737,13 +768,15 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		struct kf_mig_pages_hdr *ph;
 		struct kf_mig_hdr *hdr;
 		struct iovec iov;
-		char *data;
+		char *data, *page;
+		uint8_t *packed;
 		int ret;
 
 		pthread_mutex_lock(&conn->wlock);
 		if (!conn->pages_buf)
 			conn->pages_buf = aligned_alloc(KF_PAGE_SIZE, data_off +
-							KF_MIG_MAX_BATCH * KF_PAGE_SIZE);
+							KF_MIG_MAX_BATCH * (KF_PAGE_SIZE +
+									    KF_MIG_TAG_BYTES));
 		if (!conn->pages_buf) {
 			pthread_mutex_unlock(&conn->wlock);
 			return kf_fail(ENOMEM, "out of memory for a page batch");
@@ -758,19 +791,37 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 			char *page = data + (size_t)ndata * KF_PAGE_SIZE;
 
 			memcpy(page, s + (size_t)i * KF_PAGE_SIZE, KF_PAGE_SIZE);
-			ents[i] = (struct kf_mig_page_entry){
-				.hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE, page),
-				.kind = KF_MIG_PAGE_DATA,
-			};
+			ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_DATA };
 			if (kf_page_is_zero(page))
 				ents[i].kind = KF_MIG_PAGE_ZERO;
 			else
 				ndata++;
 		}
+		/* Tags after the DATA pages, hashes once both are in place. */
+		packed = (uint8_t *)data + (size_t)ndata * KF_PAGE_SIZE;
+		for (i = 0, page = data; i < n; i++) {
+			uint64_t pg = gpa + (uint64_t)i * KF_PAGE_SIZE;
+			const char *bytes = ents[i].kind == KF_MIG_PAGE_ZERO ?
+					    (const char *)kf_zero_page : page;
+
+			if (tags) {
+				kf_mte_pack_tags(packed + (size_t)i * KF_MIG_TAG_BYTES,
+						 tags + (size_t)i * KF_MTE_TAGS_PER_PAGE,
+						 KF_MTE_TAGS_PER_PAGE);
+				ents[i].hash = kf_mig_tagged_page_hash(pg, bytes,
+						packed + (size_t)i * KF_MIG_TAG_BYTES);
+			} else {
+				ents[i].hash = kf_mig_page_hash(pg, bytes);
+			}
+			if (ents[i].kind == KF_MIG_PAGE_DATA)
+				page += KF_PAGE_SIZE;
+		}
 		*ph = (struct kf_mig_pages_hdr){ .gpa = gpa, .count = n, .cause = cause };
 		*hdr = (struct kf_mig_hdr){
 			.magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
-			.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE),
+			.flags = tags ? KF_MIG_PAGES_TAGS : 0,
+			.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE +
+					  (tags ? (size_t)n * KF_MIG_TAG_BYTES : 0)),
 			.seq = conn->seq++,
 		};
 		iov = (struct iovec){ hdr, sizeof(*hdr) + hdr->len };
@@ -780,6 +831,8 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 			return ret;
 		gpa += (uint64_t)n * KF_PAGE_SIZE;
 		s += (uint64_t)n * KF_PAGE_SIZE;
+		if (tags)
+			tags += (size_t)n * KF_MTE_TAGS_PER_PAGE;
 		count -= n;
 	}
 	return 0;

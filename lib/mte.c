@@ -12,6 +12,24 @@
 
 #include "internal.h"
 
+void kf_mte_pack_tags(uint8_t *packed, const uint8_t *tags, size_t nr)
+{
+	size_t i;
+
+	for (i = 0; i < nr / 2; i++)
+		packed[i] = (tags[2 * i] & 0xf) | (tags[2 * i + 1] & 0xf) << 4;
+}
+
+void kf_mte_unpack_tags(uint8_t *tags, const uint8_t *packed, size_t nr)
+{
+	size_t i;
+
+	for (i = 0; i < nr / 2; i++) {
+		tags[2 * i] = packed[i] & 0xf;
+		tags[2 * i + 1] = packed[i] >> 4;
+	}
+}
+
 #ifdef __aarch64__
 
 /* STG x0, [x1]: the tag in bits 59:56 of x0 goes to x1's granule.  As an

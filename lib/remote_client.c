@@ -41,6 +41,8 @@ struct kf_rc_region {
 	uint8_t *held;		/* page is here (installed, cached, eager) */
 	uint8_t *cached;	/* page waits in cache for the engine */
 	char *cache;		/* region-sized, MAP_NORESERVE */
+	bool tags;		/* KF_MIG_REGION_TAGS: pages come with tags */
+	uint8_t *cache_tags;	/* tags: the cached pages' (one a granule) */
 	void *eager_hva;
 	kf_pagesrc_sink_fn sink;
 	void *sink_opaque;
@@ -54,6 +56,7 @@ struct kf_rc_region {
 struct kf_rc_waiter {
 	uint64_t gpa;
 	void *buf;
+	uint8_t *tags;		/* a tags region's: the page's tags go here */
 	int result;		/* 1 waiting, 0 done, < 0 failed */
 	struct kf_rc_waiter *next;
 };
@@ -187,10 +190,12 @@ static void kf_rc_sink_done(struct kf_rc_region *g)
  * region g.  Waiters for one of them get it (their read() installs it);
  * the others go to the engine's sink in contiguous runs, to the cache
  * before the engine started, or straight to an eager region's memory.
+ * tags: a tags region's, one byte a granule, KF_MTE_TAGS_PER_PAGE a page.
  */
 static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 			     uint64_t idx, uint32_t n, const uint8_t *data,
-			     enum kf_mig_page_cause cause, bool push_stream)
+			     const uint8_t *tags, enum kf_mig_page_cause cause,
+			     bool push_stream)
 {
 	uint64_t gpa = g->r.gpa + idx * KF_PAGE_SIZE, filled = 0, to_sink = 0;
 	struct kf_rc_waiter **pw, *w;
@@ -207,6 +212,9 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 		if (w->gpa >= gpa && w->gpa - gpa < (uint64_t)n * KF_PAGE_SIZE) {
 			k = (uint32_t)((w->gpa - gpa) / KF_PAGE_SIZE);
 			memcpy(w->buf, data + (uint64_t)k * KF_PAGE_SIZE, KF_PAGE_SIZE);
+			if (w->tags)
+				memcpy(w->tags, tags + (uint64_t)k * KF_MTE_TAGS_PER_PAGE,
+				       KF_MTE_TAGS_PER_PAGE);
 			w->result = 0;
 			*pw = w->next;
 			filled |= 1ULL << k;
@@ -238,6 +246,10 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 			       KF_PAGE_SIZE);
 		} else if (!g->sink) {
 			memcpy(g->cache + (idx + k) * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+			if (g->tags)
+				memcpy(g->cache_tags + (idx + k) * KF_MTE_TAGS_PER_PAGE,
+				       tags + (uint64_t)k * KF_MTE_TAGS_PER_PAGE,
+				       KF_MTE_TAGS_PER_PAGE);
 			g->cached[idx + k] = 1;
 		} else {
 			to_sink |= 1ULL << k;
@@ -266,7 +278,8 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 		for (end = k + 1; end < n && (to_sink & (1ULL << end)); end++)
 			;
 		ret = sink(opaque, gpa + (uint64_t)k * KF_PAGE_SIZE,
-			   data + (uint64_t)k * KF_PAGE_SIZE, NULL,
+			   data + (uint64_t)k * KF_PAGE_SIZE,
+			   tags ? tags + (uint64_t)k * KF_MTE_TAGS_PER_PAGE : NULL,
 			   (size_t)(end - k) * KF_PAGE_SIZE);
 		k = end;
 	}
@@ -278,6 +291,7 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg,
 			      bool push_stream)
 {
+	static __thread uint8_t tags[KF_MIG_MAX_BATCH * KF_MTE_TAGS_PER_PAGE];
 	const uint8_t *data = msg->u.pages.data;
 	uint32_t count = msg->u.pages.h.count, i = 0;
 	int ret;
@@ -290,7 +304,7 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg,
 		uint64_t gpa = msg->u.pages.h.gpa + (uint64_t)i * KF_PAGE_SIZE, idx;
 		struct kf_mig_page_entry e;
 		struct kf_rc_region *g;
-		uint32_t j, kind;
+		uint32_t j, k, kind;
 
 		memcpy(&e, &msg->u.pages.entries[i], sizeof(e));
 		kind = e.kind;
@@ -298,15 +312,23 @@ static int kf_rc_handle_pages(struct kf_remote *r, const struct kf_mig_msg *msg,
 		if (!g)
 			return kf_fail(EPROTO, "migration stream: page 0x%llx is in no guest memory region",
 				       (unsigned long long)gpa);
+		if (g->tags != !!msg->u.pages.tags)
+			return kf_fail(EPROTO, "migration stream: the pages at 0x%llx come %s allocation tags, region %u has %s",
+				       (unsigned long long)gpa,
+				       g->tags ? "without" : "with", g->r.id,
+				       g->tags ? "tags" : "none");
 		/* A run of one kind, inside one region. */
 		for (j = i + 1; j < count && idx + (j - i) < g->npages; j++) {
 			memcpy(&e, &msg->u.pages.entries[j], sizeof(e));
 			if (e.kind != kind)
 				break;
 		}
+		for (k = i; g->tags && k < j; k++)
+			kf_mig_page_tags(msg, k, tags + (k - i) * KF_MTE_TAGS_PER_PAGE);
 		ret = kf_rc_deliver_run(r, g, idx, j - i,
 					kind == KF_MIG_PAGE_DATA ? data : kf_zero_page,
-					msg->u.pages.h.cause, push_stream);
+					g->tags ? tags : NULL, msg->u.pages.h.cause,
+					push_stream);
 		if (ret)
 			return ret;
 		if (kind == KF_MIG_PAGE_DATA)
@@ -456,6 +478,11 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 		g->r.id = i;
 		g->eager = !!(g->r.slot_flags & KF_MIG_REGION_EAGER);
 		g->r.slot_flags &= ~KF_MIG_REGION_EAGER;
+		g->tags = !!(g->r.slot_flags & KF_MIG_REGION_TAGS);
+		if (g->tags && g->eager) {
+			kf_remote_destroy(r);
+			return kf_fail(EPROTO, "migration SETUP: region %u is eager and has tags", i);
+		}
 		g->npages = g->r.size / KF_PAGE_SIZE;
 		g->remote = r;
 		if (i && g->r.gpa < r->regions[i - 1].r.gpa + r->regions[i - 1].r.size) {
@@ -467,8 +494,15 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 		g->cache = g->eager ? NULL :
 			   mmap(NULL, g->r.size, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (!g->held || !g->cached || g->cache == MAP_FAILED) {
-			g->cache = NULL;
+		g->cache_tags = !g->tags ? NULL :
+				mmap(NULL, g->r.size / KF_MTE_GRANULE, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (g->cache_tags == MAP_FAILED)
+			g->cache_tags = NULL;
+		if (!g->held || !g->cached || g->cache == MAP_FAILED ||
+		    (g->tags && !g->cache_tags)) {
+			if (g->cache == MAP_FAILED)
+				g->cache = NULL;
 			kf_remote_destroy(r);
 			return kf_fail(ENOMEM, "out of memory for region %u", i);
 		}
@@ -596,7 +630,9 @@ int kf_remote_vcpu_state(struct kf_remote *r, unsigned int id,
 
 /* ------------------------------------------------------------ page source */
 
-static int kf_rc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t len)
+/* tags: a tags region's read_tagged(), else NULL. */
+static int kf_rc_read_pages(struct kf_pagesrc *src, uint64_t gpa, void *buf,
+			    uint8_t *tags, size_t len)
 {
 	struct kf_rc_region *g = src->priv;
 	struct kf_remote *r = g->remote;
@@ -617,9 +653,13 @@ static int kf_rc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t le
 			uint64_t pg = gpa + (done + i) * KF_PAGE_SIZE;
 			uint64_t idx = (pg - g->r.gpa) / KF_PAGE_SIZE;
 			char *dst = (char *)buf + (done + i) * KF_PAGE_SIZE;
+			uint8_t *dst_tags = tags ? tags + (done + i) * KF_MTE_TAGS_PER_PAGE : NULL;
 
 			if (g->cached[idx]) {
 				memcpy(dst, g->cache + idx * KF_PAGE_SIZE, KF_PAGE_SIZE);
+				if (dst_tags)
+					memcpy(dst_tags, g->cache_tags + idx * KF_MTE_TAGS_PER_PAGE,
+					       KF_MTE_TAGS_PER_PAGE);
 				g->cached[idx] = 0;
 				continue;
 			}
@@ -627,7 +667,8 @@ static int kf_rc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t le
 				ret = kf_fail(ENOTCONN, "%s", r->err);
 				break;
 			}
-			ws[nw] = (struct kf_rc_waiter){ .gpa = pg, .buf = dst, .result = 1 };
+			ws[nw] = (struct kf_rc_waiter){ .gpa = pg, .buf = dst,
+							 .tags = dst_tags, .result = 1 };
 			ws[nw].next = r->waiters;
 			r->waiters = &ws[nw];
 			if (r->reqq_len == r->reqq_cap) {
@@ -672,6 +713,27 @@ static int kf_rc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t le
 	return 0;
 }
 
+static int kf_rc_read(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t len)
+{
+	struct kf_rc_region *g = src->priv;
+
+	if (g->tags)
+		return kf_fail(EINVAL, "remote source: region %u has allocation tags: read them with its pages",
+			       g->r.id);
+	return kf_rc_read_pages(src, gpa, buf, NULL, len);
+}
+
+static int kf_rc_read_tagged(struct kf_pagesrc *src, uint64_t gpa, void *buf,
+			     void *tags, size_t len)
+{
+	struct kf_rc_region *g = src->priv;
+
+	if (!g->tags)
+		return kf_fail(ENODATA, "remote source: region %u carries no allocation tags",
+			       g->r.id);
+	return kf_rc_read_pages(src, gpa, buf, tags, len);
+}
+
 static int kf_rc_prefetch(struct kf_pagesrc *src, uint64_t gpa, size_t len)
 {
 	(void)src;
@@ -686,6 +748,7 @@ static void *kf_rc_flush_thread(void *arg)
 	struct kf_rc_region *g = arg;
 	struct kf_remote *r = g->remote;
 	static __thread uint8_t page[KF_PAGE_SIZE] __attribute__((aligned(64)));
+	static __thread uint8_t tags[KF_MTE_TAGS_PER_PAGE];
 	uint64_t p;
 
 	for (p = 0; p < g->npages; p++) {
@@ -700,6 +763,9 @@ static void *kf_rc_flush_thread(void *arg)
 		}
 		if (g->cached[p]) {
 			memcpy(page, g->cache + p * KF_PAGE_SIZE, KF_PAGE_SIZE);
+			if (g->tags)
+				memcpy(tags, g->cache_tags + p * KF_MTE_TAGS_PER_PAGE,
+				       KF_MTE_TAGS_PER_PAGE);
 			g->cached[p] = 0;
 			sink = g->sink;
 			opaque = g->sink_opaque;
@@ -708,8 +774,8 @@ static void *kf_rc_flush_thread(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		if (!sink)
 			continue;
-		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page, NULL,
-			   KF_PAGE_SIZE);
+		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE, page,
+			   g->tags ? tags : NULL, KF_PAGE_SIZE);
 		kf_rc_sink_done(g);
 		if (ret)
 			break;	/* the engine reports its own failure */
@@ -755,6 +821,7 @@ static void kf_rc_stop_push(struct kf_pagesrc *src)
 
 static const struct kf_pagesrc_ops kf_rc_ops = {
 	.read = kf_rc_read,
+	.read_tagged = kf_rc_read_tagged,
 	.prefetch = kf_rc_prefetch,
 	.start_push = kf_rc_start_push,
 	.stop_push = kf_rc_stop_push,
@@ -774,6 +841,7 @@ int kf_remote_pagesrc(struct kf_remote *r, unsigned int i, struct kf_pagesrc **s
 	g->src.base = g->r.gpa;
 	g->src.size = g->r.size;
 	g->src.priv = g;
+	g->src.flags = g->tags ? KF_PAGESRC_TAGS : 0;
 	*srcp = &g->src;
 	return 0;
 }
@@ -1155,6 +1223,8 @@ void kf_remote_destroy(struct kf_remote *r)
 			pthread_join(g->flush_thread, NULL);
 		if (g->cache)
 			munmap(g->cache, g->r.size);
+		if (g->cache_tags)
+			munmap(g->cache_tags, g->r.size / KF_MTE_GRANULE);
 		free(g->held);
 		free(g->cached);
 	}

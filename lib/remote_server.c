@@ -102,6 +102,8 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 			r->sent = calloc(r->npages, 1);
 		if (!r->npages || r->r.size % KF_PAGE_SIZE)
 			ret = kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
+		else if (r->r.tags && (r->r.eager || !cfg->read_tags))
+			ret = kf_fail(EINVAL, "page server: region %u has tags, which need read_tags and a region that is not eager", i);
 		else if (!r->sent)
 			ret = kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
 				      i, (unsigned long long)r->npages);
@@ -556,7 +558,8 @@ int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms)
 		setup.r[i].gpa = srv->regions[i].r.gpa;
 		setup.r[i].size = srv->regions[i].r.size;
 		setup.r[i].slot_flags = srv->regions[i].r.slot_flags |
-					(srv->regions[i].r.eager ? KF_MIG_REGION_EAGER : 0);
+					(srv->regions[i].r.eager ? KF_MIG_REGION_EAGER : 0) |
+					(srv->regions[i].r.tags ? KF_MIG_REGION_TAGS : 0);
 		setup.r[i].id = i;
 	}
 	return kf_mig_send(srv->main, KF_MIG_SETUP, &setup,
@@ -578,6 +581,33 @@ static void kf_ps_count(struct kf_page_server *srv, enum kf_mig_page_cause c,
 			(unsigned long long)total);
 		kf_ps_shutdown(srv);
 	}
+}
+
+/* Send n pages of region r from page idx, a tags region's with their tags. */
+static int kf_ps_send(struct kf_page_server *srv, struct kf_mig_conn *c,
+		      struct kf_ps_region *r, uint64_t idx, uint64_t n,
+		      enum kf_mig_page_cause cause)
+{
+	uint8_t tags[KF_MIG_MAX_BATCH * KF_MTE_TAGS_PER_PAGE];
+	int ret = 0;
+
+	if (!r->r.tags)
+		return kf_mig_send_pages(c, r->r.gpa + idx * KF_PAGE_SIZE,
+					 (const char *)r->r.hva + idx * KF_PAGE_SIZE,
+					 n, cause);
+	while (n && !ret) {
+		uint64_t k = KF_MIN(n, (uint64_t)KF_MIG_MAX_BATCH);
+		uint64_t gpa = r->r.gpa + idx * KF_PAGE_SIZE;
+
+		ret = srv->cfg.read_tags(srv->cfg.opaque, gpa, k * KF_PAGE_SIZE, tags);
+		if (!ret)
+			ret = kf_mig_send_tagged_pages(c, gpa,
+						       (const char *)r->r.hva + idx * KF_PAGE_SIZE,
+						       tags, k, cause);
+		idx += k;
+		n -= k;
+	}
+	return ret;
 }
 
 static void *kf_ps_demand_thread(void *arg)
@@ -610,9 +640,7 @@ static void *kf_ps_demand_thread(void *arg)
 				break;
 			}
 			__atomic_store_n(&r->sent[idx], 1, __ATOMIC_RELAXED);
-			ret = kf_mig_send_pages(srv->demand, gpa,
-						(const char *)r->r.hva + idx * KF_PAGE_SIZE,
-						1, KF_MIG_CAUSE_DEMAND);
+			ret = kf_ps_send(srv, srv->demand, r, idx, 1, KF_MIG_CAUSE_DEMAND);
 			if (!ret)
 				kf_ps_count(srv, KF_MIG_CAUSE_DEMAND, 1);
 		}
@@ -657,9 +685,7 @@ static int kf_ps_push_batch(struct kf_ps_pusher *ps, struct kf_ps_region *r,
 			n++;
 		if (!n)
 			continue;
-		ret = kf_mig_send_pages(ps->conn, r->r.gpa + p * KF_PAGE_SIZE,
-					(const char *)r->r.hva + p * KF_PAGE_SIZE,
-					n, KF_MIG_CAUSE_PUSH);
+		ret = kf_ps_send(srv, ps->conn, r, p, n, KF_MIG_CAUSE_PUSH);
 		if (!ret)
 			kf_ps_count(srv, KF_MIG_CAUSE_PUSH, n);
 		p += n;

@@ -72,24 +72,7 @@ static uint64_t kf_snap_tags_len(const struct kf_snap_header *h)
 	return h->flags & KF_SNAP_F_MTE_TAGS ? h->total_pages * KF_SNAP_TAG_BYTES : 0;
 }
 
-/* Two granules' tags a byte in the file, one a byte in KVM's layout. */
-static void kf_snap_pack_tags(uint8_t *packed, const uint8_t *tags, uint64_t nr)
-{
-	uint64_t i;
-
-	for (i = 0; i < nr / 2; i++)
-		packed[i] = (tags[2 * i] & 0xf) | (tags[2 * i + 1] & 0xf) << 4;
-}
-
-static void kf_snap_unpack_tags(uint8_t *tags, const uint8_t *packed, uint64_t nr)
-{
-	uint64_t i;
-
-	for (i = 0; i < nr / 2; i++) {
-		tags[2 * i] = packed[i] & 0xf;
-		tags[2 * i + 1] = packed[i] >> 4;
-	}
-}
+_Static_assert(KF_SNAP_TAG_BYTES == KF_MTE_PACKED_PER_PAGE, "a page's packed tags");
 
 #define KF_SNAP_TAG_CHUNK 256	/* pages whose tags are read from KVM at once */
 
@@ -109,7 +92,7 @@ static int kf_snap_save_tags(struct kf_vm *vm, const struct kf_snap_region *regi
 			len = regions[i].size - off < chunk ? regions[i].size - off : chunk;
 			ret = kf_arch_copy_tags(vm, regions[i].gpa + off, len, buf, false);
 			if (!ret)
-				kf_snap_pack_tags(tags + (regions[i].first_page +
+				kf_mte_pack_tags(tags + (regions[i].first_page +
 							  off / KF_PAGE_SIZE) * KF_SNAP_TAG_BYTES,
 						  buf, len / KF_MTE_GRANULE);
 		}
@@ -656,7 +639,7 @@ int kf_snapshot_read_tags(struct kf_snapshot *snap, uint64_t gpa, void *tags,
 		if (idx < 0)
 			return kf_fail(ERANGE, "snapshot holds no page at 0x%llx",
 				       (unsigned long long)(gpa + off));
-		kf_snap_unpack_tags((uint8_t *)tags + off / KF_MTE_GRANULE,
+		kf_mte_unpack_tags((uint8_t *)tags + off / KF_MTE_GRANULE,
 				    snap->tags + idx * KF_SNAP_TAG_BYTES,
 				    KF_MTE_TAGS_PER_PAGE);
 	}

@@ -6,7 +6,9 @@
  * when the kernel has KVM_CAP_EXIT_ON_MISSING, else userfaultfd) and has
  * the guest verify every page.  Then the same with one pre-copy round and
  * with a connection drop in the middle of post-copy (recovery), each with
- * the push on the main connection or on push streams.
+ * the push on the main connection or on push streams.  Where KVM has MTE
+ * (arm64) the same again with an MTE guest, which tags every page it
+ * writes and checks the tags too: they travel with the pages.
  *
  * KF_MIGRATE_PAGES / KF_MIGRATE_VCPUS set the size (default 2 x 256).
  */
@@ -27,7 +29,7 @@ static uint64_t pages = 256;
 static struct kf_mig_tls *tls_source, *tls_dest;
 
 static int source_main(int lfd, unsigned int rounds, uint64_t drop_after,
-		       bool tls)
+		       bool tls, bool mte)
 {
 	struct kf_workload_cfg wc = { .nr_vcpus = nr_vcpus, .pages_per_vcpu = pages };
 	struct kf_mig_source_config sc = {
@@ -42,6 +44,8 @@ static int source_main(int lfd, unsigned int rounds, uint64_t drop_after,
 	int ret;
 
 	TEST_OK(kf_vm_create(&vm));
+	if (mte)
+		TEST_OK(kf_vm_enable_mte(vm));
 	TEST_OK(kf_workload_setup(vm, &wc, KF_BACKING_ANON,
 				  rounds ? KVM_MEM_LOG_DIRTY_PAGES : 0, NULL, vcpus));
 	TEST_OK(kf_workload_start(vcpus, nr_vcpus));
@@ -54,7 +58,7 @@ static int source_main(int lfd, unsigned int rounds, uint64_t drop_after,
 }
 
 static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
-		    unsigned int streams)
+		    unsigned int streams, bool mte)
 {
 	struct kf_mig_dest_config dc = {
 		.tls = tls ? tls_dest : NULL, .plain = !tls,
@@ -74,7 +78,7 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid)
-		_exit(source_main(lfd, rounds, drop_after, tls));
+		_exit(source_main(lfd, rounds, drop_after, tls, mte));
 	close(lfd);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	dc.addr = addr;
@@ -118,8 +122,8 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
 		    (unsigned long long)rep.run_after_switch_ns);
 	TEST_ASSERT(rep.iterations_after_switch > 0,
 		    "the guest made no progress after the switch");
-	printf("  %s, rounds %u drop %llu, %u push streams: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
-	       tls ? "TLS" : "plain TCP", rounds,
+	printf("  %s%s, rounds %u drop %llu, %u push streams: backend %s, demand %llu push %llu precopy %llu, reconnects %llu, normal faulting at %.1f ms (+%llu guest passes after): ok\n",
+	       mte ? "MTE guest, " : "", tls ? "TLS" : "plain TCP", rounds,
 	       (unsigned long long)drop_after, streams, rep.backend,
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_DEMAND],
 	       (unsigned long long)rep.pages_by_cause[KF_MIG_CAUSE_PUSH],
@@ -129,9 +133,24 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
 	fflush(stdout);
 }
 
+/* Whether this KVM gives guests MTE (else the MTE runs are left out). */
+static bool have_mte(void)
+{
+	struct kf_vm *vm;
+	int ret;
+
+	TEST_OK(kf_vm_create(&vm));
+	ret = kf_vm_enable_mte(vm);
+	kf_vm_destroy(vm);
+	if (ret)
+		printf("  MTE guest: not run, %s\n", kf_error());
+	return !ret;
+}
+
 int main(void)
 {
 	const char *env;
+	bool mte;
 
 	kf_test_require_kvm();
 	signal(SIGPIPE, SIG_IGN);
@@ -140,12 +159,19 @@ int main(void)
 	if ((env = getenv("KF_MIGRATE_VCPUS")))
 		nr_vcpus = strtoul(env, NULL, 0);
 	kf_test_psk_pair(&tls_source, &tls_dest);
-	migrate(0, 0, true, 0);
-	migrate(0, 0, false, KF_MIG_MAX_PUSH_STREAMS);
-	migrate(1, 0, false, 2);
-	migrate(0, 64, true, 0);	/* drop after 64 post-copy pages, recover */
-	migrate(0, 64, true, 3);	/* the same, every push stream reconnects */
+	migrate(0, 0, true, 0, false);
+	migrate(0, 0, false, KF_MIG_MAX_PUSH_STREAMS, false);
+	migrate(1, 0, false, 2, false);
+	migrate(0, 64, true, 0, false);	/* drop after 64 post-copy pages, recover */
+	migrate(0, 64, true, 3, false);	/* the same, every push stream reconnects */
+	mte = have_mte();
+	if (mte) {
+		migrate(0, 0, true, 2, true);
+		migrate(1, 0, false, 0, true);
+		migrate(0, 64, true, 2, true);
+	}
 	kf_mig_tls_free(tls_source);
 	kf_mig_tls_free(tls_dest);
-	TEST_PASS("post-copy migration verified in the guest: pure (TLS), with pre-copy (plain TCP), with recovery (TLS), push on main and on push streams");
+	TEST_PASS("post-copy migration verified in the guest: pure (TLS), with pre-copy (plain TCP), with recovery (TLS), push on main and on push streams%s",
+		  mte ? "; an MTE guest's tags with its pages" : "");
 }

@@ -32,6 +32,8 @@
  *
  * Every page carries a 64-bit checksum bound to its address; a page whose
  * checksum does not match is a protocol error and is never installed.
+ * The pages of a region SETUP marks KF_MIG_REGION_TAGS (an arm64 MTE
+ * guest's) carry their allocation tags, which the checksum covers too.
  * The parser (kf_mig_parse_frame, kf_mig_parse_payload) accepts arbitrary
  * bytes and returns an error for anything malformed; it is fuzzed
  * (fuzz/mig_fuzz.c).
@@ -51,8 +53,8 @@ KF_API_BEGIN
 
 #define KF_MIG_MAGIC 0x474d464bU	/* "KFMG" */
 /* 2: page checksums are kf_host_hash() (XXH3), no longer kf_hash().
- * 3: SYNC.  4: push streams. */
-#define KF_MIG_VERSION 4
+ * 3: SYNC.  4: push streams.  5: allocation tags. */
+#define KF_MIG_VERSION 5
 #define KF_MIG_MAX_PUSH_STREAMS 8
 #define KF_MIG_MAX_PAYLOAD (4U << 20)
 #define KF_MIG_MAX_BATCH 64		/* pages in one PAGES message */
@@ -129,9 +131,17 @@ struct kf_mig_setup {
 	struct kf_mig_region regions[];
 };
 
-/* PAGES: a run of count pages from gpa; entries then the DATA pages. */
+/*
+ * PAGES: a run of count pages from gpa; entries then the DATA pages.  With
+ * header flag KF_MIG_PAGES_TAGS (the pages of a KF_MIG_REGION_TAGS region,
+ * and only those) then count x KF_MIG_TAG_BYTES: page i's MTE allocation
+ * tags, two 16-byte granules a byte (the lower granule in the low nibble),
+ * ZERO pages included; the entry's hash is kf_mig_tagged_page_hash().
+ */
 #define KF_MIG_PAGE_DATA 0
 #define KF_MIG_PAGE_ZERO 1
+#define KF_MIG_PAGES_TAGS (1U << 0)
+#define KF_MIG_TAG_BYTES 128
 struct kf_mig_page_entry {
 	uint64_t hash;		/* kf_mig_page_hash() */
 	uint32_t kind;		/* KF_MIG_PAGE_* */
@@ -192,6 +202,7 @@ struct kf_mig_msg {
 			struct kf_mig_pages_hdr h;
 			const struct kf_mig_page_entry *entries;
 			const uint8_t *data;	/* DATA pages, in order */
+			const uint8_t *tags;	/* KF_MIG_PAGES_TAGS, else NULL */
 		} pages;
 		struct {
 			const struct kf_mig_range *ranges;
@@ -221,6 +232,13 @@ struct kf_mig_msg {
 static inline uint64_t kf_mig_page_hash(uint64_t gpa, const void *page)
 {
 	return kf_host_hash(page, KF_PAGE_SIZE, gpa * 0x9e3779b97f4a7c15ULL);
+}
+
+/* The checksum of one page and its (packed) allocation tags. */
+static inline uint64_t kf_mig_tagged_page_hash(uint64_t gpa, const void *page,
+					       const void *tags)
+{
+	return kf_host_hash(tags, KF_MIG_TAG_BYTES, kf_mig_page_hash(gpa, page));
 }
 
 /* An identity of this program's image (guest code comes from it). */
@@ -312,6 +330,12 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text);
  */
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		      uint64_t count, enum kf_mig_page_cause cause);
+/* The same for the pages of a KF_MIG_REGION_TAGS region, with their
+ * allocation tags: one byte a 16-byte granule (KVM_ARM_MTE_COPY_TAGS'
+ * layout), count x 256 bytes. */
+int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
+			     const void *src, const uint8_t *tags, uint64_t count,
+			     enum kf_mig_page_cause cause);
 
 /* Verify every page of a PAGES message where it lies (DATA pages follow
  * each other in msg->u.pages.data): 0, or -EBADMSG with a message. */
@@ -320,6 +344,9 @@ int kf_mig_pages_verify(const struct kf_mig_msg *msg);
 /* Verify the pages of a PAGES message; i-th page into out (4096 bytes,
  * zero-filled for ZERO).  -EBADMSG (message set) on a checksum mismatch. */
 int kf_mig_page_get(const struct kf_mig_msg *msg, uint32_t i, void *out);
+/* The i-th page's allocation tags, one byte a granule (256 bytes) into
+ * tags; -ENODATA for a message without tags.  Verify the page first. */
+int kf_mig_page_tags(const struct kf_mig_msg *msg, uint32_t i, uint8_t *tags);
 
 /* TCP helpers: "host:port" (numeric or resolvable; port may be 0). */
 int kf_mig_listen(const char *addr, int *portp);

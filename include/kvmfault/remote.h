@@ -44,8 +44,10 @@
 
 KF_API_BEGIN
 
-/* SETUP region flag: the region arrives whole before SWITCHOVER. */
+/* SETUP region flags: the region arrives whole before SWITCHOVER; its
+ * pages carry MTE allocation tags (never an eager region's). */
 #define KF_MIG_REGION_EAGER (1U << 31)
+#define KF_MIG_REGION_TAGS (1U << 30)
 
 /* ----------------------------------------------------------- page server */
 
@@ -55,6 +57,8 @@ struct kf_page_server_region {
 	const void *hva;	/* the memory served; stays until destroy */
 	uint32_t slot_flags;
 	bool eager;		/* sent whole before SWITCHOVER by the caller */
+	bool tags;		/* pages go with their MTE allocation tags
+				 * (config read_tags); not with eager */
 };
 
 struct kf_page_server_config {
@@ -75,6 +79,9 @@ struct kf_page_server_config {
 	/* Other events worth a line in a log (a connection lost, the
 	 * destination back).  May be NULL: the library prints nothing. */
 	void (*log)(void *opaque, const char *msg);
+	/* The allocation tags of [gpa, +len) of a tags region, one byte a
+	 * 16-byte granule (len / 16 bytes): 0 or -errno.  Needed with tags. */
+	int (*read_tags)(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags);
 	void *opaque;
 	bool no_push;			/* demand only, no background push */
 	int recover_timeout_ms;		/* wait this long for a reconnect */

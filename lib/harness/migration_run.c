@@ -25,9 +25,54 @@ static int kf_report_fail(struct kf_mig_report *rep, int ret)
 
 /* ----------------------------------------------------------------- source */
 
-static int kf_src_send_dirty(struct kf_page_server *srv, struct kf_mig_conn *c,
-			     const struct kf_memslot *ms, const uint64_t *bm,
-			     enum kf_mig_page_cause cause, uint64_t *sent)
+/* An MTE VM's data regions go with their allocation tags (the system slot,
+ * mapped untagged in the guest, without). */
+static bool kf_src_tagged(struct kf_vm *vm, const struct kf_memslot *ms)
+{
+	return kf_vm_mte(vm) && ms->slot != KF_SYSTEM_SLOT;
+}
+
+/* The page server's read_tags (opaque: the VM, stopped by then). */
+static int kf_src_read_tags(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags)
+{
+	return kf_arch_copy_tags(opaque, gpa, len, tags, false);
+}
+
+/*
+ * Send n pages of ms from page p.  A running guest may retag a page after
+ * its tags were read: that store dirties the page, which the next round
+ * sends again, as it does for data.
+ */
+static int kf_src_send(struct kf_vm *vm, struct kf_mig_conn *c,
+		       const struct kf_memslot *ms, uint64_t p, uint64_t n,
+		       enum kf_mig_page_cause cause)
+{
+	static __thread uint8_t tags[KF_MIG_MAX_BATCH * KF_PAGE_SIZE / 16];
+	int ret = 0;
+
+	if (!kf_src_tagged(vm, ms))
+		return kf_mig_send_pages(c, ms->gpa + p * KF_PAGE_SIZE,
+					 (const char *)ms->hva + p * KF_PAGE_SIZE,
+					 n, cause);
+	while (n && !ret) {
+		uint64_t k = KF_MIN(n, (uint64_t)KF_MIG_MAX_BATCH);
+		uint64_t gpa = ms->gpa + p * KF_PAGE_SIZE;
+
+		ret = kf_arch_copy_tags(vm, gpa, k * KF_PAGE_SIZE, tags, false);
+		if (!ret)
+			ret = kf_mig_send_tagged_pages(c, gpa,
+						       (const char *)ms->hva + p * KF_PAGE_SIZE,
+						       tags, k, cause);
+		p += k;
+		n -= k;
+	}
+	return ret;
+}
+
+static int kf_src_send_dirty(struct kf_vm *vm, struct kf_page_server *srv,
+			     struct kf_mig_conn *c, const struct kf_memslot *ms,
+			     const uint64_t *bm, enum kf_mig_page_cause cause,
+			     uint64_t *sent)
 {
 	uint64_t p = 0, n = ms->size / KF_PAGE_SIZE;
 	int ret;
@@ -41,9 +86,7 @@ static int kf_src_send_dirty(struct kf_page_server *srv, struct kf_mig_conn *c,
 		}
 		for (e = p; e < n && (bm[e / 64] & (1ULL << (e % 64))); e++)
 			;
-		ret = kf_mig_send_pages(c, ms->gpa + p * KF_PAGE_SIZE,
-					(const char *)ms->hva + p * KF_PAGE_SIZE,
-					e - p, cause);
+		ret = kf_src_send(vm, c, ms, p, e - p, cause);
 		if (ret)
 			return ret;
 		kf_page_server_count(srv, cause, e - p);
@@ -89,6 +132,8 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		.no_push = cfg->no_push,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
 		.drop_after_pages = cfg->drop_after_pages,
+		.read_tags = kf_src_read_tags,
+		.opaque = vm,
 	};
 	struct kf_mig_switchover sw = { 0 };
 	struct kf_page_server *srv = NULL;
@@ -104,8 +149,6 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	ret = kf_vm_check_no_private(vm, "migration");
 	if (ret)
 		return ret;
-	if (kf_vm_mte(vm))
-		return kf_fail(EOPNOTSUPP, "migration refused: the VM uses MTE, and the stream does not carry allocation tags yet");
 	for (i = 0; i < KF_MAX_SLOTS; i++) {
 		const struct kf_memslot *ms = kf_vm_slot(vm, i);
 
@@ -121,6 +164,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 			.slot_flags = ms->flags & ~(KVM_MEM_LOG_DIRTY_PAGES |
 						    KVM_MEM_EXIT_ON_MISSING),
 			.eager = i == KF_SYSTEM_SLOT,
+			.tags = kf_src_tagged(vm, ms),
 		};
 		if (i != KF_SYSTEM_SLOT)
 			rep->guest_bytes += ms->size;
@@ -188,14 +232,13 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 			if (round == 1) {
 				uint64_t np = ms->size / KF_PAGE_SIZE;
 
-				ret = kf_mig_send_pages(c, ms->gpa, ms->hva, np,
-							KF_MIG_CAUSE_PRECOPY);
+				ret = kf_src_send(vm, c, ms, 0, np, KF_MIG_CAUSE_PRECOPY);
 				kf_page_server_count(srv, KF_MIG_CAUSE_PRECOPY, np);
 				sent += np;
 			} else {
 				ret = kf_vm_get_dirty_log(vm, ms->slot, bitmaps[i]);
 				if (!ret)
-					ret = kf_src_send_dirty(srv, c, ms, bitmaps[i],
+					ret = kf_src_send_dirty(vm, srv, c, ms, bitmaps[i],
 								KF_MIG_CAUSE_PRECOPY,
 								&sent);
 			}
@@ -275,7 +318,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 
 		ret = kf_vm_get_dirty_log(vm, slots[sys]->slot, bitmaps[sys]);
 		if (!ret)
-			ret = kf_src_send_dirty(srv, c, slots[sys], bitmaps[sys],
+			ret = kf_src_send_dirty(vm, srv, c, slots[sys], bitmaps[sys],
 						KF_MIG_CAUSE_STOPCOPY, &resent);
 		if (ret)
 			goto out;
@@ -385,7 +428,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	uint64_t t0 = kf_mig_now_ns(), t_setup, t_resume, t_switch, held = 0, total = 0;
 	uint64_t iter_at_switch, uffd_faults_at_switch;
 	unsigned int i, nv;
-	bool started = false, dropped = false, minor;
+	bool started = false, dropped = false, minor, mte = false;
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
@@ -401,12 +444,23 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	ret = kf_vm_create(&vm);
 	if (ret)
 		goto out;
+	/* Tagged regions: the VM has MTE, and the engine tags each page in
+	 * a memfd's page cache before the guest maps it. */
+	for (i = 0; i < kf_remote_nr_regions(r); i++)
+		if (kf_remote_region(r, i)->slot_flags & KF_MIG_REGION_TAGS)
+			mte = true;
+	if (mte) {
+		ret = kf_vm_enable_mte(vm);
+		if (ret)
+			goto out;
+	}
 	for (i = 0; i < kf_remote_nr_regions(r); i++) {
 		const struct kf_mig_region *mr = kf_remote_region(r, i);
+		bool tags = mr->slot_flags & KF_MIG_REGION_TAGS;
 		struct kf_region reg = {
 			.gpa = mr->gpa, .size = mr->size,
-			.flags = mr->slot_flags & ~KVM_MEM_EXIT_ON_MISSING,
-			.backing = minor ? KF_BACKING_MEMFD : KF_BACKING_ANON,
+			.flags = mr->slot_flags & ~(KVM_MEM_EXIT_ON_MISSING | KF_MIG_REGION_TAGS),
+			.backing = minor || tags ? KF_BACKING_MEMFD : KF_BACKING_ANON,
 			.guest_memfd = -1,
 		};
 		const struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);

@@ -4,7 +4,9 @@
  * calls only inline helpers and KF_GUEST functions.
  *
  * Region layout: one span a vCPU, each span csum_pages of checksums (one
- * 64-bit checksum a page) and then pages_per_vcpu data pages.
+ * 64-bit checksum a page) and then pages_per_vcpu data pages.  In an MTE
+ * VM every write pass also gives the page a new allocation tag, which its
+ * checksum covers.
  */
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <kvmfault/guest.h>
 #include <kvmfault/migration.h>
 #include <kvmfault/migration_run.h>
+#include <kvmfault/test_guest.h>
 #include <kvmfault/vcpu.h>
 
 /* In slot 0, like all of the program's data: it migrates with the guest. */
@@ -29,12 +32,31 @@ KF_GUEST_INLINE uint64_t kf_wl_rand(uint64_t *s)
 	return x;
 }
 
-KF_GUEST_INLINE void kf_wl_fill(volatile uint64_t *page, uint64_t seed)
+/* Fill the page from seed (and tag it, with MTE): its checksum. */
+KF_GUEST_INLINE uint64_t kf_wl_fill(volatile uint64_t *page, uint64_t seed,
+				    bool mte)
 {
-	uint64_t i, s = seed | 1;
+	uint64_t i, s = seed | 1, tag = 0;
 
 	for (i = 0; i < KF_PAGE_SIZE / 8; i++)
 		page[i] = kf_wl_rand(&s);
+	if (mte) {
+		tag = (seed ^ seed >> 20) & 0xf;
+		kt_guest_tag_page(page, tag);
+	}
+	return kf_hash((const void *)page, KF_PAGE_SIZE) ^ tag;
+}
+
+/* The checksum of the page as it is: its bytes, and with MTE its tag,
+ * which every 17th granule must hold (~0 when they differ). */
+KF_GUEST_INLINE uint64_t kf_wl_csum(const char *page, bool mte)
+{
+	uint64_t i, tag = mte ? kt_guest_tag(page) : 0;
+
+	for (i = 17; mte && i < KF_PAGE_SIZE / 16; i += 17)
+		if (kt_guest_tag(page + i * 16) != tag)
+			return ~0ULL;
+	return kf_hash(page, KF_PAGE_SIZE) ^ tag;
 }
 
 KF_GUEST void kf_workload_guest(uint64_t arg)
@@ -47,13 +69,13 @@ KF_GUEST void kf_workload_guest(uint64_t arg)
 	char *data = base + ctl->csum_pages * KF_PAGE_SIZE;
 	uint64_t n = ctl->pages_per_vcpu, hot = n / 4 ? n / 4 : 1;
 	uint64_t p, iter = 0, rnd = 0x2545f4914f6cdd1dULL ^ (id << 32) ^ arg;
+	bool mte = ctl->mte;
 
 	(void)arg;
 	for (p = 0; p < n; p++) {
 		volatile uint64_t *page = (volatile uint64_t *)(data + p * KF_PAGE_SIZE);
 
-		kf_wl_fill(page, (id << 48) ^ (p << 20) ^ 1);
-		csum[p] = kf_hash((const void *)page, KF_PAGE_SIZE);
+		csum[p] = kf_wl_fill(page, (id << 48) ^ (p << 20) ^ 1, mte);
 	}
 	GUEST_SYNC_ARGS(KF_WL_STAGE_FILLED, n, 0, 0);
 
@@ -64,16 +86,15 @@ KF_GUEST void kf_workload_guest(uint64_t arg)
 		volatile uint64_t *page = (volatile uint64_t *)(data + pg * KF_PAGE_SIZE);
 
 		iter++;
-		kf_wl_fill(page, (id << 48) ^ (pg << 20) ^ (iter << 1) ^ r);
-		csum[pg] = kf_hash((const void *)page, KF_PAGE_SIZE);
+		csum[pg] = kf_wl_fill(page, (id << 48) ^ (pg << 20) ^ (iter << 1) ^ r,
+				      mte);
 		ctl->iterations[id] = iter;
 		if (ctl->idle_us)
 			GUEST_SYNC_ARGS(KF_WL_STAGE_IDLE, ctl->idle_us, 0, 0);
 	}
 
 	for (p = 0; p < n; p++)
-		GUEST_ASSERT_EQ(kf_hash(data + p * KF_PAGE_SIZE, KF_PAGE_SIZE),
-				csum[p]);
+		GUEST_ASSERT_EQ(kf_wl_csum(data + p * KF_PAGE_SIZE, mte), csum[p]);
 	GUEST_SYNC_ARGS(KF_WL_STAGE_VERIFIED, n, iter, 0);
 }
 
@@ -137,6 +158,7 @@ int kf_workload_setup(struct kf_vm *vm, const struct kf_workload_cfg *cfg,
 	ctl->csum_pages = kf_wl_csum_pages(cfg->pages_per_vcpu);
 	ctl->nr_vcpus = cfg->nr_vcpus;
 	ctl->idle_us = cfg->idle_us;
+	ctl->mte = kf_vm_mte(vm);
 	return kf_workload_add_vcpus(vm, cfg->nr_vcpus, vcpus);
 }
 

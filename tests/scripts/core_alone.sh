@@ -9,7 +9,7 @@ set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$here/build}
 cc=${CC:-cc}
-core="engine exit error hash kvm pagesrc stats uffd"
+core="engine exit error hash kvm mte pagesrc stats uffd"
 objs=""
 for o in $core; do
 	f=$build/obj/lib/$o.o

@@ -44,6 +44,7 @@ struct kf_workload_ctl {
 	uint64_t csum_pages;		/* checksum pages before each span */
 	uint64_t nr_vcpus;
 	uint64_t idle_us;
+	uint64_t mte;			/* the VM has MTE: pages are tagged too */
 	volatile uint64_t iterations[KF_MAX_VCPUS];
 };
 

@@ -15,6 +15,10 @@
  *                            with ENOSYS)
  *   kt_guest_undefined()     an undefined instruction (UD2, UDF)
  *   kt_guest_privilege()     the privilege guest code runs at (CPL, EL)
+ *   kt_guest_tag_page(p, t)  MTE (arm64, kf_vm_enable_mte()): give the
+ *                            page at p allocation tag t in every granule
+ *                            (STG); kt_guest_tag(p) loads p's (LDG).
+ *                            Without MTE (x86) they do nothing / read 0
  *   KT_GUEST_PRIVILEGE       what the library runs it at
  *   kt_return_imm(code, imm) host side: write a guest function that
  *                            returns imm; its length in bytes
@@ -68,6 +72,18 @@ KF_GUEST_INLINE uint64_t kt_guest_privilege(void)
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
 	return cs & 3;
 }
+
+KF_GUEST_INLINE void kt_guest_tag_page(volatile void *page, uint64_t tag)
+{
+	(void)page;
+	(void)tag;
+}
+
+KF_GUEST_INLINE uint64_t kt_guest_tag(const volatile void *p)
+{
+	(void)p;
+	return 0;
+}
 #elif defined(__aarch64__)
 #define KT_GUEST_PRIVILEGE 1	/* EL1 */
 
@@ -117,6 +133,29 @@ KF_GUEST_INLINE uint64_t kt_guest_privilege(void)
 
 	__asm__ volatile("mrs %0, CurrentEL" : "=r"(el));
 	return el >> 2 & 3;
+}
+
+/* STG x0, [x1] and LDG x0, [x1] as encoded words: the toolchain's base
+ * architecture predates MTE.  The tag is bits 59:56 of x0. */
+KF_GUEST_INLINE void kt_guest_tag_page(volatile void *page, uint64_t tag)
+{
+	uintptr_t p = (uintptr_t)page, end = p + 4096;
+
+	for (; p < end; p += 16) {
+		register uint64_t x0 __asm__("x0") = tag << 56;
+		register uint64_t x1 __asm__("x1") = p;
+
+		__asm__ volatile(".inst 0xd9200820" : : "r"(x0), "r"(x1) : "memory");
+	}
+}
+
+KF_GUEST_INLINE uint64_t kt_guest_tag(const volatile void *p)
+{
+	register uint64_t x0 __asm__("x0") = (uintptr_t)p;
+	register uint64_t x1 __asm__("x1") = (uintptr_t)p;
+
+	__asm__ volatile(".inst 0xd9600020" : "+r"(x0) : "r"(x1) : "memory");
+	return x0 >> 56 & 0xf;
 }
 #else
 #error "kvmfault tests: no guest helpers for this architecture"

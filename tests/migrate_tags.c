@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+/*
+ * MTE allocation tags on the migration stream (protocol version 5), no KVM
+ * needed.  On the wire: tagged PAGES carry every page's tags (a zero page's
+ * too) and come back as sent; a flipped tag bit fails the page's checksum;
+ * a PAGES whose length lacks the tags, and the tags flag on any other
+ * message, are malformed.  End to end: a page server whose region has
+ * tags sends them with every page, and the remote source marks the region
+ * and its page source tagged, hands out data and tags together and
+ * refuses a read without tags.  A page server refuses tags on an eager
+ * region and tags without a way to read them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <kvmfault/kvmfault.h>
+#include <kvmfault/migration.h>
+#include <kvmfault/remote.h>
+#include <kvmfault/test.h>
+
+#define NR_PAGES 8
+#define GPA_BASE (1ULL << 32)
+#define TAGS_PER_PAGE (KF_PAGE_SIZE / 16)
+
+static char *memory;
+
+/* Tags that differ within a page and between pages. */
+static uint8_t tag_of(uint64_t gpa, unsigned int granule)
+{
+	return (uint8_t)((gpa >> 12) * 7 + granule * 3) & 0xf;
+}
+
+static void fill_tags(uint64_t gpa, uint64_t len, uint8_t *tags)
+{
+	uint64_t off;
+	unsigned int g;
+
+	for (off = 0; off < len; off += KF_PAGE_SIZE)
+		for (g = 0; g < TAGS_PER_PAGE; g++)
+			tags[off / 16 + g] = tag_of(gpa + off, g);
+}
+
+/* --- the wire --- */
+
+/* Send count pages with tags on one end of a socket pair, read the frame
+ * from the other: its bytes into buf, their length returned. */
+static size_t send_and_read(const uint8_t *tags, uint64_t count, char *buf,
+			    size_t cap)
+{
+	struct kf_mig_conn *c;
+	size_t got = 0;
+	int sv[2];
+
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair: %m");
+	TEST_OK(kf_mig_conn_new(sv[0], &c));
+	TEST_OK(kf_mig_send_tagged_pages(c, GPA_BASE, memory, tags, count,
+					 KF_MIG_CAUSE_PUSH));
+	kf_mig_conn_free(c);
+	for (;;) {
+		ssize_t n = read(sv[1], buf + got, cap - got);
+
+		TEST_ASSERT(n >= 0, "read: %m");
+		if (!n)
+			break;
+		got += (size_t)n;
+	}
+	close(sv[1]);
+	return got;
+}
+
+static void wire(void)
+{
+	static char buf[1 << 16];
+	uint8_t tags[NR_PAGES * TAGS_PER_PAGE], got[TAGS_PER_PAGE];
+	static char page[KF_PAGE_SIZE];
+	struct kf_mig_hdr hdr;
+	struct kf_mig_msg msg;
+	size_t len, used;
+	uint32_t i;
+
+	fill_tags(GPA_BASE, 3 * KF_PAGE_SIZE, tags);
+	len = send_and_read(tags, 3, buf, sizeof(buf));
+	TEST_OK(kf_mig_parse_frame(buf, len, &used, &msg));
+	TEST_ASSERT_EQ(used, len);
+	TEST_ASSERT_EQ(msg.hdr.flags, KF_MIG_PAGES_TAGS);
+	TEST_ASSERT(msg.u.pages.tags, "a tagged PAGES has tags");
+	TEST_OK(kf_mig_pages_verify(&msg));
+	for (i = 0; i < 3; i++) {
+		TEST_OK(kf_mig_page_get(&msg, i, page));
+		TEST_ASSERT(!memcmp(page, memory + i * KF_PAGE_SIZE, KF_PAGE_SIZE),
+			    "page %u's data", i);
+		TEST_OK(kf_mig_page_tags(&msg, i, got));
+		TEST_ASSERT(!memcmp(got, tags + i * TAGS_PER_PAGE, TAGS_PER_PAGE),
+			    "page %u's tags", i);
+	}
+	/* Page 1 holds zeros: no data on the wire, its tags all the same. */
+	TEST_ASSERT_EQ(msg.hdr.len, sizeof(struct kf_mig_pages_hdr) +
+		       3 * sizeof(struct kf_mig_page_entry) + 2 * KF_PAGE_SIZE +
+		       3 * KF_MIG_TAG_BYTES);
+
+	/* One flipped tag bit of the last page: its checksum fails. */
+	buf[len - 1] ^= 0x10;
+	TEST_OK(kf_mig_parse_frame(buf, len, &used, &msg));
+	TEST_ASSERT_EQ(kf_mig_pages_verify(&msg), -EBADMSG);
+	TEST_ASSERT(strstr(kf_error(), "checksum"), "message: %s", kf_error());
+	printf("  a flipped tag bit: %s\n", kf_error());
+	buf[len - 1] ^= 0x10;
+
+	/* The flag without the tags' bytes, and on another message type. */
+	memcpy(&hdr, buf, sizeof(hdr));
+	hdr.len -= 3 * KF_MIG_TAG_BYTES;
+	TEST_ASSERT_EQ(kf_mig_parse_payload(&hdr, buf + sizeof(hdr), &msg), -EPROTO);
+	printf("  tags missing: %s\n", kf_error());
+	hdr = (struct kf_mig_hdr){ .magic = KF_MIG_MAGIC, .type = KF_MIG_COMPLETE,
+				   .flags = KF_MIG_PAGES_TAGS };
+	TEST_ASSERT_EQ(kf_mig_check_hdr(&hdr), -EPROTO);
+	hdr = (struct kf_mig_hdr){ .magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
+				   .flags = 2 };
+	TEST_ASSERT_EQ(kf_mig_check_hdr(&hdr), -EPROTO);
+
+	/* Untagged pages have no tags to read. */
+	len = send_and_read(NULL, 1, buf, sizeof(buf));
+	TEST_OK(kf_mig_parse_frame(buf, len, &used, &msg));
+	TEST_ASSERT(!msg.u.pages.tags, "an untagged PAGES has none");
+	TEST_OK(kf_mig_pages_verify(&msg));
+	TEST_ASSERT_EQ(kf_mig_page_tags(&msg, 0, got), -ENODATA);
+	printf("  wire: tagged pages round-trip, damage and malformed frames refused\n");
+}
+
+/* --- end to end --- */
+
+static int read_tags(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags)
+{
+	__atomic_fetch_add((unsigned int *)opaque, 1, __ATOMIC_SEQ_CST);
+	fill_tags(gpa, len, tags);
+	return 0;
+}
+
+struct server {
+	struct kf_page_server *srv;
+	int ret;
+};
+
+static void *serve(void *arg)
+{
+	struct server *s = arg;
+
+	s->ret = kf_page_server_accept(s->srv, 60000);
+	if (!s->ret)
+		s->ret = kf_page_server_serve(s->srv);
+	return NULL;
+}
+
+static void end_to_end(void)
+{
+	struct kf_page_server_region reg = { .gpa = GPA_BASE,
+					     .size = NR_PAGES * KF_PAGE_SIZE,
+					     .hva = memory, .tags = true };
+	unsigned int tag_reads = 0;
+	struct kf_page_server_config pc = {
+		.regions = &reg, .nr_regions = 1, .plain = true,
+		.read_tags = read_tags, .opaque = &tag_reads,
+	};
+	struct kf_remote_config rc = { .connect_timeout_ms = 60000, .plain = true };
+	uint8_t tags[TAGS_PER_PAGE], want[TAGS_PER_PAGE];
+	static char page[KF_PAGE_SIZE];
+	struct server s = { 0 };
+	struct kf_pagesrc *src;
+	struct kf_remote *r;
+	char addr[64];
+	pthread_t t;
+	int lfd, port;
+	unsigned int i;
+
+	/* Refused configurations first. */
+	reg.eager = true;
+	lfd = kf_mig_listen("127.0.0.1:0", &port);
+	TEST_ASSERT(lfd >= 0, "listen: %s", kf_error());
+	TEST_ASSERT_EQ(kf_page_server_create(&pc, lfd, &s.srv), -EINVAL);
+	printf("  eager and tagged: %s\n", kf_error());
+	reg.eager = false;
+	pc.read_tags = NULL;
+	TEST_ASSERT_EQ(kf_page_server_create(&pc, lfd, &s.srv), -EINVAL);
+	pc.read_tags = read_tags;
+
+	TEST_OK(kf_page_server_create(&pc, lfd, &s.srv));
+	TEST_ASSERT(!pthread_create(&t, NULL, serve, &s), "thread");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	rc.addr = addr;
+	TEST_OK(kf_remote_connect(&rc, &r));
+	TEST_ASSERT(kf_remote_region(r, 0)->slot_flags & KF_MIG_REGION_TAGS,
+		    "SETUP marks the region tagged");
+	TEST_OK(kf_remote_wait_switchover(r, NULL));
+	TEST_OK(kf_remote_pagesrc(r, 0, &src));
+	TEST_ASSERT(src->flags & KF_PAGESRC_TAGS, "the page source carries tags");
+	TEST_OK(kf_remote_start(r));
+	TEST_ASSERT_EQ(kf_pagesrc_read(src, GPA_BASE, page, KF_PAGE_SIZE), -EINVAL);
+	printf("  a read without tags: %s\n", kf_error());
+	for (i = 0; i < NR_PAGES; i++) {
+		uint64_t gpa = GPA_BASE + (uint64_t)i * KF_PAGE_SIZE;
+
+		memset(tags, 0xff, sizeof(tags));
+		TEST_OK(src->ops->read_tagged(src, gpa, page, tags, KF_PAGE_SIZE));
+		TEST_ASSERT(!memcmp(page, memory + (uint64_t)i * KF_PAGE_SIZE, KF_PAGE_SIZE),
+			    "page %u's data", i);
+		fill_tags(gpa, KF_PAGE_SIZE, want);
+		TEST_ASSERT(!memcmp(tags, want, sizeof(tags)), "page %u's tags", i);
+	}
+	TEST_OK(kf_remote_wait_complete(r));
+	kf_pagesrc_destroy(src);
+	kf_remote_destroy(r);
+	pthread_join(t, NULL);
+	TEST_OK(s.ret);
+	TEST_ASSERT(tag_reads > 0, "the server read tags");
+	kf_page_server_destroy(s.srv);
+	close(lfd);
+	printf("  end to end: %d pages, data and tags as the source has them\n", NR_PAGES);
+}
+
+int main(void)
+{
+	unsigned int i;
+
+	memory = aligned_alloc(KF_PAGE_SIZE, NR_PAGES * KF_PAGE_SIZE);
+	TEST_ASSERT(memory, "aligned_alloc");
+	for (i = 0; i < NR_PAGES * KF_PAGE_SIZE; i++)
+		memory[i] = (char)(i * 13 + 1);
+	memset(memory + KF_PAGE_SIZE, 0, KF_PAGE_SIZE);	/* a zero page */
+	wire();
+	end_to_end();
+	free(memory);
+	TEST_PASS("allocation tags on the migration stream: round trip, damage refused, page server to remote source");
+}
