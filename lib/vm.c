@@ -89,7 +89,7 @@ int kf_vm_create_type(struct kf_vm **vmp, unsigned long type)
 			      type, kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES));
 		goto fail;
 	}
-	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, type);
+	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, kf_arch_vm_type(vm->kvm_fd, type));
 	if (vm->fd < 0) {
 		ret = kf_fail_errno(errno, "KVM_CREATE_VM(type %lu)", type);
 		goto fail;

@@ -58,6 +58,9 @@ int kf_poison_after_run(struct kf_vcpu *vcpu);
 int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 
 /* Arch hooks (lib/x86/, lib/arm64/). */
+/* KVM_CREATE_VM's argument for the library's VM type (arm64: with the
+ * IPA size kf_arch_max_gpa() then reports). */
+unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type);
 int kf_arch_vm_init(struct kf_vm *vm);
 void kf_arch_vm_free(struct kf_vm *vm);
 uint64_t kf_arch_max_gpa(struct kf_vm *vm);

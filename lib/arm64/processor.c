@@ -303,10 +303,30 @@ void kf_arch_vm_free(struct kf_vm *vm)
 	vm->arch = NULL;
 }
 
+/*
+ * The VM's IPA size: what KVM allows, at most the 48 bits the identity map
+ * reaches.  Without KVM_CAP_ARM_VM_IPA_SIZE KVM has only its default, 40
+ * bits; a host below 40 bits (KVM refuses that default there) needs it.
+ */
+static unsigned int kf_arm64_ipa_bits(int kvm_fd)
+{
+	int limit = kf_check_cap(kvm_fd, KVM_CAP_ARM_VM_IPA_SIZE);
+
+	if (limit <= 0)
+		return KF_ARM64_DEFAULT_IPA_BITS;
+	return KF_MIN((unsigned int)limit, (unsigned int)KF_ARM64_VA_BITS);
+}
+
+unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type)
+{
+	if (kf_check_cap(kvm_fd, KVM_CAP_ARM_VM_IPA_SIZE) <= 0)
+		return type;
+	return type | KVM_VM_TYPE_ARM_IPA_SIZE(kf_arm64_ipa_bits(kvm_fd));
+}
+
 uint64_t kf_arch_max_gpa(struct kf_vm *vm)
 {
-	(void)vm;
-	return KF_ARM64_MAX_GPA;
+	return 1ULL << kf_arm64_ipa_bits(vm->kvm_fd);
 }
 
 uint64_t kf_arch_free_gpa(struct kf_vm *vm)
@@ -336,6 +356,17 @@ static int kf_arm64_get_reg(struct kf_vcpu *vcpu, uint64_t id, uint64_t *val)
 	return ioctl(vcpu->fd, KVM_GET_ONE_REG, &reg) ? -errno : 0;
 }
 
+/* TCR_EL1.IPS: the smallest physical address size holding the IPA. */
+static uint64_t kf_arm64_tcr_ips(struct kf_vm *vm)
+{
+	static const unsigned int bits[] = { 32, 36, 40, 42, 44, 48 };
+	uint64_t max = kf_arch_max_gpa(vm), i;
+
+	for (i = 0; i < KF_ARRAY_SIZE(bits) - 1 && 1ULL << bits[i] < max; i++)
+		;
+	return i;
+}
+
 /* EL1 with the MMU on, the identity map and the vector table. */
 static int kf_arm64_setup_el1(struct kf_vcpu *vcpu, uint64_t area_gpa)
 {
@@ -349,7 +380,7 @@ static int kf_arm64_setup_el1(struct kf_vcpu *vcpu, uint64_t area_gpa)
 			KF_ARM64_TCR_IRGN0_WB | KF_ARM64_TCR_ORGN0_WB |
 			KF_ARM64_TCR_SH0_INNER | KF_ARM64_TCR_TG0_4K |
 			KF_ARM64_TCR_EPD1 | KF_ARM64_TCR_TBI0 |
-			2ULL << KF_ARM64_TCR_IPS_SHIFT, "TCR_EL1" },	/* 40-bit PA */
+			kf_arm64_tcr_ips(vcpu->vm) << KF_ARM64_TCR_IPS_SHIFT, "TCR_EL1" },
 		{ KF_ARM64_TTBR0_EL1, a->pt_gpa, "TTBR0_EL1" },
 		{ KF_ARM64_VBAR_EL1, a->vectors_gpa, "VBAR_EL1" },
 		{ KF_ARM64_CPACR_EL1, KF_ARM64_CPACR_FPEN, "CPACR_EL1" },

@@ -430,6 +430,12 @@ void kf_arch_vm_free(struct kf_vm *vm)
 	vm->arch = NULL;
 }
 
+unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type)
+{
+	(void)kvm_fd;
+	return type;
+}
+
 uint64_t kf_arch_max_gpa(struct kf_vm *vm)
 {
 	struct kf_x86_vm *x = vm->arch;

@@ -57,8 +57,7 @@
 #define KF_ARM64_PT_POOL_PAGES	256
 #define KF_ARM64_VCPU_STACK	(60ULL << 10)
 #define KF_ARM64_VCPU_AREA	(64ULL << 10)	/* stack + struct kf_guest_vcpu page */
-/* Guest physical memory this library maps, at most (KVM's default IPA
- * size, which the VM is created with). */
-#define KF_ARM64_MAX_GPA	(1ULL << 40)
+/* KVM's IPA size for a VM that names none (and kernels that cannot). */
+#define KF_ARM64_DEFAULT_IPA_BITS 40
 
 #endif
