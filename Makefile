@@ -5,11 +5,13 @@
 # VARIANT selects a build tree: (none) build/, asan build/asan/ (ASan and
 # UBSan), static build/static/ (static programs for the QEMU rig).
 
-VERSION := 0.2.0
+VERSION := 0.3.0
 # The shared library's ABI: bumped whenever a public struct or a call
 # changes incompatibly (1: kf_remote_config.push_streams and
-# kf_remote_stats.push_stream_pages, migration protocol 4).
-SOVERSION := 1
+# kf_remote_stats.push_stream_pages, migration protocol 4; 2: MTE
+# allocation tags: kf_pagesrc_sink_fn's tags, kf_pagesrc_ops.read_tagged,
+# kf_page_server_config.read_tags, migration protocol 5).
+SOVERSION := 2
 # CROSS_COMPILE=aarch64-linux-gnu- builds for arm64 (under build/arm64/).
 CROSS_COMPILE ?=
 ifneq ($(CROSS_COMPILE),)

@@ -714,21 +714,25 @@ static void *kf_engine_handler(void *arg)
  * Install claimed pages [idx, idx + n) of userfaultfd uffd with one ioctl;
  * *done: how many of them, from idx, are in place.  Anything but success
  * (a page mapped meanwhile by someone else, an error) goes page by page,
- * which finds the page it was; a failed page is FAILED on return.
+ * which finds the page it was; a failed page is FAILED on return.  A memfd
+ * run whose bytes are in the page cache already is only mapped then: the
+ * failed UFFDIO_CONTINUE may have mapped some of it, which the guest may
+ * be writing, and must not be written again.
  */
 static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 			  uint64_t n, const char *data, const uint8_t *tags,
 			  uint64_t *done)
 {
 	uint64_t len = n * KF_PAGE_SIZE, off = idx * KF_PAGE_SIZE, i;
+	bool zero, in_cache = false;
 	int ret;
-	bool zero;
 
 	*done = 0;
 	if (n > 1) {
 		if (r->alias) {
 			memcpy(r->alias + off, data, len);
 			ret = r->tags ? kf_mte_store_tags(r->alias + off, tags, len) : 0;
+			in_cache = !ret;
 			if (!ret)
 				ret = kf_uffd_continue(uffd, r->hva + off, len);
 		} else {
@@ -742,8 +746,16 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 			kf_error_forget();
 	}
 	for (i = 0; i < n; i++) {
-		ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE,
-				 tags ? tags + i * KF_MTE_TAGS_PER_PAGE : NULL, &zero);
+		if (in_cache) {
+			ret = kf_uffd_continue(uffd, r->hva + off + i * KF_PAGE_SIZE,
+					       KF_PAGE_SIZE);
+			if (ret == -EEXIST)
+				ret = 0;	/* mapped by the run's CONTINUE */
+		} else {
+			ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE,
+					 tags ? tags + i * KF_MTE_TAGS_PER_PAGE : NULL,
+					 &zero);
+		}
 		if (ret) {
 			ret = kf_fail_page(r, idx + i, -ret);
 			return ret ? ret : kf_page_failed(r, idx + i);

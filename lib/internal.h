@@ -75,7 +75,8 @@ int kf_host_page_size_check(const char *who);
 /*
  * arm64 MTE (lib/mte.c).  PROT_MTE maps memory with allocation tags;
  * kf_mte_store_tags() sets the tags of [addr, addr + len), mapped so, from
- * tags (one a granule, in its low 4 bits): 0, or -EOPNOTSUPP off arm64.
+ * tags (one a granule, in its low 4 bits): 0, -EINVAL for a range that is
+ * not whole granules, -EOPNOTSUPP off arm64.
  */
 #define KF_PROT_MTE 0x20
 #define KF_MTE_TAGS_PER_PAGE (KF_PAGE_SIZE / KF_MTE_GRANULE)

@@ -227,6 +227,8 @@ int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
 			return kf_mig_bad(hdr, "vCPU count out of range");
 		if (s.page_size != KF_PAGE_SIZE)
 			return kf_mig_bad(hdr, "page size is not 4096");
+		if (s.flags & ~KF_MIG_SETUP_MTE)
+			return kf_mig_bad(hdr, "unknown flags");
 		for (i = 0; i < s.nr_regions; i++) {
 			struct kf_mig_region r;
 
@@ -235,6 +237,10 @@ int kf_mig_parse_payload(const struct kf_mig_hdr *hdr, const void *payload,
 			    !KF_IS_ALIGNED(r.size, KF_PAGE_SIZE) ||
 			    r.gpa + r.size < r.gpa || r.gpa + r.size > (1ULL << 52))
 				return kf_mig_bad(hdr, "region out of range");
+			if ((r.slot_flags & KF_MIG_REGION_TAGS) &&
+			    (!(s.flags & KF_MIG_SETUP_MTE) ||
+			     (r.slot_flags & KF_MIG_REGION_EAGER)))
+				return kf_mig_bad(hdr, "a region with tags needs an MTE VM and post-copy");
 		}
 		msg->u.setup.setup = (const void *)p;
 		return 0;
@@ -768,7 +774,7 @@ int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
 		struct kf_mig_pages_hdr *ph;
 		struct kf_mig_hdr *hdr;
 		struct iovec iov;
-		char *data, *page;
+		char *data, *next;
 		uint8_t *packed;
 		int ret;
 
@@ -799,10 +805,10 @@ int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
 		}
 		/* Tags after the DATA pages, hashes once both are in place. */
 		packed = (uint8_t *)data + (size_t)ndata * KF_PAGE_SIZE;
-		for (i = 0, page = data; i < n; i++) {
+		for (i = 0, next = data; i < n; i++) {
 			uint64_t pg = gpa + (uint64_t)i * KF_PAGE_SIZE;
 			const char *bytes = ents[i].kind == KF_MIG_PAGE_ZERO ?
-					    (const char *)kf_zero_page : page;
+					    (const char *)kf_zero_page : next;
 
 			if (tags) {
 				kf_mte_pack_tags(packed + (size_t)i * KF_MIG_TAG_BYTES,
@@ -814,7 +820,7 @@ int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
 				ents[i].hash = kf_mig_page_hash(pg, bytes);
 			}
 			if (ents[i].kind == KF_MIG_PAGE_DATA)
-				page += KF_PAGE_SIZE;
+				next += KF_PAGE_SIZE;
 		}
 		*ph = (struct kf_mig_pages_hdr){ .gpa = gpa, .count = n, .cause = cause };
 		*hdr = (struct kf_mig_hdr){

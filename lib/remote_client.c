@@ -82,6 +82,7 @@ struct kf_remote {
 	pthread_mutex_t conn_lock;
 
 	unsigned int nr_vcpus, nr_regions;
+	bool mte;			/* SETUP: the VM has MTE */
 	struct kf_rc_region regions[KF_MIG_MAX_REGIONS];
 	void *vcpu_blob[KF_MAX_VCPUS];
 	size_t vcpu_len[KF_MAX_VCPUS];
@@ -471,6 +472,7 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 	}
 	r->nr_vcpus = msg.u.setup.setup->nr_vcpus;
 	r->nr_regions = msg.u.setup.setup->nr_regions;
+	r->mte = msg.u.setup.setup->flags & KF_MIG_SETUP_MTE;
 	for (i = 0; i < r->nr_regions; i++) {
 		struct kf_rc_region *g = &r->regions[i];
 
@@ -479,10 +481,7 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 		g->eager = !!(g->r.slot_flags & KF_MIG_REGION_EAGER);
 		g->r.slot_flags &= ~KF_MIG_REGION_EAGER;
 		g->tags = !!(g->r.slot_flags & KF_MIG_REGION_TAGS);
-		if (g->tags && g->eager) {
-			kf_remote_destroy(r);
-			return kf_fail(EPROTO, "migration SETUP: region %u is eager and has tags", i);
-		}
+		g->r.slot_flags &= ~KF_MIG_REGION_TAGS;
 		g->npages = g->r.size / KF_PAGE_SIZE;
 		g->remote = r;
 		if (i && g->r.gpa < r->regions[i - 1].r.gpa + r->regions[i - 1].r.size) {
@@ -526,6 +525,16 @@ const struct kf_mig_region *kf_remote_region(struct kf_remote *r, unsigned int i
 unsigned int kf_remote_nr_vcpus(struct kf_remote *r)
 {
 	return r->nr_vcpus;
+}
+
+bool kf_remote_mte(struct kf_remote *r)
+{
+	return r->mte;
+}
+
+bool kf_remote_region_tags(struct kf_remote *r, unsigned int i)
+{
+	return i < r->nr_regions && r->regions[i].tags;
 }
 
 int kf_remote_set_eager(struct kf_remote *r, unsigned int i, void *hva)

@@ -102,8 +102,8 @@ int kf_page_server_create(const struct kf_page_server_config *cfg,
 			r->sent = calloc(r->npages, 1);
 		if (!r->npages || r->r.size % KF_PAGE_SIZE)
 			ret = kf_fail(EINVAL, "page server: region %u is empty or not page aligned", i);
-		else if (r->r.tags && (r->r.eager || !cfg->read_tags))
-			ret = kf_fail(EINVAL, "page server: region %u has tags, which need read_tags and a region that is not eager", i);
+		else if (r->r.tags && (r->r.eager || !cfg->read_tags || !cfg->mte))
+			ret = kf_fail(EINVAL, "page server: region %u has tags, which need an MTE VM, read_tags and a region that is not eager", i);
 		else if (!r->sent)
 			ret = kf_fail(ENOMEM, "page server: out of memory for the page map of region %u (%llu pages)",
 				      i, (unsigned long long)r->npages);
@@ -554,6 +554,7 @@ int kf_page_server_accept(struct kf_page_server *srv, int timeout_ms)
 	setup.s.nr_vcpus = srv->cfg.nr_vcpus;
 	setup.s.nr_regions = srv->nr_regions;
 	setup.s.page_size = KF_PAGE_SIZE;
+	setup.s.flags = srv->cfg.mte ? KF_MIG_SETUP_MTE : 0;
 	for (i = 0; i < srv->nr_regions; i++) {
 		setup.r[i].gpa = srv->regions[i].r.gpa;
 		setup.r[i].size = srv->regions[i].r.size;

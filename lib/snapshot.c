@@ -246,7 +246,7 @@ int kf_snapshot_save(struct kf_vm *vm, struct kf_vcpu **vcpus,
 	}
 
 	memcpy(h.magic, KF_SNAP_MAGIC, 8);
-	h.version = KF_SNAP_VERSION;
+	h.version = kf_vm_mte(vm) ? KF_SNAP_VERSION_TAGS : KF_SNAP_VERSION;
 	h.header_size = KF_SNAP_HEADER_SIZE;
 	h.page_size = KF_PAGE_SIZE;
 	h.nr_vcpus = nr_vcpus;
@@ -391,9 +391,9 @@ static int kf_snap_check(struct kf_snapshot *s)
 		return ret;
 	if (memcmp(h->magic, KF_SNAP_MAGIC, 8))
 		return kf_fail(EINVAL, "not a kvmfault snapshot (bad magic)");
-	if (h->version != KF_SNAP_VERSION)
-		return kf_fail(EPROTO, "snapshot format version %u is not supported: this program reads version %u only (version 2 changed the checksums to XXH3)",
-			       h->version, KF_SNAP_VERSION);
+	if (h->version != KF_SNAP_VERSION && h->version != KF_SNAP_VERSION_TAGS)
+		return kf_fail(EPROTO, "snapshot format version %u is not supported: this program reads versions %u and %u only (version 2 changed the checksums to XXH3, 3 added allocation tags)",
+			       h->version, KF_SNAP_VERSION, KF_SNAP_VERSION_TAGS);
 	if (kf_snap_header_hash(h) != h->header_hash)
 		return kf_fail(EBADMSG, "snapshot header is corrupted (checksum mismatch)");
 	if (h->header_size != KF_SNAP_HEADER_SIZE || h->page_size != KF_PAGE_SIZE)
@@ -401,6 +401,9 @@ static int kf_snap_check(struct kf_snapshot *s)
 	if (h->flags & ~KF_SNAP_F_MTE_TAGS)
 		return kf_fail(EINVAL, "snapshot: unknown header flags 0x%x",
 			       h->flags & ~KF_SNAP_F_MTE_TAGS);
+	if (!(h->flags & KF_SNAP_F_MTE_TAGS) != (h->version == KF_SNAP_VERSION))
+		return kf_fail(EINVAL, "snapshot: version %u with%s allocation tags",
+			       h->version, h->flags & KF_SNAP_F_MTE_TAGS ? "" : "out");
 	if (!h->nr_vcpus || h->nr_vcpus > KF_MAX_VCPUS ||
 	    !h->nr_regions || h->nr_regions > KF_SNAP_MAX_REGIONS)
 		return kf_fail(EINVAL, "snapshot: %u vCPUs, %u regions is out of range",

@@ -19,22 +19,49 @@ static KF_GUEST void kf_restore_placeholder(uint64_t arg)
 	(void)arg;
 }
 
-#define KF_RESTORE_TAG_CHUNK (256 * KF_PAGE_SIZE)
+#define KF_RESTORE_TAG_CHUNK 256	/* pages */
+#define KF_TAGS_PER_PAGE (KF_PAGE_SIZE / KF_MTE_GRANULE)
 
-/* Region i's allocation tags, from the snapshot into the guest (copied). */
+static bool kf_tags_zero(const uint8_t *tags)
+{
+	unsigned int i;
+
+	for (i = 0; i < KF_TAGS_PER_PAGE; i++)
+		if (tags[i])
+			return false;
+	return true;
+}
+
+/*
+ * Region i's allocation tags, from the snapshot into the guest (copied,
+ * before any vCPU runs).  Pages whose tags are all zero are left alone:
+ * KVM gives them zero tags when it first maps them, and a read-only slot,
+ * where the guest cannot store a tag, refuses KVM_ARM_MTE_COPY_TAGS.
+ */
 static int kf_restore_tags(struct kf_snapshot *snap, unsigned int i, struct kf_vm *vm)
 {
 	const struct kf_snap_region *sr = kf_snapshot_region(snap, i);
-	uint8_t *tags = malloc(KF_RESTORE_TAG_CHUNK / KF_MTE_GRANULE);
-	uint64_t off, len;
+	uint8_t *tags = malloc(KF_RESTORE_TAG_CHUNK * KF_TAGS_PER_PAGE);
+	uint64_t p, n, np = sr->size / KF_PAGE_SIZE;
 	int ret = tags ? 0 : kf_fail(ENOMEM, "out of memory for allocation tags");
 
-	for (off = 0; !ret && off < sr->size; off += len) {
-		len = sr->size - off < KF_RESTORE_TAG_CHUNK ? sr->size - off :
-							       KF_RESTORE_TAG_CHUNK;
-		ret = kf_snapshot_read_tags(snap, sr->gpa + off, tags, len);
-		if (!ret)
-			ret = kf_arch_copy_tags(vm, sr->gpa + off, len, tags, true);
+	for (p = 0; !ret && p < np; p += n) {
+		uint64_t a, b;
+
+		n = KF_MIN(np - p, (uint64_t)KF_RESTORE_TAG_CHUNK);
+		ret = kf_snapshot_read_tags(snap, sr->gpa + p * KF_PAGE_SIZE, tags,
+					    n * KF_PAGE_SIZE);
+		for (a = 0; !ret && a < n; a = b) {
+			if (kf_tags_zero(tags + a * KF_TAGS_PER_PAGE)) {
+				b = a + 1;
+				continue;
+			}
+			for (b = a + 1; b < n && !kf_tags_zero(tags + b * KF_TAGS_PER_PAGE); b++)
+				;
+			ret = kf_arch_copy_tags(vm, sr->gpa + (p + a) * KF_PAGE_SIZE,
+						(b - a) * KF_PAGE_SIZE,
+						tags + a * KF_TAGS_PER_PAGE, true);
+		}
 	}
 	free(tags);
 	return ret;

@@ -59,13 +59,30 @@ int kf_vm_type_supported(unsigned long type)
 	return ret;
 }
 
+static int kf_vm_create_common(struct kf_vm **vmp, unsigned long type,
+			       unsigned int phys_bits);
+
 int kf_vm_create(struct kf_vm **vmp)
 {
-	return kf_vm_create_type(vmp, KF_VM_TYPE_DEFAULT);
+	return kf_vm_create_common(vmp, KF_VM_TYPE_DEFAULT, 0);
 }
 
 int kf_vm_create_type(struct kf_vm **vmp, unsigned long type)
 {
+	return kf_vm_create_common(vmp, type, 0);
+}
+
+int kf_vm_create_phys_bits(struct kf_vm **vmp, unsigned int phys_bits)
+{
+	if (!phys_bits)
+		return kf_fail(EINVAL, "a VM of 0 guest physical address bits");
+	return kf_vm_create_common(vmp, KF_VM_TYPE_DEFAULT, phys_bits);
+}
+
+static int kf_vm_create_common(struct kf_vm **vmp, unsigned long type,
+			       unsigned int phys_bits)
+{
+	unsigned long kvm_type;
 	struct kf_vm *vm;
 	long max;
 	int ret;
@@ -89,7 +106,10 @@ int kf_vm_create_type(struct kf_vm **vmp, unsigned long type)
 			      type, kf_check_cap(vm->kvm_fd, KVM_CAP_VM_TYPES));
 		goto fail;
 	}
-	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, kf_arch_vm_type(vm->kvm_fd, type));
+	ret = kf_arch_vm_type(vm, phys_bits, &kvm_type);
+	if (ret)
+		goto fail;
+	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, kvm_type);
 	if (vm->fd < 0) {
 		ret = kf_fail_errno(errno, "KVM_CREATE_VM(type %lu)", type);
 		goto fail;

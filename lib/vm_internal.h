@@ -58,9 +58,13 @@ int kf_poison_after_run(struct kf_vcpu *vcpu);
 int kf_poison_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f);
 
 /* Arch hooks (lib/x86/, lib/arm64/). */
-/* KVM_CREATE_VM's argument for the library's VM type (arm64: with the
- * IPA size kf_arch_max_gpa() then reports). */
-unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type);
+/*
+ * KVM_CREATE_VM's argument for vm->type and phys_bits guest physical
+ * address bits (0: the default), into *kvm_type: 0, or -errno with a
+ * message (arm64: sets vm->phys_bits, the IPA size).
+ */
+int kf_arch_vm_type(struct kf_vm *vm, unsigned int phys_bits,
+		    unsigned long *kvm_type);
 int kf_arch_vm_init(struct kf_vm *vm);
 void kf_arch_vm_free(struct kf_vm *vm);
 uint64_t kf_arch_max_gpa(struct kf_vm *vm);
@@ -75,8 +79,10 @@ int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size);
 int kf_arch_enable_mte(struct kf_vm *vm);
 /*
  * The MTE allocation tags of guest memory [gpa, +len) (whole pages), one
- * byte a 16-byte granule: read into tags, or written from them (to_guest).
- * 0, or -errno with a message (-EOPNOTSUPP where there is no MTE).
+ * byte a 16-byte granule: read into tags, or written from them (to_guest,
+ * before vCPUs run and with no slot dirty-logging: newer kernels refuse
+ * it then).  0, or -errno with a message: -EINVAL for a VM without MTE,
+ * -EOPNOTSUPP off arm64.
  */
 int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
 		      uint8_t *tags, bool to_guest);

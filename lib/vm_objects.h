@@ -45,6 +45,7 @@ struct kf_vm {
 	unsigned int nr_vcpus;
 	unsigned int max_vcpus;
 	unsigned long type;	/* KVM_CREATE_VM's type: KF_VM_TYPE_* */
+	unsigned int phys_bits;	/* arm64: the IPA size it was made with */
 	bool fault_access;	/* exits carry READ/WRITE/EXEC (enabled) */
 	bool mte;		/* KVM_CAP_ARM_MTE enabled */
 	struct kf_conversions *conversions;	/* private_mem.c, when enabled */

@@ -180,6 +180,13 @@ static void test_old_snapshot(void)
 	TEST_OK(kf_snapshot_open_mem(buf, bytes, &snap));
 	kf_snapshot_close(snap);
 	h = (struct kf_snap_header *)buf;
+	TEST_ASSERT_EQ(h->version, KF_SNAP_VERSION);	/* no tags: version 2 */
+	/* Version 3 holds tags: one that claims it without them is refused. */
+	h->version = KF_SNAP_VERSION_TAGS;
+	h->header_hash = 0;
+	h->header_hash = kf_host_hash(h, sizeof(*h), 0);
+	expect_error(kf_snapshot_open_mem(buf, bytes, &snap), EINVAL,
+		     "without allocation tags");
 	h->version = 1;
 	expect_error(kf_snapshot_open_mem(buf, bytes, &snap), EPROTO,
 		     "version 1 is not supported");
@@ -195,5 +202,5 @@ int main(void)
 	test_old_destination();
 	test_old_source();
 	test_old_snapshot();
-	TEST_PASS("format version 2 (XXH3 checksums); version 1 refused with a clear message");
+	TEST_PASS("format version 2 (XXH3 checksums); version 1 refused with a clear message; snapshot version 3 only with tags");
 }

@@ -3,8 +3,9 @@
  * MTE allocation tags on the migration stream (protocol version 5), no KVM
  * needed.  On the wire: tagged PAGES carry every page's tags (a zero page's
  * too) and come back as sent; a flipped tag bit fails the page's checksum;
- * a PAGES whose length lacks the tags, and the tags flag on any other
- * message, are malformed.  End to end: a page server whose region has
+ * a PAGES whose length lacks the tags, the tags flag on any other message,
+ * and a SETUP with a tagged region but no MTE VM, or a tagged eager one,
+ * are malformed.  End to end: a page server whose region has
  * tags sends them with every page, and the remote source marks the region
  * and its page source tagged, hands out data and tags together and
  * refuses a read without tags.  A page server refuses tags on an eager
@@ -122,6 +123,30 @@ static void wire(void)
 				   .flags = 2 };
 	TEST_ASSERT_EQ(kf_mig_check_hdr(&hdr), -EPROTO);
 
+	/* SETUP: tags on a region need an MTE VM and a post-copy region. */
+	{
+		struct {
+			struct kf_mig_setup s;
+			struct kf_mig_region r;
+		} s = { { .nr_vcpus = 1, .nr_regions = 1, .page_size = KF_PAGE_SIZE,
+			  .flags = KF_MIG_SETUP_MTE },
+			{ .gpa = GPA_BASE, .size = KF_PAGE_SIZE,
+			  .slot_flags = KF_MIG_REGION_TAGS } };
+
+		hdr = (struct kf_mig_hdr){ .magic = KF_MIG_MAGIC, .type = KF_MIG_SETUP,
+					   .len = sizeof(s) };
+		TEST_OK(kf_mig_parse_payload(&hdr, &s, &msg));
+		s.s.flags = 0;
+		TEST_ASSERT_EQ(kf_mig_parse_payload(&hdr, &s, &msg), -EPROTO);
+		printf("  tags without MTE: %s\n", kf_error());
+		s.s.flags = KF_MIG_SETUP_MTE;
+		s.r.slot_flags |= KF_MIG_REGION_EAGER;
+		TEST_ASSERT_EQ(kf_mig_parse_payload(&hdr, &s, &msg), -EPROTO);
+		s.s.flags = 2;
+		s.r.slot_flags = 0;
+		TEST_ASSERT_EQ(kf_mig_parse_payload(&hdr, &s, &msg), -EPROTO);
+	}
+
 	/* Untagged pages have no tags to read. */
 	len = send_and_read(NULL, 1, buf, sizeof(buf));
 	TEST_OK(kf_mig_parse_frame(buf, len, &used, &msg));
@@ -163,7 +188,7 @@ static void end_to_end(void)
 	unsigned int tag_reads = 0;
 	struct kf_page_server_config pc = {
 		.regions = &reg, .nr_regions = 1, .plain = true,
-		.read_tags = read_tags, .opaque = &tag_reads,
+		.read_tags = read_tags, .opaque = &tag_reads, .mte = true,
 	};
 	struct kf_remote_config rc = { .connect_timeout_ms = 60000, .plain = true };
 	uint8_t tags[TAGS_PER_PAGE], want[TAGS_PER_PAGE];
@@ -186,14 +211,18 @@ static void end_to_end(void)
 	pc.read_tags = NULL;
 	TEST_ASSERT_EQ(kf_page_server_create(&pc, lfd, &s.srv), -EINVAL);
 	pc.read_tags = read_tags;
+	pc.mte = false;
+	TEST_ASSERT_EQ(kf_page_server_create(&pc, lfd, &s.srv), -EINVAL);
+	pc.mte = true;
 
 	TEST_OK(kf_page_server_create(&pc, lfd, &s.srv));
 	TEST_ASSERT(!pthread_create(&t, NULL, serve, &s), "thread");
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	rc.addr = addr;
 	TEST_OK(kf_remote_connect(&rc, &r));
-	TEST_ASSERT(kf_remote_region(r, 0)->slot_flags & KF_MIG_REGION_TAGS,
-		    "SETUP marks the region tagged");
+	TEST_ASSERT(kf_remote_mte(r), "SETUP says the VM has MTE");
+	TEST_ASSERT(kf_remote_region_tags(r, 0), "SETUP marks the region tagged");
+	TEST_ASSERT_EQ(kf_remote_region(r, 0)->slot_flags, 0);	/* KVM's flags only */
 	TEST_OK(kf_remote_wait_switchover(r, NULL));
 	TEST_OK(kf_remote_pagesrc(r, 0, &src));
 	TEST_ASSERT(src->flags & KF_PAGESRC_TAGS, "the page source carries tags");

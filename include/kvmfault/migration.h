@@ -117,6 +117,12 @@ struct kf_mig_hello {
 	uint16_t push_index;	/* a push stream's number; 0 on the others */
 };
 
+/* SETUP region flags, beside the memslot's KVM_MEM_* flags: the region
+ * arrives whole before SWITCHOVER; its pages carry MTE allocation tags
+ * (an MTE VM's, never an eager region's). */
+#define KF_MIG_REGION_EAGER (1U << 31)
+#define KF_MIG_REGION_TAGS (1U << 30)
+
 struct kf_mig_region {
 	uint64_t gpa;
 	uint64_t size;
@@ -124,10 +130,14 @@ struct kf_mig_region {
 	uint32_t id;
 };
 
+/* SETUP flag: the VM has MTE (its vCPU state needs it). */
+#define KF_MIG_SETUP_MTE (1U << 0)
+
 struct kf_mig_setup {
 	uint32_t nr_vcpus;
 	uint32_t nr_regions;
-	uint64_t page_size;
+	uint32_t page_size;
+	uint32_t flags;		/* KF_MIG_SETUP_* */
 	struct kf_mig_region regions[];
 };
 
@@ -136,7 +146,8 @@ struct kf_mig_setup {
  * header flag KF_MIG_PAGES_TAGS (the pages of a KF_MIG_REGION_TAGS region,
  * and only those) then count x KF_MIG_TAG_BYTES: page i's MTE allocation
  * tags, two 16-byte granules a byte (the lower granule in the low nibble),
- * ZERO pages included; the entry's hash is kf_mig_tagged_page_hash().
+ * ZERO pages included; the entry's hash is then kf_mig_tagged_page_hash(),
+ * else kf_mig_page_hash().
  */
 #define KF_MIG_PAGE_DATA 0
 #define KF_MIG_PAGE_ZERO 1

@@ -35,12 +35,6 @@ typedef int (*kf_pagesrc_sink_fn)(void *opaque, uint64_t gpa,
 struct kf_pagesrc_ops {
 	/* Read len bytes (whole pages) at gpa into buf, blocking. */
 	int (*read)(struct kf_pagesrc *src, uint64_t gpa, void *buf, size_t len);
-	/*
-	 * KF_PAGESRC_TAGS sources: read() and the pages' allocation tags at
-	 * once, len / KF_MTE_GRANULE bytes into tags.
-	 */
-	int (*read_tagged)(struct kf_pagesrc *src, uint64_t gpa, void *buf,
-			   void *tags, size_t len);
 	/* Optional: ask for pages early, without waiting (a prefetch hint). */
 	int (*prefetch)(struct kf_pagesrc *src, uint64_t gpa, size_t len);
 	/* Optional: start pushing pages to sink in the background. */
@@ -54,6 +48,12 @@ struct kf_pagesrc_ops {
 	 */
 	void (*stop_push)(struct kf_pagesrc *src);
 	void (*destroy)(struct kf_pagesrc *src);
+	/*
+	 * KF_PAGESRC_TAGS sources: read() and the pages' allocation tags at
+	 * once, len / KF_MTE_GRANULE bytes into tags.
+	 */
+	int (*read_tagged)(struct kf_pagesrc *src, uint64_t gpa, void *buf,
+			   void *tags, size_t len);
 };
 
 struct kf_pagesrc {
@@ -67,7 +67,7 @@ struct kf_pagesrc {
 
 /*
  * Every page reads as zeros: the engine may install zero pages without
- * reading (UFFDIO_ZEROPAGE).  Flags are hints; read() must still work.
+ * reading (UFFDIO_ZEROPAGE).  A hint: read() must still work.
  */
 #define KF_PAGESRC_ZERO (1u << 0)
 /*
@@ -75,7 +75,10 @@ struct kf_pagesrc {
  * the data (read_tagged(), and every push passes them): one byte per
  * KF_MTE_GRANULE bytes of data, the tag in its low 4 bits, as
  * KVM_ARM_MTE_COPY_TAGS has them.  The engine serves such a source only on
- * a memfd region, whose page cache it tags before the guest can map a page.
+ * a memfd region, whose page cache it tags before the guest can map a page;
+ * it writes there through a PROT_MTE mapping with untagged pointers, so
+ * the threads that install pages (vCPUs, handlers, pushers) must run with
+ * tag check faults off (PR_MTE_TCF_NONE, Linux's default).
  */
 #define KF_PAGESRC_TAGS (1u << 1)
 #define KF_MTE_GRANULE 16

@@ -44,11 +44,6 @@
 
 KF_API_BEGIN
 
-/* SETUP region flags: the region arrives whole before SWITCHOVER; its
- * pages carry MTE allocation tags (never an eager region's). */
-#define KF_MIG_REGION_EAGER (1U << 31)
-#define KF_MIG_REGION_TAGS (1U << 30)
-
 /* ----------------------------------------------------------- page server */
 
 struct kf_page_server_region {
@@ -79,14 +74,15 @@ struct kf_page_server_config {
 	/* Other events worth a line in a log (a connection lost, the
 	 * destination back).  May be NULL: the library prints nothing. */
 	void (*log)(void *opaque, const char *msg);
-	/* The allocation tags of [gpa, +len) of a tags region, one byte a
-	 * 16-byte granule (len / 16 bytes): 0 or -errno.  Needed with tags. */
-	int (*read_tags)(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags);
 	void *opaque;
 	bool no_push;			/* demand only, no background push */
 	int recover_timeout_ms;		/* wait this long for a reconnect */
 	uint64_t drop_after_pages;	/* test hook: cut both connections once
 					 * after this many post-copy pages */
+	/* The allocation tags of [gpa, +len) of a tags region, one byte a
+	 * 16-byte granule (len / 16 bytes): 0 or -errno.  Needed with tags. */
+	int (*read_tags)(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags);
+	bool mte;			/* the VM has MTE (SETUP says so) */
 };
 
 struct kf_page_server;
@@ -157,6 +153,11 @@ int kf_remote_connect(const struct kf_remote_config *cfg, struct kf_remote **rp)
 unsigned int kf_remote_nr_regions(struct kf_remote *r);
 const struct kf_mig_region *kf_remote_region(struct kf_remote *r, unsigned int i);
 unsigned int kf_remote_nr_vcpus(struct kf_remote *r);
+/* Whether the source VM has MTE (the destination's VM must too), and
+ * whether region i's pages come with allocation tags (its page source is
+ * then KF_PAGESRC_TAGS: a memfd region, which the engine tags). */
+bool kf_remote_mte(struct kf_remote *r);
+bool kf_remote_region_tags(struct kf_remote *r, unsigned int i);
 int kf_remote_set_eager(struct kf_remote *r, unsigned int i, void *hva);
 /* Receive until SWITCHOVER (pre-copy pages, discards, vCPU states). */
 int kf_remote_wait_switchover(struct kf_remote *r, struct kf_mig_switchover *sw);

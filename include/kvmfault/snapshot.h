@@ -3,7 +3,9 @@
  * Snapshot files: a guest's vCPU state and memory, restorable eagerly or
  * lazily (a page source that reads pages on demand).
  *
- * Format version KF_SNAP_VERSION, little endian:
+ * Format version KF_SNAP_VERSION, or KF_SNAP_VERSION_TAGS for a snapshot
+ * with allocation tags (so that programs before it refuse one by its
+ * version), little endian:
  *
  *   offset 0      header (struct kf_snap_header, padded to 4096), with a
  *                 checksum of itself and one of all the metadata below
@@ -20,7 +22,8 @@
  *                 before, aligned up to 4096
  *
  * Opening checks the header, its checksum, the file size (a truncated file
- * is refused) and the metadata checksum, which covers the tags too.  Every page is checked against its
+ * is refused) and the metadata checksum, which covers the tags too (so
+ * opening reads them all: 1/32 of the guest's memory).  Every page is checked against its
  * own checksum when it is read: a corrupted page is reported (EBADMSG,
  * naming the page) and never handed out.
  */
@@ -40,8 +43,10 @@
 KF_API_BEGIN
 
 #define KF_SNAP_MAGIC "KVMFSNAP"
-/* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash(). */
+/* 2: checksums are kf_host_hash() (XXH3), no longer kf_hash().  3: the
+ * same with KF_SNAP_F_MTE_TAGS and its tags section. */
 #define KF_SNAP_VERSION 2
+#define KF_SNAP_VERSION_TAGS 3
 #define KF_SNAP_MAX_REGIONS 64
 #define KF_SNAP_PAGE_DATA 0
 #define KF_SNAP_PAGE_ZERO 1

@@ -79,6 +79,13 @@ struct kf_vm;
 int kf_vm_create(struct kf_vm **vmp);
 /* The same for a VM of another type (-EOPNOTSUPP when the kernel lacks it). */
 int kf_vm_create_type(struct kf_vm **vmp, unsigned long type);
+/*
+ * arm64: a VM of phys_bits guest physical address bits (the IPA size,
+ * 32 up to KVM's limit and the identity map's 48; kf_vm_create() gives
+ * 40, or KVM's limit when that is lower).  -EOPNOTSUPP on x86, whose VMs
+ * have the host's width.
+ */
+int kf_vm_create_phys_bits(struct kf_vm **vmp, unsigned int phys_bits);
 /* 1 when this kernel creates VMs of type, 0 when not, -errno without KVM. */
 int kf_vm_type_supported(unsigned long type);
 void kf_vm_destroy(struct kf_vm *vm);

@@ -304,29 +304,37 @@ void kf_arch_vm_free(struct kf_vm *vm)
 }
 
 /*
- * The VM's IPA size: what KVM allows, at most the 48 bits the identity map
- * reaches.  Without KVM_CAP_ARM_VM_IPA_SIZE KVM has only its default, 40
- * bits; a host below 40 bits (KVM refuses that default there) needs it.
+ * The VM's IPA size: KVM's default of 40 bits (3 levels of stage-2 tables)
+ * unless asked for another, capped at what KVM allows, which a host below
+ * 40 bits needs (KVM refuses its default there).  Without
+ * KVM_CAP_ARM_VM_IPA_SIZE every VM has 40 bits.
  */
-static unsigned int kf_arm64_ipa_bits(int kvm_fd)
+int kf_arch_vm_type(struct kf_vm *vm, unsigned int phys_bits,
+		    unsigned long *kvm_type)
 {
-	int limit = kf_check_cap(kvm_fd, KVM_CAP_ARM_VM_IPA_SIZE);
+	int limit = kf_check_cap(vm->kvm_fd, KVM_CAP_ARM_VM_IPA_SIZE);
 
-	if (limit <= 0)
-		return KF_ARM64_DEFAULT_IPA_BITS;
-	return KF_MIN((unsigned int)limit, (unsigned int)KF_ARM64_VA_BITS);
-}
-
-unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type)
-{
-	if (kf_check_cap(kvm_fd, KVM_CAP_ARM_VM_IPA_SIZE) <= 0)
-		return type;
-	return type | KVM_VM_TYPE_ARM_IPA_SIZE(kf_arm64_ipa_bits(kvm_fd));
+	*kvm_type = vm->type;
+	if (limit <= 0) {
+		if (phys_bits && phys_bits != KF_ARM64_DEFAULT_IPA_BITS)
+			return kf_fail(EOPNOTSUPP, "this KVM makes %u-bit VMs only (no KVM_CAP_ARM_VM_IPA_SIZE): no %u-bit VM",
+				       KF_ARM64_DEFAULT_IPA_BITS, phys_bits);
+		vm->phys_bits = KF_ARM64_DEFAULT_IPA_BITS;
+		return 0;
+	}
+	if (phys_bits && (phys_bits < 32 || phys_bits > (unsigned int)limit ||
+			  phys_bits > KF_ARM64_VA_BITS))
+		return kf_fail(EINVAL, "a %u-bit VM: this KVM allows 32 to %d bits, the library's identity map %u",
+			       phys_bits, limit, KF_ARM64_VA_BITS);
+	vm->phys_bits = phys_bits ? phys_bits :
+			KF_MIN((unsigned int)limit, (unsigned int)KF_ARM64_DEFAULT_IPA_BITS);
+	*kvm_type |= KVM_VM_TYPE_ARM_IPA_SIZE(vm->phys_bits);
+	return 0;
 }
 
 uint64_t kf_arch_max_gpa(struct kf_vm *vm)
 {
-	return 1ULL << kf_arm64_ipa_bits(vm->kvm_fd);
+	return 1ULL << vm->phys_bits;
 }
 
 uint64_t kf_arch_free_gpa(struct kf_vm *vm)
@@ -424,22 +432,23 @@ int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
 
 	if (!vm->mte)
 		return kf_fail(EINVAL, "allocation tags: the VM has no MTE");
-	/* KVM may copy less than asked (a page it cannot map stops it). */
+	/* KVM may copy less than asked (a page it cannot map stops it);
+	 * ioctl() returns an int: ask for at most 1 GiB at a time. */
 	while (done < len) {
 		struct kvm_arm_copy_mte_tags copy = {
 			.guest_ipa = gpa + done,
-			.length = len - done,
+			.length = KF_MIN(len - done, 1ULL << 30),
 			.addr = tags + done / KF_MTE_GRANULE,
 			.flags = to_guest ? 0 : KVM_ARM_TAGS_FROM_GUEST,
 		};
-		long n = ioctl(vm->fd, KVM_ARM_MTE_COPY_TAGS, &copy);
+		int n = ioctl(vm->fd, KVM_ARM_MTE_COPY_TAGS, &copy);
 
 		if (n < 0)
 			return kf_fail_errno(errno, "KVM_ARM_MTE_COPY_TAGS %s guest at 0x%llx",
 					     to_guest ? "to the" : "from the",
 					     (unsigned long long)(gpa + done));
 		if (n == 0 || n % KF_PAGE_SIZE)
-			return kf_fail(EIO, "KVM_ARM_MTE_COPY_TAGS at 0x%llx copied %ld bytes",
+			return kf_fail(EIO, "KVM_ARM_MTE_COPY_TAGS at 0x%llx copied %d bytes",
 				       (unsigned long long)(gpa + done), n);
 		done += n;
 	}

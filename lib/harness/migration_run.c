@@ -133,6 +133,7 @@ int kf_mig_source_run(struct kf_vm *vm, struct kf_vcpu **vcpus,
 		.recover_timeout_ms = cfg->recover_timeout_ms,
 		.drop_after_pages = cfg->drop_after_pages,
 		.read_tags = kf_src_read_tags,
+		.mte = kf_vm_mte(vm),
 		.opaque = vm,
 	};
 	struct kf_mig_switchover sw = { 0 };
@@ -428,7 +429,7 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	uint64_t t0 = kf_mig_now_ns(), t_setup, t_resume, t_switch, held = 0, total = 0;
 	uint64_t iter_at_switch, uffd_faults_at_switch;
 	unsigned int i, nv;
-	bool started = false, dropped = false, minor, mte = false;
+	bool started = false, dropped = false, minor;
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
@@ -444,23 +445,20 @@ int kf_mig_dest_run(const struct kf_mig_dest_config *cfg,
 	ret = kf_vm_create(&vm);
 	if (ret)
 		goto out;
-	/* Tagged regions: the VM has MTE, and the engine tags each page in
-	 * a memfd's page cache before the guest maps it. */
-	for (i = 0; i < kf_remote_nr_regions(r); i++)
-		if (kf_remote_region(r, i)->slot_flags & KF_MIG_REGION_TAGS)
-			mte = true;
-	if (mte) {
+	/* Tagged regions: the engine tags each page in a memfd's page cache
+	 * before the guest maps it. */
+	if (kf_remote_mte(r)) {
 		ret = kf_vm_enable_mte(vm);
 		if (ret)
 			goto out;
 	}
 	for (i = 0; i < kf_remote_nr_regions(r); i++) {
 		const struct kf_mig_region *mr = kf_remote_region(r, i);
-		bool tags = mr->slot_flags & KF_MIG_REGION_TAGS;
 		struct kf_region reg = {
 			.gpa = mr->gpa, .size = mr->size,
-			.flags = mr->slot_flags & ~(KVM_MEM_EXIT_ON_MISSING | KF_MIG_REGION_TAGS),
-			.backing = minor || tags ? KF_BACKING_MEMFD : KF_BACKING_ANON,
+			.flags = mr->slot_flags & ~KVM_MEM_EXIT_ON_MISSING,
+			.backing = minor || kf_remote_region_tags(r, i) ?
+				   KF_BACKING_MEMFD : KF_BACKING_ANON,
 			.guest_memfd = -1,
 		};
 		const struct kf_memslot *ms = kf_vm_find_slot(vm, mr->gpa);

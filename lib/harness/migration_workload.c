@@ -6,7 +6,7 @@
  * Region layout: one span a vCPU, each span csum_pages of checksums (one
  * 64-bit checksum a page) and then pages_per_vcpu data pages.  In an MTE
  * VM every write pass also gives the page a new allocation tag, which its
- * checksum covers.
+ * checksum covers, and one pass in four changes the tag only.
  */
 #include <string.h>
 #include <unistd.h>
@@ -86,8 +86,17 @@ KF_GUEST void kf_workload_guest(uint64_t arg)
 		volatile uint64_t *page = (volatile uint64_t *)(data + pg * KF_PAGE_SIZE);
 
 		iter++;
-		csum[pg] = kf_wl_fill(page, (id << 48) ^ (pg << 20) ^ (iter << 1) ^ r,
-				      mte);
+		if (mte && !(r >> 4 & 3)) {
+			/* One pass in four only retags the page: a tag store
+			 * must dirty it as a data store does. */
+			uint64_t tag = (r >> 40 ^ iter) & 0xf;
+
+			kt_guest_tag_page(page, tag);
+			csum[pg] = kf_hash((const void *)page, KF_PAGE_SIZE) ^ tag;
+		} else {
+			csum[pg] = kf_wl_fill(page, (id << 48) ^ (pg << 20) ^ (iter << 1) ^ r,
+					      mte);
+		}
 		ctl->iterations[id] = iter;
 		if (ctl->idle_us)
 			GUEST_SYNC_ARGS(KF_WL_STAGE_IDLE, ctl->idle_us, 0, 0);

@@ -430,10 +430,14 @@ void kf_arch_vm_free(struct kf_vm *vm)
 	vm->arch = NULL;
 }
 
-unsigned long kf_arch_vm_type(int kvm_fd, unsigned long type)
+int kf_arch_vm_type(struct kf_vm *vm, unsigned int phys_bits,
+		    unsigned long *kvm_type)
 {
-	(void)kvm_fd;
-	return type;
+	if (phys_bits)
+		return kf_fail(EOPNOTSUPP, "x86 VMs have the host's physical address width: no %u-bit VM",
+			       phys_bits);
+	*kvm_type = vm->type;
+	return 0;
 }
 
 uint64_t kf_arch_max_gpa(struct kf_vm *vm)

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * The VM's IPA size is what KVM allows (KVM_CAP_ARM_VM_IPA_SIZE), up to
- * the 48 bits the library's identity map reaches, not KVM's default of 40:
- * a region at the top of that space is accepted and the guest reads and
- * writes it; one past the end is refused with a message.  (A host whose
- * limit is under 40 bits could create no VM with the default at all.)
+ * The VM's IPA size.  kf_vm_create() gives KVM's default of 40 bits (or
+ * KVM's limit, KVM_CAP_ARM_VM_IPA_SIZE, when that is lower: KVM refuses
+ * its default there), kf_vm_create_phys_bits() up to that limit and the
+ * identity map's 48 bits.  In each, a region in the top 2 MiB of the
+ * space is accepted and the guest reads and writes it, one past the end
+ * is refused with a message; sizes out of range are refused.
  */
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include <kvmfault/arm64/processor.h>
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/test.h>
 
@@ -22,24 +24,14 @@ static KF_GUEST void guest_top(uint64_t gpa)
 	*p = ~MAGIC;
 }
 
-int main(void)
+/* The guest uses the top of a bits-wide space; the space ends there. */
+static void check_top(struct kf_vm *vm, unsigned int bits)
 {
 	struct kf_region r = { .size = 2ULL << 20, .backing = KF_BACKING_ANON,
 			       .guest_memfd = -1 };
 	struct kf_vcpu_ops ops = { 0 };
 	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
-	struct kf_vm *vm;
-	unsigned int bits;
-	int limit;
-
-	kf_test_require_kvm();
-	TEST_OK(kf_vm_create(&vm));
-	limit = ioctl(kf_vm_fd(vm), KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
-	if (limit <= 0)
-		kf_test_skip("this KVM has no KVM_CAP_ARM_VM_IPA_SIZE: every VM has 40 bits");
-	bits = KF_MIN((unsigned int)limit, 48u);
-	printf("KVM's IPA limit %d bits; the VM has %u\n", limit, bits);
 
 	r.gpa = (1ULL << bits) - r.size;
 	TEST_OK(kf_vm_add_region(vm, &r, &ms));
@@ -47,10 +39,40 @@ int main(void)
 	TEST_OK(kf_vcpu_add(vm, 0, guest_top, r.gpa, &vcpu));
 	TEST_OK(kf_vcpu_run(vcpu, &ops));
 	TEST_ASSERT_EQ(*(uint64_t *)ms->hva, ~MAGIC);
-
 	r.gpa = 1ULL << bits;
 	TEST_ASSERT_EQ(kf_vm_add_region(vm, &r, NULL), -EINVAL);
-	printf("a region at 0x%llx: %s\n", (unsigned long long)r.gpa, kf_error());
+	printf("%u bits: the guest used 0x%llx; %s\n", bits,
+	       (unsigned long long)(r.gpa - r.size), kf_error());
 	kf_vm_destroy(vm);
-	TEST_PASS("a region in the top 2 MiB of a %u-bit IPA space: the guest read and wrote it", bits);
+}
+
+int main(void)
+{
+	unsigned int bits, top;
+	struct kf_vm *vm;
+	int limit;
+
+	kf_test_require_kvm();
+	TEST_OK(kf_vm_create(&vm));
+	limit = ioctl(kf_vm_fd(vm), KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
+	if (limit <= 0) {
+		kf_vm_destroy(vm);
+		kf_test_skip("this KVM has no KVM_CAP_ARM_VM_IPA_SIZE: every VM has 40 bits");
+	}
+	bits = KF_MIN((unsigned int)limit, KF_ARM64_DEFAULT_IPA_BITS);
+	top = KF_MIN((unsigned int)limit, (unsigned int)KF_ARM64_VA_BITS);
+	printf("KVM's IPA limit: %d bits\n", limit);
+	check_top(vm, bits);
+
+	TEST_OK(kf_vm_create_phys_bits(&vm, top));
+	check_top(vm, top);
+	TEST_OK(kf_vm_create_phys_bits(&vm, 36));
+	check_top(vm, 36);
+
+	TEST_ASSERT_EQ(kf_vm_create_phys_bits(&vm, top + 1), -EINVAL);
+	printf("%u bits: %s\n", top + 1, kf_error());
+	TEST_ASSERT_EQ(kf_vm_create_phys_bits(&vm, 31), -EINVAL);
+	TEST_ASSERT_EQ(kf_vm_create_phys_bits(&vm, 0), -EINVAL);
+	TEST_PASS("the top 2 MiB of %u-bit (default), %u-bit and 36-bit VMs; sizes out of range refused",
+		  bits, top);
 }
