@@ -10,7 +10,8 @@ VERSION := 0.3.0
 # changes incompatibly (1: kf_remote_config.push_streams and
 # kf_remote_stats.push_stream_pages, migration protocol 4; 2: MTE
 # allocation tags: kf_pagesrc_sink_fn's tags, kf_pagesrc_ops.read_tagged,
-# kf_page_server_config.read_tags, migration protocol 5).
+# kf_page_server_config.read_tags, migration protocol 5; host pages:
+# kf_pagesrc.push_unit).
 SOVERSION := 2
 # CROSS_COMPILE=aarch64-linux-gnu- builds for arm64 (under build/arm64/).
 CROSS_COMPILE ?=

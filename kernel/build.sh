@@ -165,10 +165,27 @@ make -s O="$obj" tinyconfig >/dev/null
 scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" $FRAGMENTS >"$CACHE/merge.log" 2>&1 ||
 	{ cat "$CACHE/merge.log" >&2; die "merge_config failed"; }
 make -s O="$obj" olddefconfig 2>>"$CACHE/merge.log"
-# Every option the fragments ask for must have survived olddefconfig.
+# Every option the fragments ask for must have survived olddefconfig, the
+# last fragment's word for an option standing (as in merge_config.sh).
+# set_later OPT FRAGMENT...: whether a fragment after this one sets OPT.
+set_later() {
+	local opt=$1
+	shift
+	[ $# -gt 0 ] && grep -qE "^($opt=|# $opt is not set)" "$@" </dev/null
+}
 missing=0
+n=0
 for f in $FRAGMENTS; do
+	n=$((n + 1))
+	# shellcheck disable=SC2086
+	later=$(echo $FRAGMENTS | cut -s -d' ' -f$((n + 1))-)
 	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*|"# CONFIG_"*" is not set")
+			opt=${line#\# }; opt=${opt%%[= ]*}
+			# shellcheck disable=SC2086
+			set_later "$opt" $later && continue ;;
+		esac
 		case "$line" in
 		CONFIG_*=n) opt=${line%%=*}
 			if grep -q "^$opt=" "$obj/.config"; then log "config: $opt should be off"; missing=1; fi ;;

@@ -118,7 +118,8 @@ struct kf_engine {
 };
 
 static __thread uint8_t kf_bounce[KF_PAGE_SIZE] __attribute__((aligned(64)));
-static __thread uint8_t kf_tag_bounce[KF_MTE_TAGS_PER_PAGE];
+#define KF_MAX_TAGGED_PAGE (64ULL << 10)
+static __thread uint8_t kf_tag_bounce[KF_MAX_TAGGED_PAGE / KF_MTE_GRANULE];
 
 /* A bigger bounce buffer for pages above KF_PAGE_SIZE (hugetlb), one a
  * thread, made on first use and freed when the thread exits. */
@@ -413,15 +414,18 @@ static int kf_install(struct kf_engine_region *r, uint64_t idx, bool write,
 		/* The exit backend's KVM treats the shared zero page as not
 		 * mapped (it exits for it): give it a page of its own.
 		 * (UFFDIO_ZEROPAGE has no huge pages.) */
-		if (ps > KF_PAGE_SIZE) {
-			buf = kf_bounce_buf(ps);
-			if (!buf)
-				return -ENOMEM;
-			memset(buf, 0, ps);
-			ret = kf_uffd_copy(uffd, dst, buf, ps);
-		} else if (write || r->e->cfg.no_zeropage ||
-			   r->backend == KF_BACKEND_EXIT) {
-			ret = kf_uffd_copy(uffd, dst, kf_zero_page, ps);
+		if (ps > kf_host_page_size() || write || r->e->cfg.no_zeropage ||
+		    r->backend == KF_BACKEND_EXIT) {
+			const void *zeros = kf_zero_page;
+
+			if (ps > sizeof(kf_zero_pages)) {
+				buf = kf_bounce_buf(ps);
+				if (!buf)
+					return -ENOMEM;
+				memset(buf, 0, ps);
+				zeros = buf;
+			}
+			ret = kf_uffd_copy(uffd, dst, zeros, ps);
 		} else {
 			ret = kf_uffd_zeropage(uffd, dst, ps);
 		}
@@ -723,7 +727,7 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 			  uint64_t n, const char *data, const uint8_t *tags,
 			  uint64_t *done)
 {
-	uint64_t len = n * KF_PAGE_SIZE, off = idx * KF_PAGE_SIZE, i;
+	uint64_t ps = r->psize, len = n * ps, off = idx * ps, i;
 	bool zero, in_cache = false;
 	int ret;
 
@@ -747,13 +751,12 @@ static int kf_install_run(struct kf_engine_region *r, int uffd, uint64_t idx,
 	}
 	for (i = 0; i < n; i++) {
 		if (in_cache) {
-			ret = kf_uffd_continue(uffd, r->hva + off + i * KF_PAGE_SIZE,
-					       KF_PAGE_SIZE);
+			ret = kf_uffd_continue(uffd, r->hva + off + i * ps, ps);
 			if (ret == -EEXIST)
 				ret = 0;	/* mapped by the run's CONTINUE */
 		} else {
-			ret = kf_install(r, idx + i, true, data + i * KF_PAGE_SIZE,
-					 tags ? tags + i * KF_MTE_TAGS_PER_PAGE : NULL,
+			ret = kf_install(r, idx + i, true, data + i * ps,
+					 tags ? tags + i * ps / KF_MTE_GRANULE : NULL,
 					 &zero);
 		}
 		if (ret) {
@@ -779,7 +782,7 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			       (unsigned long long)gpa, len);
 	while (gpa < end) {
 		struct kf_engine_region *r = kf_region_by_gpa(e, gpa);
-		uint64_t idx, n, i, done;
+		uint64_t idx, n, i, done, ps, step;
 		int uffd;
 
 		if (!r)
@@ -788,20 +791,25 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 		if (r->tags && !t)
 			return kf_fail(EINVAL, "pushed page 0x%llx comes without the allocation tags its region needs",
 				       (unsigned long long)gpa);
-		idx = (gpa - r->gpa) / KF_PAGE_SIZE;
-		/* A page of a huge-page region comes in parts: its faults
-		 * read it from the source whole. */
-		if (r->psize != KF_PAGE_SIZE || !kf_pg_claim(r, idx)) {
-			if (r->psize == KF_PAGE_SIZE)
+		ps = r->psize;
+		idx = (gpa - r->gpa) / ps;
+		/*
+		 * Whole host pages only (a source pushes in src->push_unit):
+		 * a part of one is left to the faults, which read it from the
+		 * source whole.
+		 */
+		if ((gpa - r->gpa) % ps || end - gpa < ps || !kf_pg_claim(r, idx)) {
+			step = (gpa - r->gpa) % ps || end - gpa < ps ? KF_PAGE_SIZE : ps;
+			if (step == ps)
 				__atomic_fetch_add(&e->push_races, 1, __ATOMIC_RELAXED);
-			gpa += KF_PAGE_SIZE;
-			data = (const char *)data + KF_PAGE_SIZE;
+			gpa += step;
+			data = (const char *)data + step;
 			if (t)
-				t += KF_MTE_TAGS_PER_PAGE;
+				t += step / KF_MTE_GRANULE;
 			continue;
 		}
 		uffd = kf_region_uffd(r, idx);
-		for (n = 1; gpa + n * KF_PAGE_SIZE < end && idx + n < r->pages &&
+		for (n = 1; gpa + (n + 1) * ps <= end && idx + n < r->pages &&
 			    kf_region_uffd(r, idx + n) == uffd && kf_pg_claim(r, idx + n);
 		     n++)
 			;
@@ -817,14 +825,14 @@ static int kf_engine_sink(void *opaque, uint64_t gpa, const void *data,
 			for (i = done + 1; i < n; i++)
 				kf_pg_publish(r, idx + i, KF_PG_MISSING);
 			if (done + 1 < n)
-				kf_uffd_wake(uffd, r->hva + (idx + done + 1) * KF_PAGE_SIZE,
-					     (n - done - 1) * KF_PAGE_SIZE);
+				kf_uffd_wake(uffd, r->hva + (idx + done + 1) * ps,
+					     (n - done - 1) * ps);
 			return ret;
 		}
-		gpa += n * KF_PAGE_SIZE;
-		data = (const char *)data + n * KF_PAGE_SIZE;
+		gpa += n * ps;
+		data = (const char *)data + n * ps;
 		if (t)
-			t += n * KF_MTE_TAGS_PER_PAGE;
+			t += n * ps / KF_MTE_GRANULE;
 	}
 	return 0;
 }
@@ -843,9 +851,6 @@ int kf_engine_new(const struct kf_engine_host *host,
 	*ep = NULL;
 	if (!host)
 		return kf_fail(EINVAL, "fault engine: no host operations");
-	ret = kf_host_page_size_check("fault engine");
-	if (ret)
-		return ret;
 	if (!cfg)
 		cfg = &defaults;
 	if (cfg->nr_uffds > KF_MAX_UFFDS)
@@ -934,9 +939,10 @@ static int kf_engine_check_tagged(struct kf_engine_region *r, bool memfd)
 		return kf_fail(EOPNOTSUPP, "fault engine: slot %u's source carries allocation tags, which need a memfd region and the exit or uffd-minor backend (backend %s, %s memory)",
 			       r->slot, kf_backend_name(r->backend),
 			       memfd ? "memfd" : "anonymous");
-	if (r->psize != KF_PAGE_SIZE || r->zero || !r->src->ops->read_tagged)
-		return kf_fail(EINVAL, "fault engine: slot %u: a tagged source needs %llu-byte pages, data and read_tagged()",
-			       r->slot, KF_PAGE_SIZE);
+	if (r->psize != kf_host_page_size() || r->psize > KF_MAX_TAGGED_PAGE ||
+	    r->zero || !r->src->ops->read_tagged)
+		return kf_fail(EINVAL, "fault engine: slot %u: a tagged source needs the host's pages (no huge pages), data and read_tagged()",
+			       r->slot);
 	return 0;
 }
 
@@ -951,7 +957,7 @@ int kf_engine_add_memory(struct kf_engine *e,
 			 const struct kf_engine_region_desc *d,
 			 struct kf_pagesrc *src)
 {
-	uint64_t psize = d && d->page_size ? d->page_size : KF_PAGE_SIZE;
+	uint64_t psize = d && d->page_size ? d->page_size : kf_host_page_size();
 	struct kf_engine_region *r;
 	uint64_t mode, need;
 	uint32_t slot;
@@ -979,9 +985,10 @@ int kf_engine_add_memory(struct kf_engine *e,
 	if (d->flags & KVM_MEM_GUEST_MEMFD)
 		return kf_fail(EOPNOTSUPP, "fault engine: slot %u is a guest_memfd slot; userfaultfd cannot register guest_memfd",
 			       slot);
-	if (psize < KF_PAGE_SIZE || (psize & (psize - 1)))
-		return kf_fail(EINVAL, "fault engine: slot %u: page size %llu is no power of two >= %llu",
-			       slot, (unsigned long long)psize, KF_PAGE_SIZE);
+	if (psize < kf_host_page_size() || (psize & (psize - 1)))
+		return kf_fail(EINVAL, "fault engine: slot %u: page size %llu is no power of two >= the host's %llu",
+			       slot, (unsigned long long)psize,
+			       (unsigned long long)kf_host_page_size());
 	if (!d->size || !d->hva || d->gpa % psize || d->size % psize ||
 	    (uintptr_t)d->hva % psize || (d->memfd >= 0 && d->memfd_offset % psize))
 		return kf_fail(EINVAL, "fault engine: slot %u [0x%llx, +0x%llx) at %p is empty or not aligned to its %llu-byte pages",
@@ -1027,7 +1034,7 @@ int kf_engine_add_memory(struct kf_engine *e,
 		return ret;
 	need = kf_backend_features(r->backend, memfd);
 	/* A memfd of huge pages is hugetlbfs: its minor faults are those. */
-	if (memfd && psize > KF_PAGE_SIZE && r->backend != KF_BACKEND_UFFD_MISSING)
+	if (memfd && psize > kf_host_page_size() && r->backend != KF_BACKEND_UFFD_MISSING)
 		need = (need & ~UFFD_FEATURE_MINOR_SHMEM) | UFFD_FEATURE_MINOR_HUGETLBFS;
 	if (need & ~e->uffd_features)
 		return kf_fail(EOPNOTSUPP, "fault engine: userfaultfd lacks features 0x%llx",
@@ -1067,6 +1074,7 @@ int kf_engine_add_memory(struct kf_engine *e,
 		if (ret)
 			goto fail_unregister;
 	}
+	src->push_unit = psize;
 	e->nr_regions++;
 	return 0;
 fail_unregister:

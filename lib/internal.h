@@ -66,11 +66,12 @@ int kf_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, bool pin,
 		    unsigned int i);
 
 /*
- * Pages are KF_PAGE_SIZE everywhere (userfaultfd ioctls, guest page
- * tables, snapshot files, the migration stream): 0 when the host's are
- * too, else -EOPNOTSUPP with a message naming who.
+ * The host's page size: 4, 16 or 64 KiB on arm64.  Memslots, userfaultfd
+ * ioctls and KVM's exits come in host pages; guest page tables, snapshot
+ * files and the migration stream in KF_PAGE_SIZE pages, a host page being
+ * a whole number of those.
  */
-int kf_host_page_size_check(const char *who);
+uint64_t kf_host_page_size(void);
 
 /*
  * arm64 MTE (lib/mte.c).  PROT_MTE maps memory with allocation tags;

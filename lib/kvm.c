@@ -68,10 +68,7 @@ const char *kf_kvm_unavailable_reason(void)
 	return kf_sys_fd >= 0 ? NULL : kf_sys_reason;
 }
 
-int kf_host_page_size_check(const char *who)
+uint64_t kf_host_page_size(void)
 {
-	if (getpagesize() != (int)KF_PAGE_SIZE)
-		return kf_fail(EOPNOTSUPP, "%s: host pages are %d bytes; kvmfault supports %llu-byte pages only",
-			       who, getpagesize(), KF_PAGE_SIZE);
-	return 0;
+	return (uint64_t)getpagesize();
 }

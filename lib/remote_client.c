@@ -47,6 +47,7 @@ struct kf_rc_region {
 	kf_pagesrc_sink_fn sink;
 	void *sink_opaque;
 	unsigned int sink_calls;	/* calls into sink in flight */
+	uint64_t unit_pages;		/* the sink takes whole units of these */
 	struct kf_pagesrc src;
 	struct kf_remote *remote;
 	pthread_t flush_thread;
@@ -187,6 +188,69 @@ static void kf_rc_sink_done(struct kf_rc_region *g)
 }
 
 /*
+ * A sink that takes whole units (host pages larger than KF_PAGE_SIZE, huge
+ * pages): the units among [first, last] whose pages are all in the cache
+ * now leave it (lock held), into units[]; how many.
+ */
+static unsigned int kf_rc_take_units(struct kf_rc_region *g, uint64_t first,
+				     uint64_t last, uint64_t *units)
+{
+	uint64_t per = g->unit_pages, u, p;
+	unsigned int n = 0;
+
+	for (u = first; u <= last && (u + 1) * per <= g->npages; u++) {
+		for (p = u * per; p < (u + 1) * per && g->cached[p]; p++)
+			;
+		if (p < (u + 1) * per)
+			continue;
+		memset(g->cached + u * per, 0, per);
+		units[n++] = u;
+	}
+	return n;
+}
+
+/* Free the host pages wholly inside [p, p + len) of a cache: never a
+ * page that also holds what other units still wait with. */
+static void kf_rc_cache_release(void *p, uint64_t len)
+{
+	uintptr_t hps = (uintptr_t)kf_host_page_size();
+	uintptr_t start = KF_ALIGN_UP((uintptr_t)p, hps);
+	uintptr_t end = KF_ALIGN_DOWN((uintptr_t)p + len, hps);
+
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+/* Hand units taken from the cache to the sink, consecutive ones at once
+ * (after switchover a held page is never written to the cache again). */
+static int kf_rc_sink_units(struct kf_rc_region *g, kf_pagesrc_sink_fn sink,
+			    void *opaque, const uint64_t *units, unsigned int n)
+{
+	uint64_t per = g->unit_pages;
+	unsigned int i, j;
+	int ret = 0;
+
+	for (i = 0; i < n && !ret; i = j) {
+		uint64_t p = units[i] * per;
+
+		for (j = i + 1; j < n && units[j] == units[j - 1] + 1; j++)
+			;
+		ret = sink(opaque, g->r.gpa + p * KF_PAGE_SIZE,
+			   g->cache + p * KF_PAGE_SIZE,
+			   g->tags ? g->cache_tags + p * KF_MTE_TAGS_PER_PAGE : NULL,
+			   (j - i) * per * KF_PAGE_SIZE);
+		/* Installed (or failed for good): the cache lets go of it, so
+		 * guest memory is not held twice. */
+		kf_rc_cache_release(g->cache + p * KF_PAGE_SIZE,
+				    (j - i) * per * KF_PAGE_SIZE);
+		if (g->tags)
+			kf_rc_cache_release(g->cache_tags + p * KF_MTE_TAGS_PER_PAGE,
+					    (j - i) * per * KF_MTE_TAGS_PER_PAGE);
+	}
+	return ret;
+}
+
+/*
  * Verified pages arrived: a run of n (at most a batch) from page idx of
  * region g.  Waiters for one of them get it (their read() installs it);
  * the others go to the engine's sink in contiguous runs, to the cache
@@ -199,6 +263,8 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 			     bool push_stream)
 {
 	uint64_t gpa = g->r.gpa + idx * KF_PAGE_SIZE, filled = 0, to_sink = 0;
+	uint64_t units[KF_MIG_MAX_BATCH + 2];
+	unsigned int nunits;
 	struct kf_rc_waiter **pw, *w;
 	kf_pagesrc_sink_fn sink = NULL;
 	void *opaque = NULL;
@@ -245,7 +311,7 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 			}
 			memcpy((char *)g->eager_hva + (idx + k) * KF_PAGE_SIZE, page,
 			       KF_PAGE_SIZE);
-		} else if (!g->sink) {
+		} else if (!g->sink || g->unit_pages > 1) {
 			memcpy(g->cache + (idx + k) * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
 			if (g->tags)
 				memcpy(g->cache_tags + (idx + k) * KF_MTE_TAGS_PER_PAGE,
@@ -260,6 +326,21 @@ static int kf_rc_deliver_run(struct kf_remote *r, struct kf_rc_region *g,
 		pthread_cond_broadcast(&r->cond);
 	if (r->held_pages == r->total_pages)
 		pthread_cond_broadcast(&r->cond);
+	if (g->sink && g->unit_pages > 1 && !ret) {
+		nunits = kf_rc_take_units(g, idx / g->unit_pages,
+					  (idx + n - 1) / g->unit_pages, units);
+		if (nunits) {
+			sink = g->sink;
+			opaque = g->sink_opaque;
+			g->sink_calls++;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (sink) {
+			ret = kf_rc_sink_units(g, sink, opaque, units, nunits);
+			kf_rc_sink_done(g);
+		}
+		return ret;
+	}
 	if (to_sink) {
 		sink = g->sink;
 		opaque = g->sink_opaque;
@@ -763,12 +844,30 @@ static void *kf_rc_flush_thread(void *arg)
 	for (p = 0; p < g->npages; p++) {
 		kf_pagesrc_sink_fn sink = NULL;
 		void *opaque = NULL;
+		uint64_t unit;
 		int ret;
 
 		pthread_mutex_lock(&r->lock);
 		if (!g->sink) {
 			pthread_mutex_unlock(&r->lock);
 			break;	/* detached */
+		}
+		if (g->unit_pages > 1) {
+			/* Whole units: a part waits for the rest to arrive. */
+			if (p % g->unit_pages ||
+			    !kf_rc_take_units(g, p / g->unit_pages, p / g->unit_pages, &unit)) {
+				pthread_mutex_unlock(&r->lock);
+				continue;
+			}
+			sink = g->sink;
+			opaque = g->sink_opaque;
+			g->sink_calls++;
+			pthread_mutex_unlock(&r->lock);
+			ret = kf_rc_sink_units(g, sink, opaque, &unit, 1);
+			kf_rc_sink_done(g);
+			if (ret)
+				break;
+			continue;
 		}
 		if (g->cached[p]) {
 			memcpy(page, g->cache + p * KF_PAGE_SIZE, KF_PAGE_SIZE);
@@ -802,6 +901,7 @@ static int kf_rc_start_push(struct kf_pagesrc *src, kf_pagesrc_sink_fn sink,
 	pthread_mutex_lock(&r->lock);
 	g->sink = sink;
 	g->sink_opaque = opaque;
+	g->unit_pages = KF_MAX(src->push_unit, KF_PAGE_SIZE) / KF_PAGE_SIZE;
 	pthread_mutex_unlock(&r->lock);
 	ret = pthread_create(&g->flush_thread, NULL, kf_rc_flush_thread, g);
 	if (ret)

@@ -732,25 +732,37 @@ struct kf_snap_prefetch {
 	volatile int stop;
 };
 
-#define KF_SNAP_PREFETCH_RUN 64
+#define KF_SNAP_PREFETCH_RUN 64	/* pages, or one unit when units are larger */
 
-/* Read and install [p, p + n) of the region (inside it); mark them done.
- * buf: a run's data, and its tags after them. */
-static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
-				uint8_t *done, uint64_t p, uint64_t n)
+/* What the prefetch works in: the engine's push unit (whole host pages). */
+static uint64_t kf_snap_unit(const struct kf_snap_prefetch *pf)
 {
-	uint64_t gpa = pf->src.base + p * KF_PAGE_SIZE, len = n * KF_PAGE_SIZE;
+	return KF_MAX(pf->src.push_unit, KF_PAGE_SIZE);
+}
+
+static uint64_t kf_snap_run_units(const struct kf_snap_prefetch *pf)
+{
+	return KF_MAX(KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE / kf_snap_unit(pf), 1ULL);
+}
+
+/* Read and install units [u, u + n) of the region (inside it); mark them
+ * done.  buf: a run's data, and its tags after them. */
+static int kf_snap_prefetch_run(struct kf_snap_prefetch *pf, char *buf,
+				uint8_t *done, uint64_t u, uint64_t n)
+{
+	uint64_t unit = kf_snap_unit(pf), len = n * unit;
+	uint64_t gpa = pf->src.base + u * unit;
 	char *tags = NULL;
 	int ret = kf_snapsrc_read(&pf->src, gpa, buf, len);
 
 	if (!ret && pf->src.flags & KF_PAGESRC_TAGS) {
-		tags = buf + KF_SNAP_PREFETCH_RUN * KF_PAGE_SIZE;
+		tags = buf + kf_snap_run_units(pf) * unit;
 		ret = kf_snapshot_read_tags(pf->snap, gpa, tags, len);
 	}
 	if (!ret)
 		ret = pf->sink(pf->opaque, gpa, buf, tags, len);
 	if (!ret)
-		memset(done + p, 1, n);
+		memset(done + u, 1, n);
 	return ret;
 }
 
@@ -759,28 +771,35 @@ static bool kf_snap_prefetch_stopped(struct kf_snap_prefetch *pf)
 	return __atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE);
 }
 
-/* The working set's pages of this region first, in its order, runs of
- * consecutive pages together. */
+/* The working set's units of this region first, in its order, runs of
+ * consecutive units together. */
 static int kf_snap_prefetch_ws(struct kf_snap_prefetch *pf, char *buf,
 			       uint8_t *done)
 {
-	uint64_t i = 0, npages = pf->src.size / KF_PAGE_SIZE;
+	uint64_t per = kf_snap_unit(pf) / KF_PAGE_SIZE, max = kf_snap_run_units(pf);
+	uint64_t i = 0, nunits = pf->src.size / kf_snap_unit(pf);
 	const uint64_t *order = pf->order;
 	int ret = 0;
 
 	/* Every entry is a page of this region (kf_snap_prefetch_order()). */
 	while (!ret && i < pf->order_len && !kf_snap_prefetch_stopped(pf)) {
-		uint64_t p = order[i], n = 1;
+		uint64_t u = order[i] / per, n = 1;
 
-		if (done[p]) {
+		if (done[u]) {
 			i++;
 			continue;
 		}
-		while (i + n < pf->order_len && n < KF_SNAP_PREFETCH_RUN &&
-		       p + n < npages && order[i + n] == p + n && !done[p + n])
+		/* The entries of the unit's pages and of the next units. */
+		while (i + 1 < pf->order_len && order[i + 1] / per == u + n - 1)
+			i++;
+		while (i + 1 < pf->order_len && n < max && u + n < nunits &&
+		       order[i + 1] / per == u + n && !done[u + n]) {
 			n++;
-		ret = kf_snap_prefetch_run(pf, buf, done, p, n);
-		i += n;
+			while (i + 1 < pf->order_len && order[i + 1] / per == u + n - 1)
+				i++;
+		}
+		ret = kf_snap_prefetch_run(pf, buf, done, u, n);
+		i++;
 	}
 	return ret;
 }
@@ -788,26 +807,27 @@ static int kf_snap_prefetch_ws(struct kf_snap_prefetch *pf, char *buf,
 static void *kf_snap_prefetch_thread(void *arg)
 {
 	struct kf_snap_prefetch *pf = arg;
-	uint64_t p = 0, npages = pf->src.size / KF_PAGE_SIZE;
-	char *buf = aligned_alloc(KF_PAGE_SIZE, KF_SNAP_PREFETCH_RUN *
-				  (KF_PAGE_SIZE + KF_MTE_TAGS_PER_PAGE));
-	uint8_t *done = calloc(npages, 1);
+	uint64_t unit = kf_snap_unit(pf), max = kf_snap_run_units(pf);
+	uint64_t u = 0, nunits = pf->src.size / unit;
+	char *buf = aligned_alloc(KF_PAGE_SIZE, max * unit * (KF_MTE_GRANULE + 1) /
+				  KF_MTE_GRANULE);
+	uint8_t *done = calloc(nunits, 1);
 	int ret = buf && done ? 0 : -ENOMEM;
 
 	/* A failed read or install ends the prefetch, which is only a hint:
 	 * faults read (and report) every page themselves. */
 	if (!ret)
 		ret = kf_snap_prefetch_ws(pf, buf, done);
-	while (!ret && p < npages && !kf_snap_prefetch_stopped(pf)) {
+	while (!ret && u < nunits && !kf_snap_prefetch_stopped(pf)) {
 		uint64_t n = 0;
 
-		while (p < npages && done[p])
-			p++;
-		while (p + n < npages && n < KF_SNAP_PREFETCH_RUN && !done[p + n])
+		while (u < nunits && done[u])
+			u++;
+		while (u + n < nunits && n < max && !done[u + n])
 			n++;
 		if (n)
-			ret = kf_snap_prefetch_run(pf, buf, done, p, n);
-		p += n;
+			ret = kf_snap_prefetch_run(pf, buf, done, u, n);
+		u += n;
 	}
 	free(done);
 	free(buf);

@@ -209,15 +209,14 @@ static int kf_set_memslot(struct kf_vm *vm, const struct kf_memslot *ms,
 
 static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 {
-	uint64_t max = kf_arch_max_gpa(vm);
+	uint64_t max = kf_arch_max_gpa(vm), ps = kf_host_page_size();
 	unsigned int i;
 	int ret;
 
-	if (!r->size || !KF_IS_ALIGNED(r->gpa, KF_PAGE_SIZE) ||
-	    !KF_IS_ALIGNED(r->size, KF_PAGE_SIZE))
-		return kf_fail(EINVAL, "region gpa 0x%llx size 0x%llx: both must be non-zero multiples of the page size",
+	if (!r->size || !KF_IS_ALIGNED(r->gpa, ps) || !KF_IS_ALIGNED(r->size, ps))
+		return kf_fail(EINVAL, "region gpa 0x%llx size 0x%llx: both must be non-zero multiples of the host page size (%llu bytes)",
 			       (unsigned long long)r->gpa,
-			       (unsigned long long)r->size);
+			       (unsigned long long)r->size, (unsigned long long)ps);
 	if (r->gpa >= max || r->size > max - r->gpa)
 		return kf_fail(EINVAL, "region [0x%llx, +0x%llx) ends above the guest's physical limit 0x%llx",
 			       (unsigned long long)r->gpa,
@@ -228,7 +227,7 @@ static int kf_region_check(struct kf_vm *vm, const struct kf_region *r)
 	if (r->flags & ~KF_KNOWN_SLOT_FLAGS)
 		return kf_fail(EINVAL, "unknown memslot flags 0x%x", r->flags);
 	if (r->backing == KF_BACKING_USER &&
-	    (!r->hva || !KF_IS_ALIGNED((uintptr_t)r->hva, KF_PAGE_SIZE)))
+	    (!r->hva || !KF_IS_ALIGNED((uintptr_t)r->hva, ps)))
 		return kf_fail(EINVAL, "a user-backed region needs a page-aligned host address");
 	if (r->backing > KF_BACKING_USER)
 		return kf_fail(EINVAL, "unknown backing %d", r->backing);
@@ -589,13 +588,33 @@ int kf_vm_sync_from_guest(struct kf_vm *vm, void *addr, size_t size)
 	return 0;
 }
 
+/* KVM's bitmap has a bit a host page: spread each over the KF_PAGE_SIZE
+ * pages its host page holds. */
 int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap)
 {
+	uint64_t per = kf_host_page_size() / KF_PAGE_SIZE, pages = 0, i;
 	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };
+	struct kf_slot *s = slot < KF_MAX_SLOTS ? &vm->slots[slot] : NULL;
+	uint64_t *host = NULL;
+	int ret = 0;
 
+	if (per > 1 && s && s->used) {
+		pages = s->ms.size / KF_PAGE_SIZE;
+		host = calloc((pages / per + 63) / 64, 8);
+		if (!host)
+			return kf_fail(ENOMEM, "out of memory for a dirty bitmap");
+		log.dirty_bitmap = host;
+	}
 	if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log))
-		return kf_fail_errno(errno, "KVM_GET_DIRTY_LOG slot %u", slot);
-	return 0;
+		ret = kf_fail_errno(errno, "KVM_GET_DIRTY_LOG slot %u", slot);
+	if (log.dirty_bitmap == bitmap)
+		return ret;
+	memset(bitmap, 0, (pages + 63) / 64 * 8);
+	for (i = 0; !ret && i < pages; i++)
+		if (host[i / per / 64] >> (i / per % 64) & 1)
+			bitmap[i / 64] |= 1ULL << (i % 64);
+	free(host);
+	return ret;
 }
 
 int kf_vm_check_system_slot(const struct kf_memslot *ms, uint64_t gpa,

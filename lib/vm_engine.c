@@ -134,7 +134,7 @@ int kf_engine_add_region(struct kf_engine *e, uint32_t slot,
 	d.size = ms->size;
 	d.hva = ms->hva;
 	d.memfd = ms->memfd;
-	d.page_size = KF_PAGE_SIZE;
+	d.page_size = 0;	/* the host's */
 	ret = kf_engine_add_memory(e, &d, src);
 	if (ret)
 		return ret;

@@ -22,7 +22,9 @@
 #           kvmfault's tests cross-built for arm64 and run inside (summary
 #           rig-arm64), then the arm64 KVM selftests, the series' own among
 #           them, compared with the unpatched arm64 kernel as in selftests
-#           (summary selftests-arm64)
+#           (summary selftests-arm64); and the tests that take the host's
+#           page size from the host on a kernel with 64 KiB pages
+#           (summary rig-arm64-64k)
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
 # rig, series and qemu, and the primary base (the newest) also selftests and
@@ -184,6 +186,36 @@ rig_arm64_phase() {
 		TESTS_DIR="$(pwd)/build/arm64/static/tests" 2>&1 | relabel rig rig-arm64
 }
 
+# kvmfault's tests whose assertions follow the host's page size, for the
+# arm64 rig with 64 KiB pages (kernel/arm64-64k.config).  The others assert
+# 4 KiB host pages (exit sizes, per-page statistics, region sizes):
+# kernel_eom*, kernel_memfault, kernel_swap, memory_fault_host, engine_core,
+# engine_uffd, engine_concurrency, engine_hugepage, hot_path, poison,
+# private_mem*, syscall_errors, vcpu_stop_join.
+arm64_64k_tests="engine_errors engine_exit engine_lifecycle
+	engine_races exit_decode format_version guest_assert guest_basic
+	guest_exception ipa_size kernel_caps lib_errors migrate_channel
+	migrate_faults migrate_postcopy migrate_tags mte snapshot_atomic
+	snapshot_restore vcpu_state vcpu_threads vm_memslots vm_region_rollback"
+
+# Those tests in the arm64 rig on a kernel with 64 KiB pages (one boot).
+rig_arm64_64k_phase() {
+	local dir t
+	make -s -j"$jobs" CROSS_COMPILE=aarch64-linux-gnu- VARIANT=static tests >/dev/null 2>&1 || {
+		echo "rig-arm64-64k: the arm64 build failed (see rig-arm64)"
+		echo "rig-arm64-64k: 0 passed, 1 failed, 0 skipped"
+		return
+	}
+	dir=$(pwd)/build/arm64/static/tests-64k
+	rm -rf "$dir" && mkdir -p "$dir" || return
+	for t in $arm64_64k_tests; do
+		cp "build/arm64/static/tests/$t" "$dir/" || return
+	done
+	make -s -C kernel rig KBASE="$primary" KARCH=arm64 KFLAVOR=arm64-64k \
+		KFRAGMENTS="$(pwd)/kernel/arm64-64k.config" RIG_SMP=2 \
+		TESTS_DIR="$dir" 2>&1 | relabel rig rig-arm64-64k
+}
+
 # Why the arm64 rig cannot run here; nothing when it can.
 arm64_missing() {
 	if ! command -v qemu-system-aarch64 >/dev/null; then
@@ -266,14 +298,17 @@ do_phase() {
 		why=$(arm64_missing)
 		if [ -n "$why" ]; then
 			skip_phase rig-arm64 "$why"
+			skip_phase rig-arm64-64k "$why"
 			skip_phase selftests-arm64 "$why"
 			return
 		fi
 		why=$(arm64_libs_missing)
 		if [ -n "$why" ]; then
 			skip_phase rig-arm64 "$why"
+			skip_phase rig-arm64-64k "$why"
 		else
 			run_phase rig-arm64 rig_arm64_phase
+			run_phase rig-arm64-64k rig_arm64_64k_phase
 		fi
 		run_phase selftests-arm64 selftests_phase "$primary" arm64 selftests-arm64 ;;
 	rig-*|series-*|selftests-*|debug-*|qemu-*)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <kvmfault/vm_engine.h>
 #include <kvmfault/kvmfault.h>
@@ -50,6 +51,12 @@ static KF_GUEST void wl_guest(uint64_t arg)
 }
 
 /* Test memory in pages, from KF_ENGINE_TEST_MB (default mb). */
+/* The engine installs host pages (4, 16 or 64 KiB): how many hold pages. */
+static inline uint64_t wl_host_pages(uint64_t pages)
+{
+	return pages * KF_PAGE_SIZE / (uint64_t)getpagesize();
+}
+
 static inline uint64_t wl_pages(uint64_t mb)
 {
 	const char *env = getenv("KF_ENGINE_TEST_MB");

@@ -96,7 +96,7 @@ static void wait_prefetched(struct kf_snapshot_restore *rs)
 
 	for (i = 0; i < KF_SNAP_MAX_REGIONS; i++)
 		if (rs->srcs[i])
-			want += rs->srcs[i]->size / KF_PAGE_SIZE;
+			want += rs->srcs[i]->size / (uint64_t)getpagesize();
 	while (kf_engine_installed_pages(rs->engine) < want) {
 		TEST_ASSERT(kf_mig_now_ns() - t0 < 120000000000ULL,
 			    "prefetch stalled at %llu of %llu pages",

@@ -4,6 +4,7 @@
  * bad argument refused with an error and a message, never a crash.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include <kvmfault/kvmfault.h>
 #include <kvmfault/test.h>
@@ -71,7 +72,7 @@ static void test_bad_input(struct kf_vm *vm)
 	TEST_OK(kf_vm_add_region(vm, &r, NULL));
 	bad = r;
 	expect_error(kf_vm_add_region(vm, &bad, NULL), EEXIST, "overlaps");
-	bad.gpa = base + MB - KF_PAGE_SIZE;
+	bad.gpa = base + MB - getpagesize();
 	expect_error(kf_vm_add_region(vm, &bad, NULL), EEXIST, "overlaps");
 	bad.gpa = base + 4 * MB + 100;
 	expect_error(kf_vm_add_region(vm, &bad, NULL), EINVAL, "page size");
@@ -92,8 +93,8 @@ static void test_bad_input(struct kf_vm *vm)
 	/* After a region: KVM would refuse its memory only at run time. */
 	expect_error(kf_vm_enable_mte(vm), EBUSY, "before adding regions");
 	/* The ucall block has no memory: a ucall is an MMIO exit there. */
-	bad.gpa = KF_ARCH_UCALL_GPA - KF_PAGE_SIZE;
-	bad.size = 2 * KF_PAGE_SIZE;
+	bad.gpa = KF_ARCH_UCALL_GPA - getpagesize();
+	bad.size = 2 * getpagesize();
 	expect_error(kf_vm_add_region(vm, &bad, NULL), EINVAL, "ucall block");
 	bad.size = MB;
 #endif

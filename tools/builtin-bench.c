@@ -775,6 +775,13 @@ int cmd_bench(int argc, char **argv)
 	unsigned int b, m, v;
 	int c, ret = 0, bad = 0;
 
+	/* Its regions, raw loops and fault counts are in 4 KiB pages. */
+	if (getpagesize() != (int)KF_PAGE_SIZE) {
+		fprintf(stderr, "kvmfault bench: needs 4 KiB host pages (this host's are %d bytes)\n",
+			getpagesize());
+		return 1;
+	}
+
 	static const struct option longopts[] = {
 		{ "pin", no_argument, NULL, 'P' },
 		{ "plain", no_argument, NULL, 'T' },

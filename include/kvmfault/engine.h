@@ -149,7 +149,8 @@ struct kf_engine_region_desc {
 	 */
 	int memfd;
 	uint64_t memfd_offset;
-	/* The host page size of hva's mapping; 0 means KF_PAGE_SIZE. */
+	/* The page size of hva's mapping; 0 means the host's page size (4,
+	 * 16 or 64 KiB), more for hugetlbfs. */
 	uint64_t page_size;
 };
 
@@ -205,7 +206,8 @@ int kf_engine_check(struct kf_engine *e);
 int kf_engine_fetch(struct kf_engine *e, uint64_t gpa, uint64_t len);
 /* Whether the page holding gpa is installed. */
 bool kf_engine_page_installed(struct kf_engine *e, uint64_t gpa);
-/* Pages installed so far, over all regions. */
+/* Pages installed so far, over all regions, each region's pages of its
+ * size (the host's: 4, 16 or 64 KiB; or huge pages). */
 uint64_t kf_engine_installed_pages(struct kf_engine *e);
 
 /*

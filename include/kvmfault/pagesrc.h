@@ -63,6 +63,12 @@ struct kf_pagesrc {
 	uint64_t size;		/* bytes covered */
 	void *priv;
 	uint32_t flags;		/* KF_PAGESRC_* */
+	/*
+	 * Set by the engine when it takes the source (the region's page
+	 * size: the host's, or a huge page's): pushes come in whole units of
+	 * it, aligned to it; the engine leaves a part of one to the faults.
+	 */
+	uint64_t push_unit;
 };
 
 /*

@@ -125,7 +125,8 @@ int kf_vm_sync_from_guest(struct kf_vm *vm, void *addr, size_t size);
 #define KF_SYNC_GLOBAL_FROM_GUEST(vm, var) \
 	kf_vm_sync_from_guest(vm, &(var), sizeof(var))
 
-/* KVM_GET_DIRTY_LOG for a slot into bitmap (one bit a page, size/4096 bits). */
+/* KVM_GET_DIRTY_LOG for a slot into bitmap: one bit a KF_PAGE_SIZE page
+ * (size/4096 bits), a larger host page's bit repeated over its pages. */
 int kf_vm_get_dirty_log(struct kf_vm *vm, uint32_t slot, uint64_t *bitmap);
 
 /* Where guest test memory may start: above the system slot. */

@@ -254,9 +254,7 @@ int kf_arch_vm_init(struct kf_vm *vm)
 	uint64_t start, end;
 	int ret;
 
-	ret = kf_host_page_size_check("VM");
-	if (!ret)
-		ret = kf_image_extent(&start, &end);
+	ret = kf_image_extent(&start, &end);
 	if (ret)
 		return ret;
 	a = calloc(1, sizeof(*a));
@@ -425,13 +423,12 @@ int kf_arch_enable_mte(struct kf_vm *vm)
 	return 0;
 }
 
-int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
-		      uint8_t *tags, bool to_guest)
+/* KVM_ARM_MTE_COPY_TAGS of whole host pages. */
+static int kf_arm64_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
+			      uint8_t *tags, bool to_guest)
 {
 	uint64_t done = 0;
 
-	if (!vm->mte)
-		return kf_fail(EINVAL, "allocation tags: the VM has no MTE");
 	/* KVM may copy less than asked (a page it cannot map stops it);
 	 * ioctl() returns an int: ask for at most 1 GiB at a time. */
 	while (done < len) {
@@ -453,6 +450,37 @@ int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
 		done += n;
 	}
 	return 0;
+}
+
+/*
+ * KVM copies whole host pages: a range of smaller pages goes through the
+ * host pages around it (written back whole, with their other tags as
+ * they were: the callers' vCPUs are stopped).
+ */
+int kf_arch_copy_tags(struct kf_vm *vm, uint64_t gpa, uint64_t len,
+		      uint8_t *tags, bool to_guest)
+{
+	uint64_t hps = kf_host_page_size(), start = KF_ALIGN_DOWN(gpa, hps);
+	uint64_t span = KF_ALIGN_UP(gpa + len, hps) - start;
+	uint8_t *buf;
+	int ret;
+
+	if (!vm->mte)
+		return kf_fail(EINVAL, "allocation tags: the VM has no MTE");
+	if (start == gpa && span == len)
+		return kf_arm64_copy_tags(vm, gpa, len, tags, to_guest);
+	buf = malloc(span / KF_MTE_GRANULE);
+	if (!buf)
+		return kf_fail(ENOMEM, "out of memory for allocation tags");
+	ret = kf_arm64_copy_tags(vm, start, span, buf, false);
+	if (!ret && to_guest) {
+		memcpy(buf + (gpa - start) / KF_MTE_GRANULE, tags, len / KF_MTE_GRANULE);
+		ret = kf_arm64_copy_tags(vm, start, span, buf, true);
+	} else if (!ret) {
+		memcpy(tags, buf + (gpa - start) / KF_MTE_GRANULE, len / KF_MTE_GRANULE);
+	}
+	free(buf);
+	return ret;
 }
 
 int kf_arch_check_region(struct kf_vm *vm, uint64_t gpa, uint64_t size)

@@ -29,6 +29,9 @@
 #define GRANULE 16
 #define GRANULES (KF_PAGE_SIZE / GRANULE)
 #define ZERO_PAGE (PAGES - 1)	/* zero data, a tag all the same */
+/* Regions are whole host pages (4, 16 or 64 KiB). */
+#define HOST_PAGE ((uint64_t)getpagesize())
+#define REGION_SIZE KF_ALIGN_UP(PAGES * KF_PAGE_SIZE, HOST_PAGE)
 
 /*
  * One tag a page: under QEMU 7.2's software CPU, the rig's, a tag load
@@ -89,12 +92,13 @@ static uint64_t region_gpa;
 #define RO_OFFSET (2ULL << 20)	/* the read-only region, after the data */
 #define RO_WORD 0x726f6e6c79ULL
 
+/* KVM_ARM_MTE_COPY_TAGS of the host page (4, 16 or 64 KiB) holding gpa. */
 static int copy_tags(struct kf_vm *vm, uint64_t gpa, uint8_t *tags,
 		     uint64_t flags)
 {
 	struct kvm_arm_copy_mte_tags copy = {
-		.guest_ipa = gpa,
-		.length = KF_PAGE_SIZE,
+		.guest_ipa = KF_ALIGN_DOWN(gpa, HOST_PAGE),
+		.length = HOST_PAGE,
 		.addr = tags,
 		.flags = flags,
 	};
@@ -105,8 +109,10 @@ static int copy_tags(struct kf_vm *vm, uint64_t gpa, uint8_t *tags,
 /* SYNC 1: read page 0's tags, tag page 1; SYNC 2: stop, to be saved. */
 static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 {
+	static uint8_t tags[65536 / GRANULE];
 	struct kf_vm *vm = kf_vcpu_vm(vcpu);
-	uint8_t tags[GRANULES];
+	uint64_t page1 = region_gpa + KF_PAGE_SIZE;
+	uint8_t *own;
 	unsigned int i;
 
 	if (uc->args[0] == 2)
@@ -114,21 +120,24 @@ static int on_sync(struct kf_vcpu *vcpu, const struct kf_ucall *uc)
 	TEST_ASSERT_EQ(uc->args[0], 1);
 	memset(tags, 0xff, sizeof(tags));
 	TEST_ASSERT_EQ(copy_tags(vm, region_gpa, tags, KVM_ARM_TAGS_FROM_GUEST),
-		       KF_PAGE_SIZE);
+		       (int)HOST_PAGE);
 	for (i = 0; i < GRANULES; i++)
 		TEST_ASSERT_EQ(tags[i], GUEST_TAG);
-	memset(tags, VMM_TAG, sizeof(tags));
-	TEST_ASSERT_EQ(copy_tags(vm, region_gpa + KF_PAGE_SIZE, tags, 0),
-		       KF_PAGE_SIZE);
-	*(uint64_t *)kf_vm_gpa_to_hva(vm, region_gpa + KF_PAGE_SIZE) = 0x6d746501;
+	/* Page 1's tags, in its host page (the same as page 0's above 4 KiB). */
+	TEST_ASSERT_EQ(copy_tags(vm, page1, tags, KVM_ARM_TAGS_FROM_GUEST),
+		       (int)HOST_PAGE);
+	own = tags + (page1 - KF_ALIGN_DOWN(page1, HOST_PAGE)) / GRANULE;
+	memset(own, VMM_TAG, GRANULES);
+	TEST_ASSERT_EQ(copy_tags(vm, page1, tags, 0), (int)HOST_PAGE);
+	*(uint64_t *)kf_vm_gpa_to_hva(vm, page1) = 0x6d746501;
 	return 0;
 }
 
 static void save(const char *path)
 {
-	struct kf_region r = { .size = PAGES * KF_PAGE_SIZE,
+	struct kf_region r = { .size = REGION_SIZE,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
-	struct kf_region ro = { .size = KF_PAGE_SIZE, .flags = KVM_MEM_READONLY,
+	struct kf_region ro = { .size = HOST_PAGE, .flags = KVM_MEM_READONLY,
 				.backing = KF_BACKING_ANON, .guest_memfd = -1 };
 	struct kf_vcpu_ops ops = { .sync = on_sync };
 	const struct kf_memslot *ms;
@@ -203,7 +212,7 @@ static void restore(const char *path, bool lazy, enum kf_backend backend,
 	TEST_ASSERT_EQ(*(volatile uint64_t *)kf_vm_gpa_to_hva(rs.vm, region_gpa + RO_OFFSET),
 		       RO_WORD);
 	if (lazy && !prefetch)
-		TEST_ASSERT(kf_engine_installed_pages(rs.engine) >= PAGES,
+		TEST_ASSERT(kf_engine_installed_pages(rs.engine) >= REGION_SIZE / HOST_PAGE,
 			    "the guest's pages came through the engine: %llu",
 			    (unsigned long long)kf_engine_installed_pages(rs.engine));
 	kf_snapshot_restore_free(&rs);
@@ -215,7 +224,7 @@ static void restore(const char *path, bool lazy, enum kf_backend backend,
 /* A tagged source on anonymous memory: refused, the pages stay missing. */
 static void anon_refused(const char *path)
 {
-	struct kf_region r = { .size = PAGES * KF_PAGE_SIZE,
+	struct kf_region r = { .size = REGION_SIZE,
 			       .backing = KF_BACKING_ANON, .guest_memfd = -1 };
 	struct kf_engine_config cfg = { .backend = KF_BACKEND_AUTO };
 	const struct kf_memslot *ms;
