@@ -20,13 +20,12 @@ static KF_GUEST void kf_restore_placeholder(uint64_t arg)
 }
 
 #define KF_RESTORE_TAG_CHUNK 256	/* pages */
-#define KF_TAGS_PER_PAGE (KF_PAGE_SIZE / KF_MTE_GRANULE)
 
 static bool kf_tags_zero(const uint8_t *tags)
 {
 	unsigned int i;
 
-	for (i = 0; i < KF_TAGS_PER_PAGE; i++)
+	for (i = 0; i < KF_MTE_TAGS_PER_PAGE; i++)
 		if (tags[i])
 			return false;
 	return true;
@@ -41,7 +40,7 @@ static bool kf_tags_zero(const uint8_t *tags)
 static int kf_restore_tags(struct kf_snapshot *snap, unsigned int i, struct kf_vm *vm)
 {
 	const struct kf_snap_region *sr = kf_snapshot_region(snap, i);
-	uint8_t *tags = malloc(KF_RESTORE_TAG_CHUNK * KF_TAGS_PER_PAGE);
+	uint8_t *tags = malloc(KF_RESTORE_TAG_CHUNK * KF_MTE_TAGS_PER_PAGE);
 	uint64_t p, n, np = sr->size / KF_PAGE_SIZE;
 	int ret = tags ? 0 : kf_fail(ENOMEM, "out of memory for allocation tags");
 
@@ -52,15 +51,15 @@ static int kf_restore_tags(struct kf_snapshot *snap, unsigned int i, struct kf_v
 		ret = kf_snapshot_read_tags(snap, sr->gpa + p * KF_PAGE_SIZE, tags,
 					    n * KF_PAGE_SIZE);
 		for (a = 0; !ret && a < n; a = b) {
-			if (kf_tags_zero(tags + a * KF_TAGS_PER_PAGE)) {
+			if (kf_tags_zero(tags + a * KF_MTE_TAGS_PER_PAGE)) {
 				b = a + 1;
 				continue;
 			}
-			for (b = a + 1; b < n && !kf_tags_zero(tags + b * KF_TAGS_PER_PAGE); b++)
+			for (b = a + 1; b < n && !kf_tags_zero(tags + b * KF_MTE_TAGS_PER_PAGE); b++)
 				;
 			ret = kf_arch_copy_tags(vm, sr->gpa + (p + a) * KF_PAGE_SIZE,
 						(b - a) * KF_PAGE_SIZE,
-						tags + a * KF_TAGS_PER_PAGE, true);
+						tags + a * KF_MTE_TAGS_PER_PAGE, true);
 		}
 	}
 	free(tags);
