@@ -13,7 +13,7 @@ set -u
 base="gcc make libc6-dev libxxhash-dev libssl-dev pkgconf"
 rig="linux-source-6.12 linux-source-6.1 qemu-system-x86 busybox-static rsync bc flex bison libelf-dev libssl-dev cpio xz-utils
      dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev python3-venv
-     gcc-aarch64-linux-gnu qemu-system-arm file"
+     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm file"
 extra="clang libclang-rt-14-dev gnuplot-nox"
 
 want=$base
