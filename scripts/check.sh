@@ -24,7 +24,8 @@
 #           them, compared with the unpatched arm64 kernel as in selftests
 #           (summary selftests-arm64); and the tests that take the host's
 #           page size from the host on a kernel with 64 KiB pages
-#           (summary rig-arm64-64k)
+#           (summary rig-arm64-64k) and, in a full run, 16 KiB pages
+#           (rig-arm64-16k; a SKIP by default, for the cold time budget)
 # The kernel phases run once per base (kernel/patches/BASE/series: 6.12,
 # then 6.1), as rig-6.12, rig-6.1 and so on; by default every base gets
 # rig, series and qemu, and the primary base (the newest) also selftests and
@@ -34,7 +35,8 @@
 # KVMFAULT_PHASES="host asan" limits the phases ("rig" is every base's rig,
 # "rig-6.1" one base's); KVMFAULT_FULL=1 runs every phase of every base;
 # KVMFAULT_BASES="6.1" limits the bases; KVMFAULT_FUZZ_SECONDS sets the
-# fuzzing time a harness.
+# fuzzing time a harness; KVMFAULT_ARM64_PAGES="16k 64k" sets the host page
+# sizes of rig-arm64's extra passes (default 64k; a full run both).
 #
 # Timeouts follow the machine: each phase measures how slow the machine is
 # at its start (scripts/calibrate.sh) and scales its per-test timeouts.
@@ -49,7 +51,11 @@ bases=${KVMFAULT_BASES:-$(for d in kernel/patches/*/series; do
 	[ -r "$d" ] && basename "$(dirname "$d")"; done | sort -rV | tr '\n' ' ')}
 primary=${bases%% *}
 default_phases="host asan fuzz rig series selftests-$primary debug-$primary qemu rig-arm64"
-[ "${KVMFAULT_FULL:-0}" = 1 ] && default_phases="host asan fuzz rig series selftests debug qemu rig-arm64"
+arm64_pages=${KVMFAULT_ARM64_PAGES:-64k}
+if [ "${KVMFAULT_FULL:-0}" = 1 ]; then
+	default_phases="host asan fuzz rig series selftests debug qemu rig-arm64"
+	arm64_pages=${KVMFAULT_ARM64_PAGES:-16k 64k}
+fi
 phases=""
 for p in ${KVMFAULT_PHASES:-$default_phases}; do
 	case $p in
@@ -187,33 +193,35 @@ rig_arm64_phase() {
 }
 
 # kvmfault's tests whose assertions follow the host's page size, for the
-# arm64 rig with 64 KiB pages (kernel/arm64-64k.config).  The others assert
-# 4 KiB host pages (exit sizes, per-page statistics, region sizes):
-# kernel_eom*, kernel_memfault, kernel_swap, memory_fault_host, engine_core,
-# engine_uffd, engine_concurrency, engine_hugepage, hot_path, poison,
-# private_mem*, syscall_errors, vcpu_stop_join.
-arm64_64k_tests="engine_errors engine_exit engine_lifecycle
+# arm64 rig with 16 and 64 KiB pages (kernel/arm64-16k.config,
+# kernel/arm64-64k.config).  The others assert 4 KiB host pages (exit sizes,
+# per-page statistics, region sizes): kernel_eom*, kernel_memfault,
+# kernel_swap, memory_fault_host, engine_core, engine_uffd,
+# engine_concurrency, engine_hugepage, hot_path, poison, private_mem*,
+# syscall_errors, vcpu_stop_join.
+arm64_pages_tests="engine_errors engine_exit engine_lifecycle
 	engine_races exit_decode format_version guest_assert guest_basic
 	guest_exception ipa_size kernel_caps lib_errors migrate_channel
 	migrate_faults migrate_postcopy migrate_tags mte snapshot_atomic
 	snapshot_restore vcpu_state vcpu_threads vm_memslots vm_region_rollback"
 
-# Those tests in the arm64 rig on a kernel with 64 KiB pages (one boot).
-rig_arm64_64k_phase() {
-	local dir t
+# Those tests in the arm64 rig on a kernel with $1 pages (16k or 64k; one
+# boot).
+rig_arm64_pages_phase() {
+	local label=rig-arm64-$1 dir t
 	make -s -j"$jobs" CROSS_COMPILE=aarch64-linux-gnu- VARIANT=static tests >/dev/null 2>&1 || {
-		echo "rig-arm64-64k: the arm64 build failed (see rig-arm64)"
-		echo "rig-arm64-64k: 0 passed, 1 failed, 0 skipped"
+		echo "$label: the arm64 build failed (see rig-arm64)"
+		echo "$label: 0 passed, 1 failed, 0 skipped"
 		return
 	}
-	dir=$(pwd)/build/arm64/static/tests-64k
+	dir=$(pwd)/build/arm64/static/tests-$1
 	rm -rf "$dir" && mkdir -p "$dir" || return
-	for t in $arm64_64k_tests; do
+	for t in $arm64_pages_tests; do
 		cp "build/arm64/static/tests/$t" "$dir/" || return
 	done
-	make -s -C kernel rig KBASE="$primary" KARCH=arm64 KFLAVOR=arm64-64k \
-		KFRAGMENTS="$(pwd)/kernel/arm64-64k.config" RIG_SMP=2 \
-		TESTS_DIR="$dir" 2>&1 | relabel rig rig-arm64-64k
+	make -s -C kernel rig KBASE="$primary" KARCH=arm64 KFLAVOR="arm64-$1" \
+		KFRAGMENTS="$(pwd)/kernel/arm64-$1.config" RIG_SMP=2 \
+		TESTS_DIR="$dir" 2>&1 | relabel rig "$label"
 }
 
 # Why the arm64 rig cannot run here; nothing when it can.
@@ -222,6 +230,8 @@ arm64_missing() {
 		echo "qemu-system-aarch64 is not installed (run as root so that make check installs qemu-system-arm)"
 	elif ! command -v aarch64-linux-gnu-gcc >/dev/null; then
 		echo "aarch64-linux-gnu-gcc is not installed (run as root so that make check installs gcc-aarch64-linux-gnu)"
+	elif [ ! -r /usr/aarch64-linux-gnu/include/stdio.h ]; then
+		echo "the arm64 C library headers are not installed (run as root so that make check installs libc6-dev-arm64-cross)"
 	elif [ ! -x "${KVMFAULT_CACHE:-/var/tmp/kvmfault}/busybox-arm64/busybox" ]; then
 		echo "no arm64 busybox (run as root so that scripts/deps.sh --rig fetches busybox-static:arm64)"
 	elif [ ! -r "kernel/selftests-baseline-$primary-arm64.txt" ]; then
@@ -298,17 +308,26 @@ do_phase() {
 		why=$(arm64_missing)
 		if [ -n "$why" ]; then
 			skip_phase rig-arm64 "$why"
-			skip_phase rig-arm64-64k "$why"
+			for size in 16k 64k; do
+				skip_phase "rig-arm64-$size" "$why"
+			done
 			skip_phase selftests-arm64 "$why"
 			return
 		fi
 		why=$(arm64_libs_missing)
 		if [ -n "$why" ]; then
 			skip_phase rig-arm64 "$why"
-			skip_phase rig-arm64-64k "$why"
+			for size in 16k 64k; do
+				skip_phase "rig-arm64-$size" "$why"
+			done
 		else
 			run_phase rig-arm64 rig_arm64_phase
-			run_phase rig-arm64-64k rig_arm64_64k_phase
+			for size in 16k 64k; do
+				case " $arm64_pages " in
+				*" $size "*) run_phase "rig-arm64-$size" rig_arm64_pages_phase "$size" ;;
+				*) skip_phase "rig-arm64-$size" "a kernel with $size pages is not in the default run (time budget); KVMFAULT_ARM64_PAGES=\"16k 64k\" or KVMFAULT_FULL=1 runs it" ;;
+				esac
+			done
 		fi
 		run_phase selftests-arm64 selftests_phase "$primary" arm64 selftests-arm64 ;;
 	rig-*|series-*|selftests-*|debug-*|qemu-*)
