@@ -5,7 +5,7 @@
 # VARIANT selects a build tree: (none) build/, asan build/asan/ (ASan and
 # UBSan), static build/static/ (static programs for the QEMU rig).
 
-VERSION := 0.3.0
+VERSION := 0.4.0
 # The shared library's ABI: bumped whenever a public struct or a call
 # changes incompatibly (1: kf_remote_config.push_streams and
 # kf_remote_stats.push_stream_pages, migration protocol 4; 2: MTE

@@ -750,6 +750,32 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 	return kf_mig_send_tagged_pages(conn, gpa, src, NULL, count, cause);
 }
 
+int kf_mig_send_pages_read_tags(struct kf_mig_conn *conn, uint64_t gpa,
+				const void *src, uint64_t count,
+				enum kf_mig_page_cause cause,
+				int (*read_tags)(void *opaque, uint64_t gpa,
+						 uint64_t len, uint8_t *tags),
+				void *opaque)
+{
+	uint8_t tags[KF_MIG_MAX_BATCH * KF_MTE_TAGS_PER_PAGE];
+	const char *s = src;
+	int ret = 0;
+
+	if (!read_tags)
+		return kf_mig_send_pages(conn, gpa, src, count, cause);
+	while (count && !ret) {
+		uint64_t n = KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH);
+
+		ret = read_tags(opaque, gpa, n * KF_PAGE_SIZE, tags);
+		if (!ret)
+			ret = kf_mig_send_tagged_pages(conn, gpa, s, tags, n, cause);
+		gpa += n * KF_PAGE_SIZE;
+		s += n * KF_PAGE_SIZE;
+		count -= n;
+	}
+	return ret;
+}
+
 int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
 			     const void *src, const uint8_t *tags, uint64_t count,
 			     enum kf_mig_page_cause cause)

@@ -589,26 +589,11 @@ static int kf_ps_send(struct kf_page_server *srv, struct kf_mig_conn *c,
 		      struct kf_ps_region *r, uint64_t idx, uint64_t n,
 		      enum kf_mig_page_cause cause)
 {
-	uint8_t tags[KF_MIG_MAX_BATCH * KF_MTE_TAGS_PER_PAGE];
-	int ret = 0;
-
-	if (!r->r.tags)
-		return kf_mig_send_pages(c, r->r.gpa + idx * KF_PAGE_SIZE,
-					 (const char *)r->r.hva + idx * KF_PAGE_SIZE,
-					 n, cause);
-	while (n && !ret) {
-		uint64_t k = KF_MIN(n, (uint64_t)KF_MIG_MAX_BATCH);
-		uint64_t gpa = r->r.gpa + idx * KF_PAGE_SIZE;
-
-		ret = srv->cfg.read_tags(srv->cfg.opaque, gpa, k * KF_PAGE_SIZE, tags);
-		if (!ret)
-			ret = kf_mig_send_tagged_pages(c, gpa,
-						       (const char *)r->r.hva + idx * KF_PAGE_SIZE,
-						       tags, k, cause);
-		idx += k;
-		n -= k;
-	}
-	return ret;
+	return kf_mig_send_pages_read_tags(c, r->r.gpa + idx * KF_PAGE_SIZE,
+					   (const char *)r->r.hva + idx * KF_PAGE_SIZE,
+					   n, cause,
+					   r->r.tags ? srv->cfg.read_tags : NULL,
+					   srv->cfg.opaque);
 }
 
 static void *kf_ps_demand_thread(void *arg)

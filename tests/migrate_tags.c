@@ -9,7 +9,9 @@
  * tags sends them with every page, and the remote source marks the region
  * and its page source tagged, hands out data and tags together and
  * refuses a read without tags.  A page server refuses tags on an eager
- * region and tags without a way to read them.
+ * region and tags without a way to read them.  kf_mig_send_pages_read_tags()
+ * reads the tags batch by batch and sends each page with its own; a failed
+ * read stops the run with the reader's error.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -250,6 +252,115 @@ static void end_to_end(void)
 	printf("  end to end: %d pages, data and tags as the source has them\n", NR_PAGES);
 }
 
+/* --- tags read batch by batch --- */
+
+#define RUN_PAGES (2 * KF_MIG_MAX_BATCH + 3)
+
+struct tag_reader {
+	unsigned int calls, fail_at;
+	uint64_t next_gpa;
+};
+
+static int read_run_tags(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags)
+{
+	struct tag_reader *tr = opaque;
+
+	TEST_ASSERT_EQ(gpa, tr->next_gpa);
+	TEST_ASSERT(len && len <= KF_MIG_MAX_BATCH * KF_PAGE_SIZE && !(len % KF_PAGE_SIZE),
+		    "a read of %llu bytes", (unsigned long long)len);
+	if (++tr->calls == tr->fail_at)
+		return -EIO;
+	fill_tags(gpa, len, tags);
+	tr->next_gpa = gpa + len;
+	return 0;
+}
+
+struct drain {
+	int fd;
+	char *buf;
+	size_t cap, len;
+};
+
+static void *drain_thread(void *arg)
+{
+	struct drain *d = arg;
+	ssize_t n;
+
+	while ((n = read(d->fd, d->buf + d->len, d->cap - d->len)) > 0)
+		d->len += (size_t)n;
+	return NULL;
+}
+
+/* Send the run with tags read by tr; the pages that came out, verified. */
+static uint64_t send_run(const char *run, struct tag_reader *tr, int *ret)
+{
+	static uint8_t got[TAGS_PER_PAGE], want[TAGS_PER_PAGE];
+	static char page[KF_PAGE_SIZE];
+	struct drain d = { .cap = RUN_PAGES * (KF_PAGE_SIZE + 512) + (1 << 16) };
+	struct kf_mig_conn *c;
+	struct kf_mig_msg msg;
+	uint64_t pages = 0;
+	size_t off = 0, used;
+	pthread_t t;
+	uint32_t i;
+	int sv[2];
+
+	d.buf = malloc(d.cap);
+	TEST_ASSERT(d.buf, "malloc");
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair: %m");
+	d.fd = sv[1];
+	TEST_ASSERT(!pthread_create(&t, NULL, drain_thread, &d), "pthread_create");
+	TEST_OK(kf_mig_conn_new(sv[0], &c));
+	*ret = kf_mig_send_pages_read_tags(c, GPA_BASE, run, RUN_PAGES,
+					   KF_MIG_CAUSE_PUSH, read_run_tags, tr);
+	kf_mig_conn_free(c);
+	pthread_join(t, NULL);
+	close(sv[1]);
+
+	while (off < d.len) {
+		TEST_OK(kf_mig_parse_frame(d.buf + off, d.len - off, &used, &msg));
+		TEST_ASSERT_EQ(msg.hdr.flags, KF_MIG_PAGES_TAGS);
+		TEST_OK(kf_mig_pages_verify(&msg));
+		for (i = 0; i < msg.u.pages.h.count; i++, pages++) {
+			uint64_t gpa = GPA_BASE + pages * KF_PAGE_SIZE;
+
+			TEST_OK(kf_mig_page_get(&msg, i, page));
+			TEST_ASSERT(!memcmp(page, run + pages * KF_PAGE_SIZE, KF_PAGE_SIZE),
+				    "page %llu's data", (unsigned long long)pages);
+			TEST_OK(kf_mig_page_tags(&msg, i, got));
+			fill_tags(gpa, KF_PAGE_SIZE, want);
+			TEST_ASSERT(!memcmp(got, want, TAGS_PER_PAGE),
+				    "page %llu's tags", (unsigned long long)pages);
+		}
+		off += used;
+	}
+	free(d.buf);
+	return pages;
+}
+
+static void read_tags_batches(void)
+{
+	struct tag_reader tr = { .next_gpa = GPA_BASE };
+	char *run = aligned_alloc(KF_PAGE_SIZE, RUN_PAGES * KF_PAGE_SIZE);
+	uint64_t i;
+	int ret;
+
+	TEST_ASSERT(run, "aligned_alloc");
+	for (i = 0; i < RUN_PAGES * KF_PAGE_SIZE; i++)
+		run[i] = (char)(i * 31 + 5);
+
+	TEST_ASSERT_EQ(send_run(run, &tr, &ret), RUN_PAGES);
+	TEST_OK(ret);
+	TEST_ASSERT_EQ(tr.calls, 3);
+
+	tr = (struct tag_reader){ .next_gpa = GPA_BASE, .fail_at = 2 };
+	TEST_ASSERT_EQ(send_run(run, &tr, &ret), KF_MIG_MAX_BATCH);
+	TEST_ASSERT_EQ(ret, -EIO);
+	printf("  a failed tags read after one batch: -EIO, one batch sent\n");
+	free(run);
+	printf("  %d pages with tags read in 3 batches\n", RUN_PAGES);
+}
+
 int main(void)
 {
 	unsigned int i;
@@ -260,7 +371,8 @@ int main(void)
 		memory[i] = (char)(i * 13 + 1);
 	memset(memory + KF_PAGE_SIZE, 0, KF_PAGE_SIZE);	/* a zero page */
 	wire();
+	read_tags_batches();
 	end_to_end();
 	free(memory);
-	TEST_PASS("allocation tags on the migration stream: round trip, damage refused, page server to remote source");
+	TEST_PASS("allocation tags on the migration stream: round trip, damage refused, batched tag reads, page server to remote source");
 }

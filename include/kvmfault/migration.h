@@ -347,6 +347,16 @@ int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
 			     const void *src, const uint8_t *tags, uint64_t count,
 			     enum kf_mig_page_cause cause);
+/* The same, with tags read batch by batch as the pages go out:
+ * read_tags(opaque, gpa, len, tags) fills the tags of [gpa, gpa + len),
+ * at most KF_MIG_MAX_BATCH pages at a time (a page server's read_tags).
+ * Without read_tags, kf_mig_send_pages(). */
+int kf_mig_send_pages_read_tags(struct kf_mig_conn *conn, uint64_t gpa,
+				const void *src, uint64_t count,
+				enum kf_mig_page_cause cause,
+				int (*read_tags)(void *opaque, uint64_t gpa,
+						 uint64_t len, uint8_t *tags),
+				void *opaque);
 
 /* Verify every page of a PAGES message where it lies (DATA pages follow
  * each other in msg->u.pages.data): 0, or -EBADMSG with a message. */

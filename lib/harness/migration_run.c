@@ -32,7 +32,7 @@ static bool kf_src_tagged(struct kf_vm *vm, const struct kf_memslot *ms)
 	return kf_vm_mte(vm) && ms->slot != KF_SYSTEM_SLOT;
 }
 
-/* The page server's read_tags (opaque: the VM, stopped by then). */
+/* The tags of guest memory, for the runner and the page server (opaque: the VM). */
 static int kf_src_read_tags(void *opaque, uint64_t gpa, uint64_t len, uint8_t *tags)
 {
 	return kf_arch_copy_tags(opaque, gpa, len, tags, false);
@@ -47,26 +47,11 @@ static int kf_src_send(struct kf_vm *vm, struct kf_mig_conn *c,
 		       const struct kf_memslot *ms, uint64_t p, uint64_t n,
 		       enum kf_mig_page_cause cause)
 {
-	static __thread uint8_t tags[KF_MIG_MAX_BATCH * KF_PAGE_SIZE / 16];
-	int ret = 0;
-
-	if (!kf_src_tagged(vm, ms))
-		return kf_mig_send_pages(c, ms->gpa + p * KF_PAGE_SIZE,
-					 (const char *)ms->hva + p * KF_PAGE_SIZE,
-					 n, cause);
-	while (n && !ret) {
-		uint64_t k = KF_MIN(n, (uint64_t)KF_MIG_MAX_BATCH);
-		uint64_t gpa = ms->gpa + p * KF_PAGE_SIZE;
-
-		ret = kf_arch_copy_tags(vm, gpa, k * KF_PAGE_SIZE, tags, false);
-		if (!ret)
-			ret = kf_mig_send_tagged_pages(c, gpa,
-						       (const char *)ms->hva + p * KF_PAGE_SIZE,
-						       tags, k, cause);
-		p += k;
-		n -= k;
-	}
-	return ret;
+	return kf_mig_send_pages_read_tags(c, ms->gpa + p * KF_PAGE_SIZE,
+					   (const char *)ms->hva + p * KF_PAGE_SIZE,
+					   n, cause,
+					   kf_src_tagged(vm, ms) ? kf_src_read_tags : NULL,
+					   vm);
 }
 
 static int kf_src_send_dirty(struct kf_vm *vm, struct kf_page_server *srv,
