@@ -10,6 +10,12 @@
  * reads what the host wrote before the page went out.  The fault engine
  * takes such an exit for a page it installed earlier the same way.
  *
+ * A page of shmem (a memfd) that went to swap is read back by the page
+ * fault handler itself, which waits for the read: KVM waits with it and
+ * does not exit.  With a MINOR userfaultfd on the range, userfaultfd
+ * reports every page no longer mapped first: the fault exits once per such
+ * page, and UFFDIO_CONTINUE reads it back and maps it.
+ *
  * The rig swaps to a virtio disk (kernel/rig-common.sh), whose reads
  * complete asynchronously.  Whether a read is done before KVM tries the
  * page's lock (the page is served) or not (the fault exits) depends on how
@@ -35,6 +41,7 @@
 #define NR_PAGES 64ULL
 #define REGION_SIZE (NR_PAGES * KF_PAGE_SIZE)
 #define PAGEMAP_SWAPPED (1ULL << 62)
+#define PAGEMAP_PRESENT (1ULL << 63)
 
 /* Whether some swap device is on (/proc/swaps: a header, then one line
  * per device). */
@@ -351,6 +358,122 @@ static void test_engine(void)
 	free(img);
 }
 
+/* --- shmem: the page fault handler reads the page back itself --- */
+
+/* kB of the VMA at hva that are on swap (/proc/self/smaps "Swap:"; for a
+ * shmem mapping, the file's pages on swap within the mapping). */
+static long vma_swap_kb(const void *hva)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	unsigned long start, end;
+	bool in_vma = false;
+	char line[256];
+	long kb = -1, v;
+
+	TEST_ASSERT(f, "open /proc/self/smaps: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			in_vma = start <= (uintptr_t)hva && (uintptr_t)hva < end;
+		else if (in_vma && sscanf(line, "Swap: %ld kB", &v) == 1)
+			kb = v;
+	}
+	fclose(f);
+	TEST_ASSERT(kb >= 0, "no Swap: line for the region in /proc/self/smaps");
+	return kb;
+}
+
+struct shmem_ctx {
+	uint8_t *hva;
+	uint64_t gpa;
+	int uffd;			/* MINOR userfaultfd, or -1 */
+	bool unmapped[NR_PAGES];	/* no page table entry before the run */
+	unsigned int exits[NR_PAGES];
+	unsigned int nr_exits;
+};
+
+static int shmem_fault(struct kf_vcpu *vcpu, const struct kf_memory_fault *f)
+{
+	struct shmem_ctx *c = kf_vcpu_opaque(vcpu);
+	uint64_t i = (f->gpa - c->gpa) / KF_PAGE_SIZE;
+
+	TEST_ASSERT(f->gpa >= c->gpa && i < NR_PAGES, "fault at 0x%llx",
+		    (unsigned long long)f->gpa);
+	TEST_ASSERT(c->uffd >= 0,
+		    "shmem page %llu exited: KVM must wait for its read instead",
+		    (unsigned long long)i);
+	TEST_ASSERT_EQ(f->size, KF_PAGE_SIZE);
+	TEST_ASSERT(c->unmapped[i], "page %llu exited, but it was mapped",
+		    (unsigned long long)i);
+	c->nr_exits++;
+	TEST_ASSERT(++c->exits[i] == 1, "page %llu exited %u times",
+		    (unsigned long long)i, c->exits[i]);
+	TEST_ASSERT_EQ(kt_uffd_continue(c->uffd, c->hva + i * KF_PAGE_SIZE), 0);
+	return 0;
+}
+
+static void test_shmem(bool minor)
+{
+	struct kf_vcpu_ops ops = { .memory_fault = shmem_fault };
+	struct kf_region r = {
+		.size = REGION_SIZE, .flags = KVM_MEM_EXIT_ON_MISSING,
+		.backing = KF_BACKING_MEMFD,
+	};
+	const char *name = minor ? "shmem, MINOR userfaultfd" : "shmem";
+	uint64_t entries[NR_PAGES], i;
+	const struct kf_memslot *ms;
+	static struct shmem_ctx c;
+	unsigned int nr_unmapped = 0;
+	struct kf_vcpu *vcpu;
+	struct kf_vm *vm;
+	long swap_kb;
+	int fd;
+
+	memset(&c, 0, sizeof(c));
+	TEST_OK(kf_vm_create(&vm));
+	r.gpa = kf_vm_free_gpa(vm);
+	TEST_OK(kf_vm_add_region(vm, &r, &ms));
+	c.hva = ms->hva;
+	c.gpa = ms->gpa;
+	c.uffd = -1;
+	for (i = 0; i < NR_PAGES; i++)
+		kt_fill_page(c.hva + i * KF_PAGE_SIZE, c.gpa + i * KF_PAGE_SIZE);
+	if (minor) {
+		c.uffd = kt_uffd_open(UFFD_FEATURE_MINOR_SHMEM);
+		kt_uffd_register(c.uffd, c.hva, REGION_SIZE,
+				 UFFDIO_REGISTER_MODE_MINOR);
+	}
+	page_out(c.hva);
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	TEST_ASSERT(fd >= 0, "open /proc/self/pagemap: %s", strerror(errno));
+	TEST_ASSERT(pread(fd, entries, sizeof(entries),
+			  (uintptr_t)c.hva / KF_PAGE_SIZE * sizeof(uint64_t)) ==
+		    sizeof(entries), "read /proc/self/pagemap: %s", strerror(errno));
+	close(fd);
+	for (i = 0; i < NR_PAGES; i++) {
+		c.unmapped[i] = !(entries[i] & PAGEMAP_PRESENT);
+		nr_unmapped += c.unmapped[i];
+	}
+	swap_kb = vma_swap_kb(c.hva);
+	printf("%s: of %llu pages %u unmapped, %ld kB on swap\n", name,
+	       NR_PAGES, nr_unmapped, swap_kb);
+	TEST_ASSERT(swap_kb > 0, "no shmem page went to swap");
+
+	TEST_OK(kf_vcpu_add(vm, 0, guest_read, c.gpa, &vcpu));
+	kf_vcpu_set_opaque(vcpu, &c);
+	if (kf_vcpu_run(vcpu, &ops))
+		kf_test_fail(__FILE__, __LINE__, "%s", kf_vcpu_errmsg(vcpu));
+	printf("%s: %u exits\n", name, c.nr_exits);
+	/* Without a userfaultfd shmem_fault() never lets the vCPU exit. */
+	TEST_ASSERT_EQ(c.nr_exits, minor ? nr_unmapped : 0);
+	for (i = 0; i < NR_PAGES; i++)
+		TEST_ASSERT_EQ(((uint64_t *)(c.hva + i * KF_PAGE_SIZE))[7],
+			       kt_pattern(c.gpa + i * KF_PAGE_SIZE, 7));
+	kf_vm_destroy(vm);
+	if (minor)
+		close(c.uffd);
+}
+
 int main(void)
 {
 	kt_require_series();
@@ -363,5 +486,7 @@ int main(void)
 	test_vmm_resolves(false);
 	test_vmm_resolves(true);
 	test_engine();
-	TEST_PASS("pages in the swap cache are served without exits; pages on swap only exit at most once each, UFFDIO_COPY gives EEXIST there and MADV_POPULATE_READ brings back the host's bytes; the engine serves such exits for installed pages");
+	test_shmem(false);
+	test_shmem(true);
+	TEST_PASS("pages in the swap cache are served without exits; pages on swap only exit at most once each, UFFDIO_COPY gives EEXIST there and MADV_POPULATE_READ brings back the host's bytes; the engine serves such exits for installed pages; swapped-out shmem is read back without an exit, and with a MINOR userfaultfd exits once a page until UFFDIO_CONTINUE");
 }
