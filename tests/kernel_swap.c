@@ -59,9 +59,11 @@ static bool swap_is_on(void)
 	return lines > 1;
 }
 
-/* Where each page of [hva, +NR_PAGES) is: on swap (a swap entry in the page
- * table) and, if so, whether still in memory (the swap cache). */
+/* Where each page of [hva, +NR_PAGES) is: mapped by the page table, on swap
+ * (a swap entry in the page table) and, if so, whether still in memory (the
+ * swap cache). */
 struct page_state {
+	bool mapped[NR_PAGES];
 	bool swapped[NR_PAGES];
 	bool resident[NR_PAGES];
 	unsigned int nr_cached;		/* swapped and resident */
@@ -84,6 +86,7 @@ static void page_state(uint8_t *hva, struct page_state *st)
 		    strerror(errno));
 	memset(st, 0, sizeof(*st));
 	for (i = 0; i < NR_PAGES; i++) {
+		st->mapped[i] = entries[i] & PAGEMAP_PRESENT;
 		st->swapped[i] = entries[i] & PAGEMAP_SWAPPED;
 		st->resident[i] = vec[i] & 1;
 		if (st->swapped[i] && st->resident[i])
@@ -419,14 +422,14 @@ static void test_shmem(bool minor)
 		.backing = KF_BACKING_MEMFD,
 	};
 	const char *name = minor ? "shmem, MINOR userfaultfd" : "shmem";
-	uint64_t entries[NR_PAGES], i;
 	const struct kf_memslot *ms;
 	static struct shmem_ctx c;
 	unsigned int nr_unmapped = 0;
+	struct page_state st;
 	struct kf_vcpu *vcpu;
 	struct kf_vm *vm;
 	long swap_kb;
-	int fd;
+	uint64_t i;
 
 	memset(&c, 0, sizeof(c));
 	TEST_OK(kf_vm_create(&vm));
@@ -444,14 +447,9 @@ static void test_shmem(bool minor)
 	}
 	page_out(c.hva);
 
-	fd = open("/proc/self/pagemap", O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open /proc/self/pagemap: %s", strerror(errno));
-	TEST_ASSERT(pread(fd, entries, sizeof(entries),
-			  (uintptr_t)c.hva / KF_PAGE_SIZE * sizeof(uint64_t)) ==
-		    sizeof(entries), "read /proc/self/pagemap: %s", strerror(errno));
-	close(fd);
+	page_state(c.hva, &st);
 	for (i = 0; i < NR_PAGES; i++) {
-		c.unmapped[i] = !(entries[i] & PAGEMAP_PRESENT);
+		c.unmapped[i] = !st.mapped[i];
 		nr_unmapped += c.unmapped[i];
 	}
 	swap_kb = vma_swap_kb(c.hva);
