@@ -776,88 +776,120 @@ int kf_mig_send_pages_read_tags(struct kf_mig_conn *conn, uint64_t gpa,
 	return ret;
 }
 
-int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
-			     const void *src, const uint8_t *tags, uint64_t count,
+/*
+ * A batch's header, entries and packed tags are built in the connection's
+ * buffer (under wlock, which guards it), its DATA pages after them.  A
+ * live guest (pre-copy) may write a page while it is sent, so its pages
+ * are copied there first and checksummed in the copy: bytes and checksum
+ * agree.  The pages of every other cause come from a stopped source and go
+ * from src to the socket as they are; a page that changed anyway arrives
+ * with a checksum that does not match, and the destination refuses it.
+ */
+static int kf_mig_send_batch(struct kf_mig_conn *conn, uint64_t gpa,
+			     const char *src, const uint8_t *tags, uint32_t n,
 			     enum kf_mig_page_cause cause)
 {
-	/*
-	 * A live guest may write a page while it is sent: the message is
-	 * built whole in the connection's buffer (header, entries, the DATA
-	 * pages packed) and checksummed there, so bytes and checksum agree
-	 * and the message goes out with one write.  Built and sent under
-	 * wlock, which also guards the buffer.
-	 */
 	const size_t data_off = KF_ALIGN_UP(sizeof(struct kf_mig_hdr) +
 					    sizeof(struct kf_mig_pages_hdr) +
 					    KF_MIG_MAX_BATCH * sizeof(struct kf_mig_page_entry),
 					    KF_PAGE_SIZE);
+	const bool copy = cause == KF_MIG_CAUSE_PRECOPY;
+	size_t ents_len = n * sizeof(struct kf_mig_page_entry), tags_len = 0;
+	struct iovec iov[KF_MIG_MAX_BATCH + 2];
+	struct kf_mig_page_entry *ents;
+	struct kf_mig_pages_hdr *ph;
+	struct kf_mig_hdr *hdr;
+	uint32_t i, ndata = 0;
+	char *data, *next;
+	uint8_t *packed;
+	int cnt = 1;
+
+	if (!conn->pages_buf)
+		conn->pages_buf = aligned_alloc(KF_PAGE_SIZE, data_off +
+						KF_MIG_MAX_BATCH * (KF_PAGE_SIZE +
+								    KF_MIG_TAG_BYTES));
+	if (!conn->pages_buf)
+		return kf_fail(ENOMEM, "out of memory for a page batch");
+	/* The pages start on a page; a short batch moves its header and
+	 * entries up to them. */
+	data = conn->pages_buf + data_off;
+	ents = (void *)(data - ents_len);
+	ph = (void *)((char *)ents - sizeof(*ph));
+	hdr = (void *)((char *)ph - sizeof(*hdr));
+	for (i = 0; i < n; i++) {
+		const char *page = src + (size_t)i * KF_PAGE_SIZE;
+
+		if (copy) {
+			memcpy(data + (size_t)ndata * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
+			page = data + (size_t)ndata * KF_PAGE_SIZE;
+		}
+		ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_DATA };
+		if (kf_page_is_zero(page)) {
+			ents[i].kind = KF_MIG_PAGE_ZERO;
+			continue;
+		}
+		ndata++;
+		if (copy)
+			continue;
+		/* Runs of DATA pages, one piece each. */
+		if (cnt > 1 && iov[cnt - 1].iov_base == page - iov[cnt - 1].iov_len)
+			iov[cnt - 1].iov_len += KF_PAGE_SIZE;
+		else
+			iov[cnt++] = (struct iovec){ (void *)page, KF_PAGE_SIZE };
+	}
+	/* Tags after the DATA pages, hashes once both are in place. */
+	packed = (uint8_t *)data + (copy ? (size_t)ndata * KF_PAGE_SIZE : 0);
+	for (i = 0, next = data; i < n; i++) {
+		const char *bytes = (const char *)kf_zero_page;
+
+		if (ents[i].kind == KF_MIG_PAGE_DATA && copy) {
+			bytes = next;
+			next += KF_PAGE_SIZE;
+		} else if (ents[i].kind == KF_MIG_PAGE_DATA) {
+			bytes = src + (size_t)i * KF_PAGE_SIZE;
+		}
+		if (tags) {
+			kf_mte_pack_tags(packed + (size_t)i * KF_MIG_TAG_BYTES,
+					 tags + (size_t)i * KF_MTE_TAGS_PER_PAGE,
+					 KF_MTE_TAGS_PER_PAGE);
+			ents[i].hash = kf_mig_tagged_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
+							       bytes,
+							       packed + (size_t)i * KF_MIG_TAG_BYTES);
+		} else {
+			ents[i].hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
+							bytes);
+		}
+	}
+	if (tags)
+		tags_len = (size_t)n * KF_MIG_TAG_BYTES;
+	*ph = (struct kf_mig_pages_hdr){ .gpa = gpa, .count = n, .cause = cause };
+	*hdr = (struct kf_mig_hdr){
+		.magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
+		.flags = tags ? KF_MIG_PAGES_TAGS : 0,
+		.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE +
+				  tags_len),
+		.seq = conn->seq++,
+	};
+	iov[0] = (struct iovec){ hdr, sizeof(*hdr) + sizeof(*ph) + ents_len };
+	if (copy)
+		iov[0].iov_len += (size_t)ndata * KF_PAGE_SIZE + tags_len;
+	else if (tags_len)
+		iov[cnt++] = (struct iovec){ packed, tags_len };
+	return kf_mig_write_full(conn, iov, cnt);
+}
+
+int kf_mig_send_tagged_pages(struct kf_mig_conn *conn, uint64_t gpa,
+			     const void *src, const uint8_t *tags, uint64_t count,
+			     enum kf_mig_page_cause cause)
+{
 	const char *s = src;
 
 	while (count) {
-		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH), i, ndata = 0;
-		size_t ents_len = n * sizeof(struct kf_mig_page_entry);
-		struct kf_mig_page_entry *ents;
-		struct kf_mig_pages_hdr *ph;
-		struct kf_mig_hdr *hdr;
-		struct iovec iov;
-		char *data, *next;
-		uint8_t *packed;
+		uint32_t n = (uint32_t)KF_MIN(count, (uint64_t)KF_MIG_MAX_BATCH);
 		int ret;
 
 		pthread_mutex_lock(&conn->wlock);
-		if (!conn->pages_buf)
-			conn->pages_buf = aligned_alloc(KF_PAGE_SIZE, data_off +
-							KF_MIG_MAX_BATCH * (KF_PAGE_SIZE +
-									    KF_MIG_TAG_BYTES));
-		if (!conn->pages_buf) {
-			pthread_mutex_unlock(&conn->wlock);
-			return kf_fail(ENOMEM, "out of memory for a page batch");
-		}
-		/* The pages start on a page; a short batch moves its header
-		 * and entries up to them. */
-		data = conn->pages_buf + data_off;
-		ents = (void *)(data - ents_len);
-		ph = (void *)((char *)ents - sizeof(*ph));
-		hdr = (void *)((char *)ph - sizeof(*hdr));
-		for (i = 0; i < n; i++) {
-			char *page = data + (size_t)ndata * KF_PAGE_SIZE;
-
-			memcpy(page, s + (size_t)i * KF_PAGE_SIZE, KF_PAGE_SIZE);
-			ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_DATA };
-			if (kf_page_is_zero(page))
-				ents[i].kind = KF_MIG_PAGE_ZERO;
-			else
-				ndata++;
-		}
-		/* Tags after the DATA pages, hashes once both are in place. */
-		packed = (uint8_t *)data + (size_t)ndata * KF_PAGE_SIZE;
-		for (i = 0, next = data; i < n; i++) {
-			uint64_t pg = gpa + (uint64_t)i * KF_PAGE_SIZE;
-			const char *bytes = ents[i].kind == KF_MIG_PAGE_ZERO ?
-					    (const char *)kf_zero_page : next;
-
-			if (tags) {
-				kf_mte_pack_tags(packed + (size_t)i * KF_MIG_TAG_BYTES,
-						 tags + (size_t)i * KF_MTE_TAGS_PER_PAGE,
-						 KF_MTE_TAGS_PER_PAGE);
-				ents[i].hash = kf_mig_tagged_page_hash(pg, bytes,
-						packed + (size_t)i * KF_MIG_TAG_BYTES);
-			} else {
-				ents[i].hash = kf_mig_page_hash(pg, bytes);
-			}
-			if (ents[i].kind == KF_MIG_PAGE_DATA)
-				next += KF_PAGE_SIZE;
-		}
-		*ph = (struct kf_mig_pages_hdr){ .gpa = gpa, .count = n, .cause = cause };
-		*hdr = (struct kf_mig_hdr){
-			.magic = KF_MIG_MAGIC, .type = KF_MIG_PAGES,
-			.flags = tags ? KF_MIG_PAGES_TAGS : 0,
-			.len = (uint32_t)(sizeof(*ph) + ents_len + (size_t)ndata * KF_PAGE_SIZE +
-					  (tags ? (size_t)n * KF_MIG_TAG_BYTES : 0)),
-			.seq = conn->seq++,
-		};
-		iov = (struct iovec){ hdr, sizeof(*hdr) + hdr->len };
-		ret = kf_mig_write_full(conn, &iov, 1);
+		ret = kf_mig_send_batch(conn, gpa, s, tags, n, cause);
 		pthread_mutex_unlock(&conn->wlock);
 		if (ret)
 			return ret;

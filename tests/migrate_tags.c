@@ -11,7 +11,8 @@
  * refuses a read without tags.  A page server refuses tags on an eager
  * region and tags without a way to read them.  kf_mig_send_pages_read_tags()
  * reads the tags batch by batch and sends each page with its own; a failed
- * read stops the run with the reader's error.
+ * read stops the run with the reader's error.  Pages sent from a stopped
+ * guest's memory without a copy make the same frames as pre-copy's copies.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -49,20 +50,38 @@ static void fill_tags(uint64_t gpa, uint64_t len, uint8_t *tags)
 
 /* --- the wire --- */
 
-/* Send count pages with tags on one end of a socket pair, read the frame
- * from the other: its bytes into buf, their length returned. */
-static size_t send_and_read(const uint8_t *tags, uint64_t count, char *buf,
-			    size_t cap)
+struct sender {
+	struct kf_mig_conn *conn;
+	const char *src;
+	const uint8_t *tags;
+	uint64_t count;
+	enum kf_mig_page_cause cause;
+};
+
+static void *send_pages(void *arg)
 {
-	struct kf_mig_conn *c;
+	struct sender *s = arg;
+
+	TEST_OK(kf_mig_send_tagged_pages(s->conn, GPA_BASE, s->src, s->tags,
+					 s->count, s->cause));
+	kf_mig_conn_free(s->conn);
+	return NULL;
+}
+
+/* Send count pages of src (with tags unless NULL) on one end of a socket
+ * pair, read the frames from the other: their bytes into buf, their
+ * length returned. */
+static size_t send_frames(const char *src, const uint8_t *tags, uint64_t count,
+			  enum kf_mig_page_cause cause, char *buf, size_t cap)
+{
+	struct sender s = { .src = src, .tags = tags, .count = count, .cause = cause };
+	pthread_t t;
 	size_t got = 0;
 	int sv[2];
 
 	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair: %m");
-	TEST_OK(kf_mig_conn_new(sv[0], &c));
-	TEST_OK(kf_mig_send_tagged_pages(c, GPA_BASE, memory, tags, count,
-					 KF_MIG_CAUSE_PUSH));
-	kf_mig_conn_free(c);
+	TEST_OK(kf_mig_conn_new(sv[0], &s.conn));
+	TEST_ASSERT(!pthread_create(&t, NULL, send_pages, &s), "thread");
 	for (;;) {
 		ssize_t n = read(sv[1], buf + got, cap - got);
 
@@ -71,8 +90,15 @@ static size_t send_and_read(const uint8_t *tags, uint64_t count, char *buf,
 			break;
 		got += (size_t)n;
 	}
+	pthread_join(t, NULL);
 	close(sv[1]);
 	return got;
+}
+
+static size_t send_and_read(const uint8_t *tags, uint64_t count, char *buf,
+			    size_t cap)
+{
+	return send_frames(memory, tags, count, KF_MIG_CAUSE_PUSH, buf, cap);
 }
 
 static void wire(void)
@@ -156,6 +182,70 @@ static void wire(void)
 	TEST_OK(kf_mig_pages_verify(&msg));
 	TEST_ASSERT_EQ(kf_mig_page_tags(&msg, 0, got), -ENODATA);
 	printf("  wire: tagged pages round-trip, damage and malformed frames refused\n");
+}
+
+/*
+ * Pre-copy pages are copied before they are checksummed and sent; those of
+ * a stopped guest go out from guest memory as they are.  Both give the same
+ * frames but for the cause: runs of data and zero pages across two
+ * batches, with tags and without.
+ */
+#define DIRECT_PAGES (KF_MIG_MAX_BATCH + 36)
+
+static void direct_and_copied_agree(void)
+{
+	static const unsigned int zeros[] = { 0, 5, 6, 62, 64, 65, DIRECT_PAGES - 1 };
+	static uint8_t tags[DIRECT_PAGES * TAGS_PER_PAGE];
+	size_t cap = DIRECT_PAGES * (KF_PAGE_SIZE + 512), la, lb, oa, ob;
+	char *src = aligned_alloc(KF_PAGE_SIZE, DIRECT_PAGES * KF_PAGE_SIZE);
+	char *a = malloc(cap), *b = malloc(cap), page[KF_PAGE_SIZE];
+	const size_t ph = sizeof(struct kf_mig_pages_hdr);
+	unsigned int i, pass, frames;
+
+	TEST_ASSERT(src && a && b, "malloc");
+	for (i = 0; i < DIRECT_PAGES * KF_PAGE_SIZE; i++)
+		src[i] = (char)(i * 7 + 3 + i / KF_PAGE_SIZE * 29);	/* pages differ */
+	for (i = 0; i < KF_ARRAY_SIZE(zeros); i++)
+		memset(src + (size_t)zeros[i] * KF_PAGE_SIZE, 0, KF_PAGE_SIZE);
+	fill_tags(GPA_BASE, DIRECT_PAGES * KF_PAGE_SIZE, tags);
+	for (pass = 0; pass < 2; pass++) {
+		const uint8_t *t = pass ? tags : NULL;
+		uint32_t idx = 0;
+
+		la = send_frames(src, t, DIRECT_PAGES, KF_MIG_CAUSE_PRECOPY, a, cap);
+		lb = send_frames(src, t, DIRECT_PAGES, KF_MIG_CAUSE_PUSH, b, cap);
+		TEST_ASSERT_EQ(la, lb);
+		for (oa = ob = 0, frames = 0; oa < la; frames++) {
+			struct kf_mig_msg ma, mb;
+			size_t ua, ub;
+
+			TEST_OK(kf_mig_parse_frame(a + oa, la - oa, &ua, &ma));
+			TEST_OK(kf_mig_parse_frame(b + ob, lb - ob, &ub, &mb));
+			TEST_ASSERT_EQ(ua, ub);
+			TEST_ASSERT_EQ(ma.u.pages.h.cause, KF_MIG_CAUSE_PRECOPY);
+			TEST_ASSERT_EQ(mb.u.pages.h.cause, KF_MIG_CAUSE_PUSH);
+			TEST_ASSERT_EQ(ma.u.pages.h.gpa, mb.u.pages.h.gpa);
+			TEST_ASSERT_EQ(ma.u.pages.h.count, mb.u.pages.h.count);
+			TEST_ASSERT(!memcmp((const char *)ma.payload + ph,
+					    (const char *)mb.payload + ph, ma.hdr.len - ph),
+				    "frame %u (pass %u): entries, data or tags differ", frames, pass);
+			TEST_OK(kf_mig_pages_verify(&mb));
+			for (i = 0; i < mb.u.pages.h.count; i++, idx++) {
+				TEST_OK(kf_mig_page_get(&mb, i, page));
+				TEST_ASSERT(!memcmp(page, src + (size_t)idx * KF_PAGE_SIZE, KF_PAGE_SIZE),
+					    "page %u's data", idx);
+			}
+			oa += ua;
+			ob += ub;
+		}
+		TEST_ASSERT_EQ(frames, 2);
+		TEST_ASSERT_EQ(idx, DIRECT_PAGES);
+	}
+	printf("  %u pages, %zu zero: frames sent from guest memory equal copied ones, with and without tags\n",
+	       DIRECT_PAGES, KF_ARRAY_SIZE(zeros));
+	free(src);
+	free(a);
+	free(b);
 }
 
 /* --- end to end --- */
@@ -368,9 +458,10 @@ int main(void)
 	memory = aligned_alloc(KF_PAGE_SIZE, NR_PAGES * KF_PAGE_SIZE);
 	TEST_ASSERT(memory, "aligned_alloc");
 	for (i = 0; i < NR_PAGES * KF_PAGE_SIZE; i++)
-		memory[i] = (char)(i * 13 + 1);
+		memory[i] = (char)(i * 13 + 1 + i / KF_PAGE_SIZE * 29);
 	memset(memory + KF_PAGE_SIZE, 0, KF_PAGE_SIZE);	/* a zero page */
 	wire();
+	direct_and_copied_agree();
 	read_tags_batches();
 	end_to_end();
 	free(memory);

@@ -89,7 +89,9 @@ enum kf_mig_channel {
 
 #define KF_MIG_HELLO_RECOVER (1U << 0)
 
-/* Why a page was sent (PAGES flags), for the statistics. */
+/* Why a page was sent (PAGES flags), for the statistics; on the sending
+ * side it also says whether the page may change while it is sent
+ * (kf_mig_send_pages()). */
 enum kf_mig_page_cause {
 	KF_MIG_CAUSE_PRECOPY = 0,
 	KF_MIG_CAUSE_DEMAND = 1,
@@ -338,6 +340,10 @@ int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text);
 /*
  * Send a run of pages [gpa, gpa + count pages) read from src (host memory),
  * zero pages without data, in messages of at most KF_MIG_MAX_BATCH pages.
+ * KF_MIG_CAUSE_PRECOPY pages may change meanwhile (a running guest): each
+ * is copied and checksummed in the copy.  Those of any other cause come
+ * from a stopped guest and go from src to the socket without a copy: one
+ * that changes while it is sent fails the destination's checksum.
  */
 int kf_mig_send_pages(struct kf_mig_conn *conn, uint64_t gpa, const void *src,
 		      uint64_t count, enum kf_mig_page_cause cause);

@@ -49,7 +49,11 @@ KF_API_BEGIN
 struct kf_page_server_region {
 	uint64_t gpa;
 	uint64_t size;
-	const void *hva;	/* the memory served; stays until destroy */
+	/* The memory served, until destroy.  Once post-copy serves it
+	 * (kf_page_server_postcopy(), kf_page_server_serve()) it must not
+	 * change: pages go out uncopied, and one that changes fails the
+	 * destination's checksum, which ends the migration. */
+	const void *hva;
 	uint32_t slot_flags;
 	bool eager;		/* sent whole before SWITCHOVER by the caller */
 	bool tags;		/* pages go with their MTE allocation tags
