@@ -40,7 +40,8 @@ mount -t proc proc /proc
 mib=$(sed -n 's/.*kf.fill=\([0-9]*\).*/\1/p' /proc/cmdline)
 mount -t tmpfs -o size=$((mib + 16))m tmpfs /fill
 yes kvmfault-guest-memory | head -c $((mib * 1048576)) >/fill/data || echo "KF-FILL-FAILED"
-echo "KF-FILL-SIZE $(wc -c </fill/data)"
+# The size from stat: busybox's wc counts in 32 bits (4 GiB is 0 to it).
+echo "KF-FILL-SIZE $(stat -c %s /fill/data)"
 echo "KF-FILLED $mib"
 while :; do sleep 1000; done
 EOF
@@ -97,12 +98,14 @@ for size in $sizes; do
 	qemu-system-x86_64 "${common[@]}" -serial "file:$tmp/dst.log" \
 		-qmp "tcp:127.0.0.1:$qd,server=on,wait=off" -incoming "tcp:127.0.0.1:$mp" &
 	pids+=($!)
-	for i in $(seq 1 1200); do
+	# TCG fills about 6 MiB/s here: wait 5 minutes a GiB, 10 at least.
+	for i in $(seq 1 $(( mib * 600 / 1024 > 1200 ? mib * 600 / 1024 : 1200 ))); do
 		grep -q KF-FILLED "$tmp/src.log" 2>/dev/null && break
 		sleep 0.5
 	done
-	grep -a "KF-FILL" "$tmp/src.log" >&2
+	grep -a "KF-FILL" "$tmp/src.log" >&2 || true
 	grep -q KF-FILLED "$tmp/src.log" || { echo "qemu-postcopy: the guest did not fill its memory" >&2; tail -5 "$tmp/src.log" >&2; exit 1; }
+	grep -aq "KF-FILL-SIZE $((mib * 1048576))" "$tmp/src.log" || { echo "qemu-postcopy: the guest filled less than $size" >&2; exit 1; }
 	qmp_open "$qs"; src=$qfd
 	qmp_open "$qd"; dst=$qfd
 	for fd in $src $dst; do
