@@ -252,6 +252,15 @@ skip_phase() {
 	echo "$1: 0 passed, 0 failed, 1 skipped" >>"$log"
 }
 
+# rig-arm64 and its 16k and 64k passes, for one reason.
+skip_arm64_rigs() {
+	local size
+	skip_phase rig-arm64 "$1"
+	for size in 16k 64k; do
+		skip_phase "rig-arm64-$size" "$1"
+	done
+}
+
 deps_flag=""
 case " $phases " in *" rig"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
@@ -307,19 +316,13 @@ do_phase() {
 		note "rig-arm64: the patched $primary kernel on arm64 under QEMU: kvmfault's tests, then the KVM selftests against the unpatched kernel's"
 		why=$(arm64_missing)
 		if [ -n "$why" ]; then
-			skip_phase rig-arm64 "$why"
-			for size in 16k 64k; do
-				skip_phase "rig-arm64-$size" "$why"
-			done
+			skip_arm64_rigs "$why"
 			skip_phase selftests-arm64 "$why"
 			return
 		fi
 		why=$(arm64_libs_missing)
 		if [ -n "$why" ]; then
-			skip_phase rig-arm64 "$why"
-			for size in 16k 64k; do
-				skip_phase "rig-arm64-$size" "$why"
-			done
+			skip_arm64_rigs "$why"
 		else
 			run_phase rig-arm64 rig_arm64_phase
 			for size in 16k 64k; do
