@@ -839,9 +839,10 @@ static void *kf_rc_flush_thread(void *arg)
 	struct kf_remote *r = g->remote;
 	static __thread uint8_t page[KF_PAGE_SIZE] __attribute__((aligned(64)));
 	static __thread uint8_t tags[KF_MTE_TAGS_PER_PAGE];
+	const uint64_t per = g->unit_pages;	/* set before this thread started */
 	uint64_t p;
 
-	for (p = 0; p < g->npages; p++) {
+	for (p = 0; p < g->npages; p += per) {
 		kf_pagesrc_sink_fn sink = NULL;
 		void *opaque = NULL;
 		uint64_t unit;
@@ -852,10 +853,9 @@ static void *kf_rc_flush_thread(void *arg)
 			pthread_mutex_unlock(&r->lock);
 			break;	/* detached */
 		}
-		if (g->unit_pages > 1) {
+		if (per > 1) {
 			/* Whole units: a part waits for the rest to arrive. */
-			if (p % g->unit_pages ||
-			    !kf_rc_take_units(g, p / g->unit_pages, p / g->unit_pages, &unit)) {
+			if (!kf_rc_take_units(g, p / per, p / per, &unit)) {
 				pthread_mutex_unlock(&r->lock);
 				continue;
 			}
