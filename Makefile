@@ -5,7 +5,7 @@
 # VARIANT selects a build tree: (none) build/, asan build/asan/ (ASan and
 # UBSan), static build/static/ (static programs for the QEMU rig).
 
-VERSION := 0.4.0
+VERSION := 0.5.0
 # The shared library's ABI: bumped whenever a public struct or a call
 # changes incompatibly (1: kf_remote_config.push_streams and
 # kf_remote_stats.push_stream_pages, migration protocol 4; 2: MTE
@@ -129,6 +129,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
 	$(CC) $(filter-out -no-pie -static,$(KF_LDFLAGS)) -static-pie -o $@ $< $(STATIC_LIB) $(KF_LIBS)
 
 $(BUILD)/obj/tools/kvmfault.o: KF_CFLAGS += -DKVMFAULT_VERSION='"$(VERSION)"'
+# The version comes from this file: a new one rebuilds the tool.
+$(BUILD)/obj/tools/kvmfault.o: Makefile
 
 $(BUILD)/bin/kvmfault: $(TOOL_OBJS) $(HARNESS_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
