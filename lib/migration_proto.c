@@ -796,12 +796,13 @@ static int kf_mig_send_batch(struct kf_mig_conn *conn, uint64_t gpa,
 	const bool copy = cause == KF_MIG_CAUSE_PRECOPY;
 	size_t ents_len = n * sizeof(struct kf_mig_page_entry), tags_len = 0;
 	struct iovec iov[KF_MIG_MAX_BATCH + 2];
+	const char *bytes[KF_MIG_MAX_BATCH];	/* what each page's hash covers */
 	struct kf_mig_page_entry *ents;
 	struct kf_mig_pages_hdr *ph;
 	struct kf_mig_hdr *hdr;
 	uint32_t i, ndata = 0;
-	char *data, *next;
 	uint8_t *packed;
+	char *data;
 	int cnt = 1;
 
 	if (!conn->pages_buf)
@@ -823,11 +824,13 @@ static int kf_mig_send_batch(struct kf_mig_conn *conn, uint64_t gpa,
 			memcpy(data + (size_t)ndata * KF_PAGE_SIZE, page, KF_PAGE_SIZE);
 			page = data + (size_t)ndata * KF_PAGE_SIZE;
 		}
-		ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_DATA };
 		if (kf_page_is_zero(page)) {
-			ents[i].kind = KF_MIG_PAGE_ZERO;
+			ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_ZERO };
+			bytes[i] = (const char *)kf_zero_page;
 			continue;
 		}
+		ents[i] = (struct kf_mig_page_entry){ .kind = KF_MIG_PAGE_DATA };
+		bytes[i] = page;
 		ndata++;
 		if (copy)
 			continue;
@@ -839,25 +842,17 @@ static int kf_mig_send_batch(struct kf_mig_conn *conn, uint64_t gpa,
 	}
 	/* Tags after the DATA pages, hashes once both are in place. */
 	packed = (uint8_t *)data + (copy ? (size_t)ndata * KF_PAGE_SIZE : 0);
-	for (i = 0, next = data; i < n; i++) {
-		const char *bytes = (const char *)kf_zero_page;
-
-		if (ents[i].kind == KF_MIG_PAGE_DATA && copy) {
-			bytes = next;
-			next += KF_PAGE_SIZE;
-		} else if (ents[i].kind == KF_MIG_PAGE_DATA) {
-			bytes = src + (size_t)i * KF_PAGE_SIZE;
-		}
+	for (i = 0; i < n; i++) {
 		if (tags) {
 			kf_mte_pack_tags(packed + (size_t)i * KF_MIG_TAG_BYTES,
 					 tags + (size_t)i * KF_MTE_TAGS_PER_PAGE,
 					 KF_MTE_TAGS_PER_PAGE);
 			ents[i].hash = kf_mig_tagged_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
-							       bytes,
+							       bytes[i],
 							       packed + (size_t)i * KF_MIG_TAG_BYTES);
 		} else {
 			ents[i].hash = kf_mig_page_hash(gpa + (uint64_t)i * KF_PAGE_SIZE,
-							bytes);
+							bytes[i]);
 		}
 	}
 	if (tags)
