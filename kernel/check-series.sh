@@ -17,12 +17,15 @@
 # The verdict is a function of its inputs (the source tarball, the patches,
 # the config, these scripts and the tests), so a pass is kept in the cache
 # under a hash of all of them and not redone while they stay the same.
+# Each step's kernel image is kept too, under a hash of the tree, the config
+# and its patches, so a change to the tests alone builds nothing.
 #
 # usage: check-series.sh   env: KVMFAULT_CACHE, KBASE, TESTS_DIR, JOBS,
 #                          KVMFAULT_SERIES_RECHECK=1 (ignore a kept pass)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+self=$here/$(basename "$0")
 CACHE=${KVMFAULT_CACHE:-/var/tmp/kvmfault}
 JOBS=${JOBS:-$(nproc)}
 IDENTITY='kvmfault developers <developers@kvmfault.invalid>'
@@ -37,7 +40,7 @@ series_dir=$here/patches/$BASE
 # build.sh) and everything that builds, boots and judges each step.
 verdict_key=$( {
 	basename "$("$here/build.sh" --print-dir)"
-	cat "$0" "$here/rig.sh" "$here/rig-common.sh" "$here/uapi-check.sh" \
+	cat "$self" "$here/rig.sh" "$here/rig-common.sh" "$here/uapi-check.sh" \
 		"$here/initramfs/init" "$here/../tests/run-tests.sh" \
 		"$here/../include/kvmfault/uapi.h"
 	if [ -n "${TESTS_DIR:-}" ]; then
@@ -55,8 +58,8 @@ fi
 # Make sure the pristine tree exists (build.sh extracts it) and take the
 # same lock as build.sh: both use $CACHE/src-$BASE.
 "$here/build.sh" --apply-only >/dev/null
-fragments=$(KFRAGMENTS= "$here/build.sh" --print-fragments)
-obj=$(KFRAGMENTS= "$here/build.sh" --print-obj)
+fragments=$(KFRAGMENTS='' "$here/build.sh" --print-fragments)
+obj=$(KFRAGMENTS='' "$here/build.sh" --print-obj)
 exec 9>"$CACHE/.lock"
 flock 9
 
@@ -78,6 +81,20 @@ make -s O="$obj" tinyconfig >/dev/null
 # shellcheck disable=SC2086
 scripts/kconfig/merge_config.sh -m -O "$obj" "$obj/.config" $fragments >/dev/null 2>&1
 make -s O="$obj" olddefconfig 2>/dev/null
+
+# A step's kernel image is a function of the pristine tree, the config and
+# patches 1..N alone: it is kept under a hash of those, so that a change to
+# the tests boots the kept images instead of building each step again.
+step_key() {
+	{
+		git -C "$src" rev-parse base
+		# shellcheck disable=SC2086
+		cat $fragments "$self"
+		gcc --version | head -n 1
+		cat "${patches[@]:0:$1}"
+	} | sha256sum | cut -c1-16
+}
+kept_images=()
 
 n=0
 total_start=$(date +%s)
@@ -109,15 +126,22 @@ for p in "${patches[@]}"; do
 	fi
 	say "  checkpatch --strict: clean"
 
-	start=$(date +%s)
-	if ! make -j"$JOBS" O="$obj" bzImage >"$work/build-$n.log" 2>&1; then
-		grep -E 'error|Error' "$work/build-$n.log" | head -n 30 >&2
-		die "$name: the kernel does not build with patches 1..$n (log $work/build-$n.log)"
+	image=$CACHE/series-image-$BASE-$(step_key "$n")
+	kept_images+=("$image")
+	if [ -r "$image" ]; then
+		say "  build: ok (kept image of patches 1..$n)"
+	else
+		start=$(date +%s)
+		if ! make -j"$JOBS" O="$obj" bzImage >"$work/build-$n.log" 2>&1; then
+			grep -E 'error|Error' "$work/build-$n.log" | head -n 30 >&2
+			die "$name: the kernel does not build with patches 1..$n (log $work/build-$n.log)"
+		fi
+		if grep -E ': warning:' "$work/build-$n.log" >&2; then
+			die "$name: compiler warnings with patches 1..$n"
+		fi
+		cp "$obj/arch/x86/boot/bzImage" "$image.tmp" && mv "$image.tmp" "$image"
+		say "  build: ok ($(( $(date +%s) - start ))s)"
 	fi
-	if grep -E ': warning:' "$work/build-$n.log" >&2; then
-		die "$name: compiler warnings with patches 1..$n"
-	fi
-	say "  build: ok ($(( $(date +%s) - start ))s)"
 
 	rm -rf "$work/hdr"
 	make -s O="$obj" INSTALL_HDR_PATH="$work/hdr" headers_install >/dev/null
@@ -136,7 +160,7 @@ for p in "${patches[@]}"; do
 		fi
 		kdir=$work/kernel-$n
 		mkdir -p "$kdir"
-		cp "$obj/arch/x86/boot/bzImage" "$kdir/"
+		cp "$image" "$kdir/bzImage"
 		touch "$kdir/.done"
 		if ! RIG_KERNEL_DIR="$kdir" RIG_SMP=2 RIG_LOG_DIR="$work/rig-$n" \
 			"$here/rig.sh" tests "$work/tests" >"$work/rig-$n.txt" 2>&1; then
@@ -148,6 +172,10 @@ for p in "${patches[@]}"; do
 done
 
 "$here/uapi-check.sh" "$work/hdr/include" "$here/../include/kvmfault/uapi.h"
+# Images of other versions of the series are not kept.
+for f in "$CACHE/series-image-$BASE-"*; do
+	case " ${kept_images[*]} " in *" $f "*) ;; *) rm -f "$f" ;; esac
+done
 result="OK: $BASE: ${#patches[@]} patches, each applies, passes checkpatch --strict and builds$( [ -n "${TESTS_DIR:-}" ] && echo ' and passes the rig tests') ($(( $(date +%s) - total_start ))s)"
 say "$result"
 echo "$result" >"$verdict.tmp" && mv "$verdict.tmp" "$verdict"
