@@ -34,7 +34,7 @@
 #      ST_STALL (seconds without serial output before the guest counts as
 #      dead, 300 times the time scale), ST_SMP (2), ST_RERUNS (3),
 #      ST_ONLY (space separated test names, for a partial run), ST_ALL=1
-#      (arm64: every test, without the time budget's arguments and
+#      (every test, without the time budget's arguments and
 #      exclusions; for a baseline and a comparison alike),
 #      KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE (rig-common.sh)
 set -uo pipefail
@@ -52,19 +52,35 @@ arm64) arch_suffix=-arm64 mkarch=aarch64 control_flavor=arm64-base
 *) echo "selftests: error: KARCH is x86_64 or arm64, not '$KARCH'" >&2; exit 2 ;;
 esac
 baseline=$here/selftests-baseline-$BASE$arch_suffix.txt
-# Tests the arm64 rig runs with arguments, or not at all, to fit its time
-# budget under QEMU's software CPU (both kernels alike; the baseline says so).
+# Tests the rig runs with arguments, or not at all, to fit its time budget
+# under QEMU's software CPU (both kernels alike; the baseline says so).
+# Excluded: tests that outlast their timeout on the unpatched kernel too, so
+# that their result says nothing, and tests of what the series does not
+# touch.  Shrunk: tests of memory faults whose default size only costs time.
 declare -A st_args=() st_excluded=()
 if [ "$KARCH" = arm64 ] && [ "${ST_ALL:-0}" != 1 ]; then
 	# Every guest mode the CPU supports (seven with -cpu max) takes
 	# longer than the timeout: run the default one, 4K pages, 40-bit IPA.
 	st_args[aarch64/page_fault_test]="-m 6"
+	# 1 GiB a vCPU by default: 130-200 s each under the software CPU.
+	st_args[demand_paging_test]="-b 128M"
+	st_args[memslot_modification_stress_test]="-b 128M"
 	st_excluded=(
 		[dirty_log_test]="longer than its timeout (300 s) under the software CPU"
 		[kvm_page_table_test]="longer than its timeout (300 s) under the software CPU"
 		[dirty_log_perf_test]="a benchmark, 165 s under the software CPU"
 		[memslot_perf_test]="a benchmark, 203 s under the software CPU"
 		[rseq_test]="tests rseq, not memory; 106 s under the software CPU"
+	)
+elif [ "$KARCH/$BASE" = x86_64/6.12 ] && [ "${ST_ALL:-0}" != 1 ]; then
+	# 32 iterations of each log mode outlast the timeout (stopped at
+	# iteration 19 of the first mode on both kernels); 4 took 74 s, and
+	# it asks for more than 2.
+	st_args[dirty_log_test]="-i 3"
+	st_excluded=(
+		[hardware_disable_test]="creates and kills VMs for a fixed count, not memory faults; longer than its timeout (305 s) on both kernels"
+		[memslot_perf_test]="a benchmark whose own alarm fires under the software CPU; longer than its timeout (278 s) on both kernels"
+		[rseq_test]="tests rseq, not memory; 71-279 s under the software CPU"
 	)
 fi
 mode=compare
@@ -327,7 +343,8 @@ done
 # Tests the baseline classifies as timing-sensitive ("# timing: NAME: why").
 timing_known=$(sed -n 's/^# timing: \([^:]*\):.*/\1/p' "$baseline" | tr '\n' ' ')
 for t in $timing_known; do
-	echo "  timing-sensitive (baseline): $t: here $(result_of "$results" "$t")"
+	ours=$(result_of "$results" "$t")
+	[ -n "$ours" ] && echo "  timing-sensitive (baseline): $t: here $ours"
 done
 
 # verdict_rerun ROUND OURS_OUT CONTROL_OUT TEST...: one round on each kernel.
