@@ -957,6 +957,21 @@ int kf_remote_pagesrc(struct kf_remote *r, unsigned int i, struct kf_pagesrc **s
 
 /* ---------------------------------------------------------------- threads */
 
+/*
+ * A push stream's receiver steps aside while a demanded page is
+ * outstanding: on a host with few cores its copies and installs hold the
+ * CPU that the demand's wake-ups need.  For at most a few milliseconds, so
+ * that a demand that takes long (a reconnect) only slows the push.
+ */
+static void kf_rc_yield_to_demand(struct kf_remote *r)
+{
+	const struct timespec nap = { .tv_nsec = 50 * 1000 };
+	unsigned int i;
+
+	for (i = 0; i < 40 && __atomic_load_n(&r->waiters, __ATOMIC_RELAXED); i++)
+		nanosleep(&nap, NULL);
+}
+
 static void *kf_rc_rx_thread(void *arg)
 {
 	struct kf_rc_rx *rx = arg;
@@ -966,6 +981,8 @@ static void *kf_rc_rx_thread(void *arg)
 	int ret;
 
 	for (;;) {
+		if (rx->push_stream)
+			kf_rc_yield_to_demand(r);
 		ret = kf_mig_recv(c, &msg);
 		if (ret)
 			break;
