@@ -35,7 +35,8 @@
 #      dead, 300 times the time scale), ST_SMP (2), ST_RERUNS (3),
 #      ST_ONLY (space separated test names, for a partial run), ST_ALL=1
 #      (every test, without the time budget's arguments and
-#      exclusions; for a baseline and a comparison alike),
+#      exclusions; for a baseline and a comparison alike), ST_SHADOW=0
+#      (x86: no second boot with shadow paging for the series' own test),
 #      KVMFAULT_QEMU_CPUS, KVMFAULT_TIME_SCALE (rig-common.sh)
 set -uo pipefail
 
@@ -204,10 +205,11 @@ ST_TIMEOUT=${ST_TIMEOUT:-$(scaled "$([ "$KARCH" = arm64 ] && echo 300 || echo 12
 ST_STALL=${ST_STALL:-$(scaled 300 "$scale")}
 echo "selftests: time scale $scale${KVMFAULT_QEMU_CPUS:+ (QEMU on host CPUs $KVMFAULT_QEMU_CPUS)}: ${ST_TIMEOUT}s a test, ${ST_STALL}s of silence is a dead guest"
 
-# run_list KDIR INITRD LIST RESULTS LOGPREFIX: run the tests of LIST (the
-# /selftests/list packed in INITRD) on the kernel of KDIR, append to RESULTS.
+# run_list KDIR INITRD LIST RESULTS LOGPREFIX [APPEND]: run the tests of LIST
+# (the /selftests/list packed in INITRD) on the kernel of KDIR, with APPEND on
+# its command line, append to RESULTS.
 run_list() {
-local kdir=$1 initrd=$2 list=$3 results=$4 prefix=$5
+local kdir=$1 initrd=$2 list=$3 results=$4 prefix=$5 append=${6:-}
 local nlist start_idx boot run_start log qpid last stalled shown n size
 local done_idx began hung_idx hung lastk
 nlist=$(wc -l <"$list")
@@ -220,7 +222,7 @@ while [ "$start_idx" -lt "$nlist" ]; do
 	boot=$((boot + 1))
 	log=$work/serial-$prefix$boot.log
 	RIG_MEM=2G rig_qemu_cmd "$kdir" "$ST_SMP" "$initrd" \
-		"kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT"
+		"kf.mode=selftests kf.start=$start_idx kf.timeout=$ST_TIMEOUT${append:+ $append}"
 	timeout --foreground -k 10 $(( nlist * (ST_TIMEOUT + 30) + 120 )) \
 		$(rig_qemu_prefix) "${rig_cmd[@]}" </dev/null >"$log" 2>&1 &
 	qpid=$!
@@ -370,9 +372,39 @@ if [ "$regressions" -gt 0 ] && [ "${ST_CONTROL:-1}" != 0 ] && [ -z "${KSERIES:-}
 	reruns=$verdict_reruns
 fi
 
+# --- shadow paging ------------------------------------------------------------
+# The rig's CPU has nested paging, so KVM's own walk of guest page tables
+# (shadow paging), which the series changes for exit-on-missing slots, runs
+# only with kvm_amd.npt=0: one more boot runs the series' own test so.  The
+# guest prints the parameter; a boot that did not take it fails the run.
+shadow_failed=0
+if [ "$mode" = compare ] && [ "$KARCH" = x86_64 ] && [ "${ST_SHADOW:-1}" != 0 ]; then
+	: >"$st/selftests/list"
+	for t in x86_64/memory_fault_exits_test; do
+		if [ -n "${ST_ONLY:-}" ] && ! echo " $ST_ONLY " | grep -q " $t "; then
+			continue
+		fi
+		[ -e "$st/selftests/$t" ] && echo "$t ${st_args[$t]:-}" >>"$st/selftests/list"
+	done
+	if [ -s "$st/selftests/list" ]; then
+		make_initrd "$st" "$work/initrd-shadow.gz"
+		echo "selftests: shadow paging (kvm_amd.npt=0): $(awk '{print $1}' "$st/selftests/list" | tr '\n' ' ')"
+		run_list "$kdir" "$work/initrd-shadow.gz" "$st/selftests/list" \
+			"$work/results-shadow.txt" shadow- kvm_amd.npt=0
+		if ! grep -a -q '^KF-PARAM npt=\(N\|0\)' "$work"/serial-shadow-*.log; then
+			echo "selftests: shadow paging: the guest did not run with kvm_amd.npt=0 ($(grep -a -h '^KF-PARAM' "$work"/serial-shadow-*.log | head -n 1))"
+			shadow_failed=1
+		fi
+		while read -r name res _; do
+			echo "  shadow paging: $name: $res"
+			[ "$res" = pass ] || shadow_failed=$((shadow_failed + 1))
+		done <"$work/results-shadow.txt"
+	fi
+fi
+
 # --- kernel splats, per test, on this kernel (first run and reruns) -------
 splats=0
-for log in "$work"/serial-[0-9]*.log "$work"/serial-rerun*.log; do
+for log in "$work"/serial-[0-9]*.log "$work"/serial-rerun*.log "$work"/serial-shadow-*.log; do
 	[ -f "$log" ] || continue
 	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
 		splats=1
@@ -383,8 +415,9 @@ for log in "$work"/serial-[0-9]*.log "$work"/serial-rerun*.log; do
 	fi
 done
 counts=$(awk '{print $2}' "$results" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
-# A test the series adds and that does not pass counts as a regression.
-regressions=$((regressions + added_failed))
+# A test the series adds and that does not pass counts as a regression, on
+# either MMU.
+regressions=$((regressions + added_failed + shadow_failed))
 echo "selftests: results in $results"
 echo "selftests: reruns $reruns"
 echo "selftests: total $(wc -l <"$results"); ${counts%, }; not built ${#notbuilt[@]}; regressions $regressions"
