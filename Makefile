@@ -12,7 +12,7 @@ VERSION := 0.5.0
 # allocation tags: kf_pagesrc_sink_fn's tags, kf_pagesrc_ops.read_tagged,
 # kf_page_server_config.read_tags, migration protocol 5; host pages:
 # kf_pagesrc.push_unit).
-SOVERSION := 2
+SOVERSION := 3
 # CROSS_COMPILE=aarch64-linux-gnu- builds for arm64 (under build/arm64/).
 CROSS_COMPILE ?=
 ifneq ($(CROSS_COMPILE),)

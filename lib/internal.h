@@ -46,6 +46,9 @@ int kf_mig_conn_open(int fd, struct kf_mig_tls *tls, int timeout_ms,
 /* A page server's or remote source's channel choice: TLS credentials or
  * plain, exactly one.  0, or -EINVAL with a message naming who. */
 int kf_mig_check_channel(const char *who, const struct kf_mig_tls *tls, bool plain);
+/* A push stream's thread (either side) lowers its own CPU priority:
+ * whether it runs below the priority it had (or at the lowest there is). */
+bool kf_mig_push_thread_priority(void);
 
 /* TLS sessions of migration connections (tls.c). */
 struct kf_tls_session;

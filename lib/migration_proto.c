@@ -3,6 +3,7 @@
  * The migration wire protocol: framing, the message parser (which accepts
  * arbitrary bytes), connections and TCP helpers.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
@@ -14,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -735,6 +738,30 @@ int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
 	ret = kf_mig_write_full(conn, iov, 4);
 	pthread_mutex_unlock(&conn->wlock);
 	return ret;
+}
+
+/*
+ * The push is bulk work; a demand is a vCPU waiting.  On a host with fewer
+ * cores than busy threads, the demand's thread wake-ups (request, answer,
+ * install) queue behind the push's copies for a scheduler slice each: a
+ * push thread lowers its own nice value so that those wake-ups preempt it.
+ * Best effort: without the rights or on failure the thread keeps its
+ * priority.
+ */
+bool kf_mig_push_thread_priority(void)
+{
+	id_t tid = (id_t)syscall(SYS_gettid);
+	int before, after;
+
+	errno = 0;
+	before = getpriority(PRIO_PROCESS, tid);
+	if (before == -1 && errno)
+		return false;
+	if (setpriority(PRIO_PROCESS, tid, KF_MIN(before + 10, 19)))
+		return false;
+	errno = 0;
+	after = getpriority(PRIO_PROCESS, tid);
+	return !(after == -1 && errno) && (after > before || after == 19);
 }
 
 int kf_mig_send_text(struct kf_mig_conn *conn, uint16_t type, const char *text)

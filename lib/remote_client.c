@@ -980,6 +980,11 @@ static void *kf_rc_rx_thread(void *arg)
 	struct kf_mig_msg msg;
 	int ret;
 
+	if (rx->push_stream && kf_mig_push_thread_priority()) {
+		pthread_mutex_lock(&r->lock);
+		r->st.push_threads_lowered++;
+		pthread_mutex_unlock(&r->lock);
+	}
 	for (;;) {
 		if (rx->push_stream)
 			kf_rc_yield_to_demand(r);

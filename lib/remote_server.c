@@ -686,6 +686,8 @@ static void *kf_ps_push_thread(void *arg)
 	unsigned int i;
 	int ret = 0;
 
+	/* Push only, on a stream of its own or on main. */
+	kf_mig_push_thread_priority();
 	for (i = 0; i < srv->nr_regions && !ret && !srv->stop; i++) {
 		struct kf_ps_region *r = &srv->regions[i];
 		uint64_t b;

@@ -108,9 +108,16 @@ static void migrate(unsigned int rounds, uint64_t drop_after, bool tls,
 		    "the whole system slot went in the blackout");
 	if (drop_after)
 		TEST_ASSERT(rep.reconnects >= 1, "no reconnect after the drop");
-	/* With push streams the push uses them only, main never. */
+	/* With push streams the push uses them only, main never; their
+	 * receivers run below the demand path's priority (main's never). */
 	TEST_ASSERT_EQ(rep.push_stream_pages,
 		       streams ? rep.pages_by_cause[KF_MIG_CAUSE_PUSH] : 0);
+	if (streams)
+		TEST_ASSERT(rep.push_threads_lowered >= streams,
+			    "%llu of %u push stream receivers at a lower priority",
+			    (unsigned long long)rep.push_threads_lowered, streams);
+	else
+		TEST_ASSERT_EQ(rep.push_threads_lowered, 0);
 	/* Switch-off while the guest runs: the regions left userfaultfd, no
 	 * userfault came after, and the guest kept writing (plain faults)
 	 * before it verified every page. */

@@ -136,7 +136,10 @@ struct kf_remote_config {
 	void *opaque;
 	/* Connections the post-copy push runs on, each with its own receiving
 	 * thread, so that installing pages uses several CPUs; at most
-	 * KF_MIG_MAX_PUSH_STREAMS.  0: the push shares the main connection. */
+	 * KF_MIG_MAX_PUSH_STREAMS.  0: the push shares the main connection.
+	 * The receiving threads lower their own priority (nice + 10, as the
+	 * page server's pushers do) so that a demand fault's wake-ups do not
+	 * wait behind them on a busy host. */
 	unsigned int push_streams;
 };
 
@@ -149,6 +152,10 @@ struct kf_remote_stats {
 	uint64_t held_pages;		/* of which here */
 	uint64_t source_downtime_ns;	/* the source's STATS, if sent */
 	uint64_t push_stream_pages;	/* pushed pages received on push streams */
+	/* Push streams' receiving threads that run at a lower CPU priority
+	 * (nice + 10), so that demand faults' wake-ups preempt them; one a
+	 * stream and connection (reconnects add theirs). */
+	uint64_t push_threads_lowered;
 };
 
 struct kf_remote;

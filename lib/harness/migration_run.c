@@ -641,6 +641,7 @@ out:
 		memcpy(rep->pages_by_cause, rst.pages_by_cause,
 		       sizeof(rep->pages_by_cause));
 		rep->push_stream_pages = rst.push_stream_pages;
+		rep->push_threads_lowered = rst.push_threads_lowered;
 		rep->reconnects = rst.reconnects;
 		rep->requests = rst.requests;
 		rep->req_messages = rst.req_messages;
@@ -697,8 +698,9 @@ void kf_mig_report_text(FILE *f, const struct kf_mig_report *rep)
 		rep->pages_by_cause[KF_MIG_CAUSE_STOPCOPY]);
 	fprintf(f, "  pages by demand:    %" PRIu64 " (%" PRIu64 " requests in %" PRIu64 " messages)\n",
 		rep->pages_by_cause[KF_MIG_CAUSE_DEMAND], rep->requests, rep->req_messages);
-	fprintf(f, "  pages by push:      %" PRIu64 " (%" PRIu64 " on push streams)\n",
-		rep->pages_by_cause[KF_MIG_CAUSE_PUSH], rep->push_stream_pages);
+	fprintf(f, "  pages by push:      %" PRIu64 " (%" PRIu64 " on push streams, received by %" PRIu64 " threads at lower priority)\n",
+		rep->pages_by_cause[KF_MIG_CAUSE_PUSH], rep->push_stream_pages,
+		rep->push_threads_lowered);
 	fprintf(f, "  reconnects:         %" PRIu64 "\n", rep->reconnects);
 	if (rep->switched)
 		fprintf(f, "  switch-off:         normal faulting at %.2f ms after resume (uffd %s); guest ran %.2f ms more, %" PRIu64 " write passes, %" PRIu64 " userfaults\n",

@@ -119,6 +119,7 @@ struct kf_mig_report {
 	bool tls;			/* the channel: TLS, or plain TCP */
 	unsigned int push_streams;	/* destination: its push connections */
 	uint64_t push_stream_pages;	/* pages received on them */
+	uint64_t push_threads_lowered;	/* their receivers at nice + 10 */
 	uint64_t migration_ns;		/* SETUP received to every page here */
 	struct kf_link_speed link;	/* measured by the caller, or zeros */
 	uint64_t system_pages;		/* the system slot: pre-copied whole,
