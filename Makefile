@@ -11,7 +11,7 @@ VERSION := 0.5.0
 # kf_remote_stats.push_stream_pages, migration protocol 4; 2: MTE
 # allocation tags: kf_pagesrc_sink_fn's tags, kf_pagesrc_ops.read_tagged,
 # kf_page_server_config.read_tags, migration protocol 5; host pages:
-# kf_pagesrc.push_unit).
+# kf_pagesrc.push_unit; 3: kf_remote_stats.push_threads_lowered).
 SOVERSION := 3
 # CROSS_COMPILE=aarch64-linux-gnu- builds for arm64 (under build/arm64/).
 CROSS_COMPILE ?=

@@ -374,8 +374,8 @@ fi
 
 # --- shadow paging ------------------------------------------------------------
 # The rig's CPU has nested paging, so KVM's own walk of guest page tables
-# (shadow paging), which the series changes for exit-on-missing slots, runs
-# only with kvm_amd.npt=0: one more boot runs the series' own test so.  The
+# (shadow paging), which the series changes, runs only with kvm_amd.npt=0:
+# one more boot runs the series' own test so.  The
 # guest prints the parameter; a boot that did not take it fails the run.
 shadow_failed=0
 if [ "$mode" = compare ] && [ "$KARCH" = x86_64 ] && [ "${ST_SHADOW:-1}" != 0 ]; then
