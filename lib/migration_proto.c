@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -750,7 +749,7 @@ int kf_mig_send(struct kf_mig_conn *conn, uint16_t type, const void *p1,
  */
 bool kf_mig_push_thread_priority(void)
 {
-	id_t tid = (id_t)syscall(SYS_gettid);
+	id_t tid = (id_t)gettid();
 	int before, after;
 
 	errno = 0;
