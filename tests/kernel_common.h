@@ -25,13 +25,16 @@
 #include <kvmfault/test.h>
 
 /*
- * The series promises annotated guest page faults (its annotation patch);
- * upstream's KVM_CAP_MEMORY_FAULT_INFO alone does not (upstream annotates
- * only some paths).  A kernel has the promise if it advertises
+ * The series promises annotated guest page faults (its annotation patch).
+ * On x86 upstream's KVM_CAP_MEMORY_FAULT_INFO alone does not (upstream
+ * annotates only some paths): a kernel has the promise if it advertises
  * KVM_CAP_MEMORY_FAULT_INFO and either the series' own
  * KVM_CAP_EXIT_ON_MISSING (its exit-on-missing patch) or a version below
  * 6.8, where 232 can only come from this series (check-series.sh boots such
- * kernels).
+ * kernels).  On arm64 the series annotates the faults of
+ * KVM_MEM_EXIT_ON_MISSING slots only and advertises no 232 (the arm64
+ * maintainers' ruling: the slot flag is the opt-in): KVM_CAP_EXIT_ON_MISSING
+ * is the promise.
  */
 static inline bool kt_kernel_below_6_8(void)
 {
@@ -46,10 +49,29 @@ static inline bool kt_kernel_below_6_8(void)
 static inline void kt_require_annotations(void)
 {
 	kf_test_require_kvm();
+#if defined(__aarch64__)
+	if (!kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
+		kf_test_skip("kernel lacks KVM_CAP_EXIT_ON_MISSING (512), the only memory fault exits on arm64");
+#else
 	if (!kf_kvm_has_cap(KVM_CAP_MEMORY_FAULT_INFO))
 		kf_test_skip("kernel lacks KVM_CAP_MEMORY_FAULT_INFO (232)");
 	if (!kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING) && !kt_kernel_below_6_8())
 		kf_test_skip("KVM_CAP_MEMORY_FAULT_INFO without KVM_CAP_EXIT_ON_MISSING (512) on a kernel >= 6.8: upstream does not promise annotated page faults");
+#endif
+}
+
+/*
+ * The memslot flags under which the series annotates a host page KVM cannot
+ * get (PROT_NONE, no VMA, userfaultfd in SIGBUS mode): any slot on x86,
+ * KVM_MEM_EXIT_ON_MISSING slots on arm64.
+ */
+static inline uint32_t kt_annotated_slot_flags(void)
+{
+#if defined(__aarch64__)
+	return KVM_MEM_EXIT_ON_MISSING;
+#else
+	return 0;
+#endif
 }
 
 /*

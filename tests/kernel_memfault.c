@@ -13,6 +13,9 @@
  * KVM_EXIT_UNKNOWN), and a write to a read-only memslot is still an MMIO
  * exit.  The library enables KVM_CAP_MEMORY_FAULT_ACCESS where the kernel
  * has it: then every exit carries exactly one access flag, else none.
+ * On arm64 the series annotates KVM_MEM_EXIT_ON_MISSING slots only: the
+ * cases above run on such a slot there, and a PROT_NONE page of an ordinary
+ * slot must give a bare EFAULT, with the access capability enabled too.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -135,7 +138,10 @@ static void test_one(enum how how, enum access acc)
 		guest_read, guest_write, guest_exec,
 	};
 	struct kf_vcpu_ops ops = { .memory_fault = on_fault, .sync = on_sync };
-	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
+	struct kf_region r = {
+		.size = REGION_SIZE, .backing = KF_BACKING_ANON,
+		.flags = kt_annotated_slot_flags(),
+	};
 	static struct ctx c;
 	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
@@ -198,7 +204,10 @@ static KF_GUEST void guest_write_across(uint64_t addr)
 static void test_crossing(bool second_missing)
 {
 	struct kf_vcpu_ops ops = { .memory_fault = on_fault };
-	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
+	struct kf_region r = {
+		.size = REGION_SIZE, .backing = KF_BACKING_ANON,
+		.flags = kt_annotated_slot_flags(),
+	};
 	static struct ctx c;
 	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
@@ -276,7 +285,10 @@ static void *kick(void *arg)
 
 static void test_not_annotated(void)
 {
-	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
+	struct kf_region r = {
+		.size = REGION_SIZE, .backing = KF_BACKING_ANON,
+		.flags = kt_annotated_slot_flags(),
+	};
 	struct sigaction sa = { .sa_handler = on_signal };
 	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
@@ -345,6 +357,31 @@ static void test_not_annotated(void)
 	kf_vm_destroy(vm);
 }
 
+/*
+ * arm64: no annotation outside KVM_MEM_EXIT_ON_MISSING slots, even though the
+ * library enabled KVM_CAP_MEMORY_FAULT_ACCESS.
+ */
+static void test_ordinary_slot_bare(void)
+{
+	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
+	const struct kf_memslot *ms;
+	struct kf_vcpu *vcpu;
+	struct kvm_run *run;
+	struct kf_vm *vm;
+
+	TEST_OK(kf_vm_create(&vm));
+	r.gpa = kf_vm_free_gpa(vm);
+	TEST_OK(kf_vm_add_region(vm, &r, &ms));
+	TEST_ASSERT(!mprotect(ms->hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
+	TEST_OK(kf_vcpu_add(vm, 0, guest_write, r.gpa + 8, &vcpu));
+	run = kf_vcpu_kvm_run(vcpu);
+	TEST_ASSERT_EQ(raw_run(vcpu), -EFAULT);
+	TEST_ASSERT(run->exit_reason != KVM_EXIT_MEMORY_FAULT,
+		    "KVM_EXIT_MEMORY_FAULT (gpa 0x%llx) on a slot without KVM_MEM_EXIT_ON_MISSING",
+		    (unsigned long long)kf_run_memory_fault(run)->gpa);
+	kf_vm_destroy(vm);
+}
+
 static KF_GUEST void guest_write_ro(uint64_t addr)
 {
 	*(volatile uint64_t *)addr = 1;
@@ -392,5 +429,9 @@ int main(void)
 	test_crossing(false);
 	test_not_annotated();
 	test_readonly_slot();
+	if (kt_annotated_slot_flags()) {
+		test_ordinary_slot_bare();
+		TEST_PASS("read/write/exec faults annotated on exit-on-missing slots (3 ways to be missing), crossing, no annotation for EINTR/EIO/MMIO nor on an ordinary slot");
+	}
 	TEST_PASS("read/write/exec faults annotated (3 ways to be missing), crossing, no annotation for EINTR/EIO/MMIO");
 }
