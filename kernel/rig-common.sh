@@ -59,10 +59,24 @@ rig_qemu_cmd() {
 # the boot banners of the debug options ("RCU lockdep checking is enabled").
 SPLAT_RE='^\[ *[0-9]+\.[0-9]+\] (.*(WARNING:|BUG:|BUG kernel|kernel BUG|Oops|general protection fault|Kernel panic|cut here|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|lockdep is turned off|DEBUG_LOCKS_WARN_ON|bad unlock balance|held lock freed|UBSAN:|self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP))'
 
-# rig_check_splat LOG: 1, after printing them, when LOG has kernel splats.
+# The reports of CPUs or tasks that stopped making progress.
+STALL_RE='(self-detected stall|rcu_.* detected stalls|blocked for more than|soft lockup|hard LOCKUP)'
+
+# rig_check_splat LOG [hung]: 1, after printing them, when LOG has kernel
+# splats.  With "hung" (a boot the rig stopped as hung, whose test it
+# reruns), the stall reports are that hang's own symptom: printed, not
+# counted; the rerun judges the hang.  Every other splat counts.
 rig_check_splat() {
-	local log=$1
-	if grep -a -E "$SPLAT_RE" "$log" >/dev/null; then
+	local log=$1 hits
+	hits=$(grep -a -E "$SPLAT_RE" "$log")
+	if [ "${2:-}" = hung ] && [ -n "$hits" ]; then
+		if ! echo "$hits" | grep -a -q -v -E "$STALL_RE"; then
+			echo "rig: stall reports of the hung boot in $log (not counted: the rerun judges the hang):" >&2
+			echo "$hits" | head -n 5 | sed 's/^/  ~ /' >&2
+			return 0
+		fi
+	fi
+	if [ -n "$hits" ]; then
 		echo "rig: kernel splat in $log:" >&2
 		grep -a -E -A 12 "$SPLAT_RE" "$log" | head -n 60 | sed 's/^/  ! /' >&2
 		return 1
