@@ -283,27 +283,42 @@ static void *kick(void *arg)
 
 #define STALE 0x5a5a5a5aU
 
-static void test_not_annotated(void)
+/*
+ * A VM whose region (memslot flags slot_flags) starts with a PROT_NONE page,
+ * at *gpa, and its vCPU, which writes into that page.
+ */
+static struct kf_vcpu *protnone_vm(uint32_t slot_flags, struct kf_vm **vm,
+				   uint64_t *gpa)
 {
 	struct kf_region r = {
 		.size = REGION_SIZE, .backing = KF_BACKING_ANON,
-		.flags = kt_annotated_slot_flags(),
+		.flags = slot_flags,
 	};
-	struct sigaction sa = { .sa_handler = on_signal };
 	const struct kf_memslot *ms;
+	struct kf_vcpu *vcpu;
+
+	TEST_OK(kf_vm_create(vm));
+	r.gpa = kf_vm_free_gpa(*vm);
+	TEST_OK(kf_vm_add_region(*vm, &r, &ms));
+	TEST_ASSERT(!mprotect(ms->hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
+	TEST_OK(kf_vcpu_add(*vm, 0, guest_write, r.gpa + 8, &vcpu));
+	*gpa = r.gpa;
+	return vcpu;
+}
+
+static void test_not_annotated(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
 	struct kf_vcpu *vcpu;
 	struct kvm_run *run;
 	struct kf_vm *vm;
 	struct kicker kicker = { 0 };
 	pthread_t t;
 	int ret, status;
+	uint64_t gpa;
 	pid_t pid;
 
-	TEST_OK(kf_vm_create(&vm));
-	r.gpa = kf_vm_free_gpa(vm);
-	TEST_OK(kf_vm_add_region(vm, &r, &ms));
-	TEST_ASSERT(!mprotect(ms->hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
-	TEST_OK(kf_vcpu_add(vm, 0, guest_write, r.gpa + 8, &vcpu));
+	vcpu = protnone_vm(kt_annotated_slot_flags(), &vm, &gpa);
 	run = kf_vcpu_kvm_run(vcpu);
 
 	/* immediate_exit: EINTR, exit_reason untouched. */
@@ -316,7 +331,7 @@ static void test_not_annotated(void)
 	run->immediate_exit = 0;
 	TEST_ASSERT_EQ(raw_run(vcpu), -EFAULT);
 	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT_EQ(kf_run_memory_fault(run)->gpa, r.gpa);
+	TEST_ASSERT_EQ(kf_run_memory_fault(run)->gpa, gpa);
 	/* ... is gone at the next KVM_RUN, even one that only returns EINTR
 	 * for immediate_exit: a stale exit 39 would make a later bare EFAULT
 	 * look like a fault with the old gpa. */
@@ -363,17 +378,12 @@ static void test_not_annotated(void)
  */
 static void test_ordinary_slot_bare(void)
 {
-	struct kf_region r = { .size = REGION_SIZE, .backing = KF_BACKING_ANON };
-	const struct kf_memslot *ms;
 	struct kf_vcpu *vcpu;
 	struct kvm_run *run;
 	struct kf_vm *vm;
+	uint64_t gpa;
 
-	TEST_OK(kf_vm_create(&vm));
-	r.gpa = kf_vm_free_gpa(vm);
-	TEST_OK(kf_vm_add_region(vm, &r, &ms));
-	TEST_ASSERT(!mprotect(ms->hva, KF_PAGE_SIZE, PROT_NONE), "mprotect");
-	TEST_OK(kf_vcpu_add(vm, 0, guest_write, r.gpa + 8, &vcpu));
+	vcpu = protnone_vm(0, &vm, &gpa);
 	run = kf_vcpu_kvm_run(vcpu);
 	TEST_ASSERT_EQ(raw_run(vcpu), -EFAULT);
 	TEST_ASSERT(run->exit_reason != KVM_EXIT_MEMORY_FAULT,
