@@ -262,6 +262,15 @@ skip_arm64_rigs() {
 	done
 }
 
+# PHASE not run at all, for reason $2: every summary it would have given
+# (rig-arm64: also its page-size passes and the arm64 selftests).
+skip_whole_phase() {
+	case $1 in
+	rig-arm64) skip_arm64_rigs "$2"; skip_phase selftests-arm64 "$2" ;;
+	*) skip_phase "$1" "$2" ;;
+	esac
+}
+
 deps_flag=""
 case " $phases " in *" rig"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
@@ -302,9 +311,12 @@ fi
 # 5100), 0 turns it off.
 budget=${KVMFAULT_BUDGET:-5100}
 
-# Whether kernel/build.sh, in this environment, has its build in the cache.
-kernel_built() {
-	[ -f "$(env "$@" kernel/build.sh --print-dir)/.done" ]
+# build_kept SCRIPT [VAR=VALUE...]: whether SCRIPT (kernel/build.sh or
+# qemu/build.sh), in that environment, has its build in the cache.
+build_kept() {
+	local script=$1
+	shift
+	[ -f "$(env "$@" "$script" --print-dir 2>/dev/null)/.done" ]
 }
 
 # Seconds that PHASE would take to build what the cache lacks and then run
@@ -313,14 +325,14 @@ phase_cold_estimate() {
 	local base=${1#*-} s=0 size
 	case $1 in
 	debug-*)
-		kernel_built KBASE="$base" KFLAVOR=debug \
+		build_kept kernel/build.sh KBASE="$base" KFLAVOR=debug \
 			KFRAGMENTS="$(pwd)/kernel/debug.config" || s=$((430 + 210)) ;;
 	qemu-*)
-		[ -f "$(qemu/build.sh --print-dir 2>/dev/null)/.done" ] || s=$((240 + 70)) ;;
+		build_kept qemu/build.sh || s=$((240 + 70)) ;;
 	rig-arm64)
-		kernel_built KBASE="$primary" KARCH=arm64 || s=$((s + 210))
+		build_kept kernel/build.sh KBASE="$primary" KARCH=arm64 || s=$((s + 210))
 		for size in $arm64_pages; do
-			kernel_built KBASE="$primary" KARCH=arm64 KFLAVOR="arm64-$size" \
+			build_kept kernel/build.sh KBASE="$primary" KARCH=arm64 KFLAVOR="arm64-$size" \
 				KFRAGMENTS="$(pwd)/kernel/arm64-$size.config" || s=$((s + 210))
 		done
 		[ "$s" -eq 0 ] || s=$((s + 420)) ;;
@@ -365,8 +377,7 @@ do_phase() {
 		note "rig-arm64: the patched $primary kernel on arm64 under QEMU: kvmfault's tests, then the KVM selftests against the unpatched kernel's"
 		why=$(arm64_missing)
 		if [ -n "$why" ]; then
-			skip_arm64_rigs "$why"
-			skip_phase selftests-arm64 "$why"
+			skip_whole_phase rig-arm64 "$why"
 			return
 		fi
 		why=$(arm64_libs_missing)
@@ -418,10 +429,7 @@ for phase in $phases; do
 	why=$(over_budget "$phase")
 	if [ -n "$why" ]; then
 		note "$phase"
-		case $phase in
-		rig-arm64) skip_arm64_rigs "$why"; skip_phase selftests-arm64 "$why" ;;
-		*) skip_phase "$phase" "$why" ;;
-		esac
+		skip_whole_phase "$phase" "$why"
 		continue
 	fi
 	do_phase "$phase"
