@@ -210,10 +210,8 @@ static uint64_t kf_backend_features(enum kf_backend b, bool memfd)
 int kf_backend_available(enum kf_backend b, bool memfd)
 {
 	uint64_t need = kf_backend_features(b, memfd), have;
-	const char *why = kf_kvm_unavailable_reason();
+	const char *why;
 
-	if (why)
-		return kf_fail(ENODEV, "%s", why);
 	have = kf_uffd_features();
 	if (!have)
 		return kf_fail(EOPNOTSUPP, "userfaultfd is not available here");
@@ -221,6 +219,9 @@ int kf_backend_available(enum kf_backend b, bool memfd)
 	case KF_BACKEND_AUTO:
 		return 0;
 	case KF_BACKEND_EXIT:
+		why = kf_kvm_unavailable_reason();
+		if (why)
+			return kf_fail(ENODEV, "%s", why);
 		if (!kf_kvm_has_cap(KVM_CAP_EXIT_ON_MISSING))
 			return kf_fail(EOPNOTSUPP, "backend exit needs KVM_CAP_EXIT_ON_MISSING (%d), which this kernel lacks (the kvmfault kernel series adds it)",
 				       KVM_CAP_EXIT_ON_MISSING);

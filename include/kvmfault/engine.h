@@ -92,6 +92,8 @@ int kf_backend_parse(const char *name, enum kf_backend *b);
 /*
  * Whether backend b can serve a slot of this kind here (memfd: a MEMFD
  * slot, else anonymous memory): 0, or -errno with a message saying why not.
+ * Only the exit backend needs KVM (-ENODEV without it); the userfaultfd
+ * backends need only userfaultfd.
  */
 int kf_backend_available(enum kf_backend b, bool memfd);
 
