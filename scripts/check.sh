@@ -75,11 +75,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 log=$(mktemp /tmp/kf-check.XXXXXX)
 times=$log.times
 : >"$times"
+# The kernel builds' times (kernel/build.sh's "kernel: built in Ns").
+builds=$log.builds
+: >"$builds"
 hogs=""
 stress=""
 cleanup() {
 	[ -n "$hogs" ] && kill $hogs 2>/dev/null
-	rm -f "$log" "$times"
+	rm -f "$log" "$times" "$builds"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -96,6 +99,7 @@ run_phase() {
 		echo "  ($label ended without its summary line)"
 	fi
 	grep "^$label: [0-9]* passed" "$log.$label" | tail -n 1 >>"$log"
+	grep -a '^kernel: built in [0-9]*s$' "$log.$label" >>"$builds"
 	reruns=$(sed -n "s/^$label: reruns \([0-9]*\).*/\1/p" "$log.$label" | tail -n 1)
 	[ -n "$reruns" ] && [ "$reruns" -gt 0 ] && echo "$label reruns $reruns" >>"$times"
 	rm -f "$log.$label"
@@ -300,56 +304,11 @@ if [ "${KVMFAULT_STRESS:-0}" = 1 ]; then
 	note "stress: $jobs CPU hogs (pids$hogs), QEMU on host CPU(s) $KVMFAULT_QEMU_CPUS"
 fi
 
-# The time budget.  CI stops a run at 90 minutes, and on a cold cache the
-# builds take much of that (here: 5 to 6 minutes an x86 kernel, 7 the debug
-# kernel, 3 the patched QEMU, 3 to 4 an arm64 kernel, each with the phase's
-# own tests after it).  So before a phase that still has to build
-# its debug kernel, QEMU or arm64 kernels, the run estimates when that phase
-# would end, and past the budget it skips the phase and says why; the next
-# run keeps this run's builds and runs it.  A phase whose builds are in the
-# cache always runs.  KVMFAULT_BUDGET sets the budget in seconds (default
-# 5100), 0 turns it off.
+# The time budget (scripts/budget.sh): KVMFAULT_BUDGET seconds (default
+# 5100), 0 for none.
 budget=${KVMFAULT_BUDGET:-5100}
-
-# build_kept SCRIPT [VAR=VALUE...]: whether SCRIPT (kernel/build.sh or
-# qemu/build.sh), in that environment, has its build in the cache.
-build_kept() {
-	local script=$1
-	shift
-	[ -f "$(env "$@" "$script" --print-dir 2>/dev/null)/.done" ]
-}
-
-# Seconds that PHASE would take to build what the cache lacks and then run
-# (measured on these 2-core machines, 2026-12-07); 0 if it builds nothing.
-phase_cold_estimate() {
-	local base=${1#*-} s=0 size
-	case $1 in
-	debug-*)
-		build_kept kernel/build.sh KBASE="$base" KFLAVOR=debug \
-			KFRAGMENTS="$(pwd)/kernel/debug.config" || s=$((430 + 210)) ;;
-	qemu-*)
-		build_kept qemu/build.sh || s=$((240 + 70)) ;;
-	rig-arm64)
-		build_kept kernel/build.sh KBASE="$primary" KARCH=arm64 || s=$((s + 210))
-		for size in $arm64_pages; do
-			build_kept kernel/build.sh KBASE="$primary" KARCH=arm64 KFLAVOR="arm64-$size" \
-				KFRAGMENTS="$(pwd)/kernel/arm64-$size.config" || s=$((s + 210))
-		done
-		[ "$s" -eq 0 ] || s=$((s + 420)) ;;
-	esac
-	echo "$s"
-}
-
-# Why PHASE does not fit in what is left of the budget; nothing if it does.
-over_budget() {
-	local need used
-	[ "$budget" -gt 0 ] || return 0
-	need=$(phase_cold_estimate "$1")
-	[ "$need" -gt 0 ] || return 0
-	used=$(( $(date +%s) - check_start ))
-	[ $((used + need)) -gt "$budget" ] || return 0
-	echo "what it builds is not in the cache yet: building it and running the phase (about $(( (need + 59) / 60 )) minutes) would take this run past its time budget ($((used / 60)) of $((budget / 60)) minutes used); the next run keeps this run's builds and runs it (KVMFAULT_BUDGET=0: no budget)"
-}
+# shellcheck source=budget.sh
+. scripts/budget.sh
 
 # One phase: its tests, its summary line in $log.
 do_phase() {
@@ -426,7 +385,7 @@ do_phase() {
 check_start=$(date +%s)
 for phase in $phases; do
 	phase_start=$(date +%s)
-	why=$(over_budget "$phase")
+	why=$(over_budget "$phase" "$builds")
 	if [ -n "$why" ]; then
 		note "$phase"
 		skip_whole_phase "$phase" "$why"
