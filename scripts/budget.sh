@@ -3,13 +3,14 @@
 # minutes, and on a cold cache the builds take much of that (on the machine
 # the estimates below were measured on, 2026-12-07: 5 to 6 minutes an x86
 # kernel, 7 the debug kernel, 3 the patched QEMU, 3 to 4 an arm64 kernel,
-# each with the phase's own tests after it; machines of the same kind have
-# built twice as slowly).  So before a phase that still has to build its
-# debug kernel, QEMU or arm64 kernels, the run estimates when that phase
-# would end, and past the budget it skips the phase and says why; the next
-# run keeps this run's builds and runs it.  A phase whose builds are in the
-# cache always runs.  The estimates grow with how much slower than that
-# machine this one built its first kernel in this run.
+# each with the phase's own tests after it; a machine of the same kind, or
+# a loaded one, can take up to twice as long).  So before a phase that
+# still has to build its debug kernel, QEMU or arm64 kernels, the run
+# estimates when that phase would end, and past the budget it skips the
+# phase and says why; the next run keeps this run's builds and runs it.  A
+# phase whose builds are in the cache always runs.  The estimates grow with
+# how much slower than that machine this one built its first kernel in this
+# run.
 #
 # Uses the caller's budget (seconds; 0: none), check_start (date +%s when
 # the run began), primary (the primary kernel base) and arm64_pages (the

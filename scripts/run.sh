@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 
 if [ ! -e /dev/kvm ]; then
-	echo "kvmfault: /dev/kvm is missing: this machine has no KVM, so the demo runs inside the QEMU rig: the patched kernel under QEMU's software CPU, with KVM inside (the first time, the rig's packages are installed and the kernel is built: about 10 minutes)"
+	echo "kvmfault: /dev/kvm is missing: this machine has no KVM, so the demo runs inside the QEMU rig: the patched kernel under QEMU's software CPU, with KVM inside (the first time, the rig's packages are installed and the kernel is built: 10 to 15 minutes on 2 cores)"
 	scripts/deps.sh --rig || exit 1
 	# Quiet unless it fails: glibc's warnings about static getaddrinfo.
 	out=$(make -s VARIANT=static tools 2>&1) || { echo "$out" >&2; exit 1; }

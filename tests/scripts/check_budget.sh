@@ -4,9 +4,9 @@
 # stubbed: a phase whose builds are kept always runs, a cold one runs while
 # its estimate fits, and the estimate grows with how slowly this run built
 # its first kernel.  The slow case is the cold run of 2026-12-07 (session
-# 17): its x86 kernels took 634 and 728 s where the estimates assume about
-# 320, so a cold debug phase begun at 70 minutes, estimated to end at 81,
-# would have ended past 90.
+# 17, with other work beside it): its x86 kernels took 634 and 728 s where
+# the estimates assume about 320, so a cold debug phase begun at 70
+# minutes, estimated to end at 81, would have ended past 90.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . scripts/budget.sh
