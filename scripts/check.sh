@@ -278,6 +278,11 @@ skip_whole_phase() {
 deps_flag=""
 case " $phases " in *" rig"*|*" series-"*|*" selftests-"*|*" debug-"*|*" fuzz "*|*" qemu-"*) deps_flag=--all ;; esac
 scripts/deps.sh $deps_flag || echo "kvmfault: continuing without the missing packages"
+if [ ! -e /dev/kvm ]; then
+	echo "kvmfault: /dev/kvm is missing: this machine has no KVM; tests that need it will SKIP" >&2
+elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+	echo "kvmfault: /dev/kvm is not accessible to $(id -un): run as root; tests that need it will SKIP" >&2
+fi
 
 for phase in $phases; do
 	case $phase in
